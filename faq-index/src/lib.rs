@@ -1,0 +1,1 @@
+//! faq-index (work in progress)

@@ -1,0 +1,1 @@
+//! kefu gateway (work in progress)
