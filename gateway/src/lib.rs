@@ -1,1 +1,2 @@
 //! kefu gateway (work in progress)
+pub mod dispatch;

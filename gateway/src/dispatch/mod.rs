@@ -1,0 +1,1 @@
+//! Routing of waiting customers to agents (work in progress).
