@@ -1,2 +1,25 @@
-//! kefu gateway (work in progress)
+//! kefu gateway: customer and agent chat sessions over WebSocket for e-commerce customer
+//! service.
+//!
+//! Layout, one module per concern:
+//! - [`config`]: typed settings (embedded `config/gateway.toml`, file, `KEFU__…` environment);
+//! - [`protocol`]: the JSON frames of the wire protocol and their stable error codes;
+//! - [`session`]: a customer session as a state machine with numbered, replayable frames;
+//! - [`customer`]: the customer socket's connection loop (greeting first, resume, limits);
+//! - [`limits`]: connection budgets and per-session rate limits;
+//! - [`dispatch`]: routing of waiting customers to agents (in-memory or Redis);
+//! - [`server`]: binding, routes, readiness, chores and the drain on shutdown;
+//! - [`shutdown`], [`telemetry`]: the stop signal; logs and Prometheus metrics.
+
+pub mod config;
+pub mod customer;
 pub mod dispatch;
+pub mod limits;
+pub mod protocol;
+pub mod server;
+pub mod session;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use config::Settings;
+pub use server::{Application, StartError};

@@ -1,1 +1,56 @@
-fn main() {}
+//! `kefu-gateway`: parses the command line, loads settings and runs the gateway.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use gateway::telemetry::{self, LogFormat};
+use gateway::{Application, Settings};
+
+#[derive(Parser)]
+#[command(
+    name = "kefu-gateway",
+    version,
+    about = "kefu customer-service chat gateway"
+)]
+struct Cli {
+    /// A TOML file layered over the embedded config/gateway.toml.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Address to listen on (overrides server.listen).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check the configuration and print the effective settings, then exit.
+    CheckConfig,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init_logs(cli.log_format);
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let mut settings =
+        Settings::load(cli.config.as_deref(), &env).context("invalid configuration")?;
+    if let Some(listen) = cli.listen {
+        settings.server.listen = listen;
+    }
+    if let Some(Command::CheckConfig) = cli.command {
+        println!("{settings:#?}");
+        return Ok(());
+    }
+    let app = Application::build(settings).await?;
+    app.run_until_stopped(gateway::shutdown::os_signal())
+        .await?;
+    Ok(())
+}

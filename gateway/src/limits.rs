@@ -1,0 +1,174 @@
+//! Admission control: a global connection budget, a per-IP budget, and per-session rate
+//! limiting. Refusals are cheap and counted; nothing here ever blocks.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+/// Why a connection was refused before its upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The node holds `limits.max_connections` already (HTTP 503).
+    NodeFull,
+    /// This address holds `limits.max_connections_per_ip` already (HTTP 429).
+    PerIpLimit,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::NodeFull => "node_full",
+            Refusal::PerIpLimit => "per_ip_limit",
+        }
+    }
+}
+
+/// Connection budgets shared by all sockets of the node.
+pub struct ConnectionLimits {
+    global: Arc<Semaphore>,
+    max: u32,
+    per_ip: DashMap<IpAddr, u32>,
+    max_per_ip: u32,
+}
+
+/// Held for the lifetime of one WebSocket; returns both budgets on drop.
+pub struct ConnectionPermit {
+    _global: OwnedSemaphorePermit,
+    ip: IpAddr,
+    limits: Arc<ConnectionLimits>,
+}
+
+impl ConnectionLimits {
+    pub fn new(max: u32, max_per_ip: u32) -> Arc<Self> {
+        Arc::new(Self {
+            global: Arc::new(Semaphore::new(max as usize)),
+            max,
+            per_ip: DashMap::new(),
+            max_per_ip,
+        })
+    }
+
+    /// Takes a slot for a connection from `ip`, or says why not.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionPermit, Refusal> {
+        {
+            let mut count = self.per_ip.entry(ip).or_insert(0);
+            if *count >= self.max_per_ip {
+                return Err(Refusal::PerIpLimit);
+            }
+            *count += 1;
+        }
+        match self.global.clone().try_acquire_owned() {
+            Ok(permit) => Ok(ConnectionPermit {
+                _global: permit,
+                ip,
+                limits: self.clone(),
+            }),
+            Err(_) => {
+                self.release_ip(ip);
+                Err(Refusal::NodeFull)
+            }
+        }
+    }
+
+    /// Connections held now.
+    pub fn in_use(&self) -> usize {
+        self.max as usize - self.global.available_permits()
+    }
+
+    /// Waits until every connection has ended, or `timeout` passes. Returns whether all ended.
+    pub async fn wait_idle(&self, timeout: Duration) -> bool {
+        let all = tokio::time::timeout(timeout, self.global.acquire_many(self.max)).await;
+        matches!(all, Ok(Ok(_)))
+    }
+
+    fn release_ip(&self, ip: IpAddr) {
+        // Remove the entry at zero so the map does not grow with every address ever seen.
+        self.per_ip.remove_if_mut(&ip, |_, count| {
+            *count = count.saturating_sub(1);
+            *count == 0
+        });
+    }
+}
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        self.limits.release_ip(self.ip);
+    }
+}
+
+/// A token bucket: `rate` tokens per second, holding at most `burst`.
+#[derive(Debug, Clone)]
+pub struct RateLimiter {
+    tokens: f64,
+    last: Instant,
+    rate: f64,
+    burst: f64,
+}
+
+impl RateLimiter {
+    pub fn new(rate: f64, burst: u32) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            last: Instant::now(),
+            rate,
+            burst: f64::from(burst),
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_ip_and_global_budgets() {
+        let limits = ConnectionLimits::new(3, 2);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let p1 = limits.admit(a).unwrap();
+        let _p2 = limits.admit(a).unwrap();
+        assert_eq!(limits.admit(a).err(), Some(Refusal::PerIpLimit));
+        let _p3 = limits.admit(b).unwrap();
+        assert_eq!(limits.admit(b).err(), Some(Refusal::NodeFull));
+        assert_eq!(limits.in_use(), 3);
+        drop(p1);
+        assert_eq!(limits.in_use(), 2);
+        assert!(limits.admit(a).is_ok());
+    }
+
+    #[test]
+    fn per_ip_entries_are_removed_at_zero() {
+        let limits = ConnectionLimits::new(10, 10);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        drop(limits.admit(a).unwrap());
+        assert!(limits.per_ip.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bucket_refills_at_rate() {
+        let mut bucket = RateLimiter::new(2.0, 3);
+        let now = Instant::now();
+        assert!((0..3).all(|_| bucket.try_take(now)));
+        assert!(!bucket.try_take(now));
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(bucket.try_take(Instant::now()));
+        assert!(!bucket.try_take(Instant::now()));
+    }
+}

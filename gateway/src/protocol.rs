@@ -1,0 +1,305 @@
+//! The wire protocol: JSON text frames tagged by `type` (see the README's "Protocol").
+//!
+//! Parsing is done in two steps (JSON value, then typed frame) so that a client learns exactly
+//! what was wrong: not JSON, an unknown `type`, or a missing or mistyped field.
+
+use serde::{Deserialize, Serialize};
+
+/// Where the customer writes from; picks the greeting script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Web,
+    App,
+    H5,
+    MiniProgram,
+}
+
+impl std::str::FromStr for Channel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "web" => Ok(Channel::Web),
+            "app" => Ok(Channel::App),
+            "h5" => Ok(Channel::H5),
+            "mini_program" => Ok(Channel::MiniProgram),
+            other => Err(format!(
+                "unknown channel `{other}`, expected web, app, h5 or mini_program"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lang {
+    Zh,
+    En,
+}
+
+impl std::str::FromStr for Lang {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "zh" => Ok(Lang::Zh),
+            "en" => Ok(Lang::En),
+            other => Err(format!("unknown lang `{other}`, expected zh or en")),
+        }
+    }
+}
+
+/// Frames a customer sends.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CustomerFrame {
+    Message { id: String, text: String },
+    Typing {},
+    RequestHuman {},
+    Feedback { entry_id: String, helpful: bool },
+    Pick { entry_id: String },
+    SurveyAnswer { score: u8, comment: Option<String> },
+    Close {},
+}
+
+const CUSTOMER_TYPES: &[&str] = &[
+    "message",
+    "typing",
+    "request_human",
+    "feedback",
+    "pick",
+    "survey_answer",
+    "close",
+];
+
+/// A suggestion offered when the bot is not sure enough to answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Suggestion {
+    pub entry_id: String,
+    pub question: String,
+}
+
+/// Frames the server sends to a customer. The `seq` is added by the session when the frame
+/// is emitted (see [`Envelope`]), so that the replay log and the wire agree.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Greeting {
+        session_id: String,
+        text: String,
+    },
+    Ack {
+        id: String,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        duplicate: bool,
+    },
+    BotAnswer {
+        reply_to: Option<String>,
+        entry_id: String,
+        text: String,
+        score: f32,
+    },
+    Suggestions {
+        reply_to: Option<String>,
+        items: Vec<Suggestion>,
+    },
+    Handoff {
+        group: String,
+        reason: String,
+    },
+    Queued {
+        position: usize,
+        estimated_wait_s: u64,
+    },
+    AgentJoined {
+        name: String,
+    },
+    Message {
+        id: String,
+        from: String,
+        name: String,
+        text: String,
+        auto: bool,
+    },
+    Typing {},
+    Survey {},
+    Closed {
+        reason: String,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+}
+
+impl ServerFrame {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerFrame::Error {
+            code,
+            message: message.into(),
+            id: None,
+        }
+    }
+}
+
+/// A frame with its sequence number, as written on the wire.
+#[derive(Serialize)]
+pub struct Envelope<'a> {
+    pub seq: u64,
+    #[serde(flatten)]
+    pub frame: &'a ServerFrame,
+}
+
+impl Envelope<'_> {
+    pub fn to_json(&self) -> String {
+        // Serialising these plain structs cannot fail; fall back to a valid frame regardless.
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            format!(
+                r#"{{"type":"error","seq":{},"code":"internal","message":"unserialisable frame"}}"#,
+                self.seq
+            )
+        })
+    }
+}
+
+/// Stable error codes; clients may switch on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadJson,
+    UnknownType,
+    BadField,
+    BinaryNotSupported,
+    TooLong,
+    RateLimited,
+    SessionExpired,
+    SessionUnknown,
+    NotInState,
+    ShuttingDown,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::BadField => "bad_field",
+            ErrorCode::BinaryNotSupported => "binary_not_supported",
+            ErrorCode::TooLong => "too_long",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::SessionExpired => "session_expired",
+            ErrorCode::SessionUnknown => "session_unknown",
+            ErrorCode::NotInState => "not_in_state",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// Why a client frame was refused; becomes an `error` frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// Parses a client text frame. Generic over the frame enum so the agent socket shares it.
+pub fn parse_frame<T: serde::de::DeserializeOwned>(
+    text: &str,
+    known_types: &[&str],
+) -> Result<T, FrameError> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| FrameError {
+        code: ErrorCode::BadJson,
+        message: format!("frame is not valid JSON: {e}"),
+    })?;
+    let kind = match value.get("type") {
+        Some(serde_json::Value::String(kind)) => kind.clone(),
+        Some(_) => return Err(bad_field("`type` must be a string")),
+        None if value.is_object() => return Err(bad_field("missing field `type`")),
+        None => return Err(bad_field("a frame must be a JSON object")),
+    };
+    if !known_types.contains(&kind.as_str()) {
+        return Err(FrameError {
+            code: ErrorCode::UnknownType,
+            message: format!(
+                "unknown frame type `{kind}`, expected one of: {}",
+                known_types.join(", ")
+            ),
+        });
+    }
+    serde_json::from_value(value).map_err(|e| bad_field(format!("bad `{kind}` frame: {e}")))
+}
+
+pub fn parse_customer_frame(text: &str) -> Result<CustomerFrame, FrameError> {
+    parse_frame(text, CUSTOMER_TYPES)
+}
+
+fn bad_field(message: impl Into<String>) -> FrameError {
+    FrameError {
+        code: ErrorCode::BadField,
+        message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_known_frames() {
+        assert_eq!(
+            parse_customer_frame(r#"{"type":"message","id":"a","text":"你好"}"#).unwrap(),
+            CustomerFrame::Message {
+                id: "a".into(),
+                text: "你好".into()
+            }
+        );
+        assert_eq!(
+            parse_customer_frame(r#"{"type":"request_human"}"#).unwrap(),
+            CustomerFrame::RequestHuman {}
+        );
+        assert_eq!(
+            parse_customer_frame(r#"{"type":"survey_answer","score":2}"#).unwrap(),
+            CustomerFrame::SurveyAnswer {
+                score: 2,
+                comment: None
+            }
+        );
+    }
+
+    #[test]
+    fn classifies_bad_frames() {
+        let code = |t: &str| parse_customer_frame(t).unwrap_err().code;
+        assert_eq!(code("not json"), ErrorCode::BadJson);
+        assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":"message","id":"a"}"#), ErrorCode::BadField);
+        assert_eq!(
+            code(r#"{"type":"message","id":1,"text":"x"}"#),
+            ErrorCode::BadField
+        );
+        assert_eq!(code(r#"{"id":"a"}"#), ErrorCode::BadField);
+        assert_eq!(code(r#"[1,2]"#), ErrorCode::BadField);
+        assert_eq!(code(r#"{"type":7}"#), ErrorCode::BadField);
+        let err = parse_customer_frame(r#"{"type":"message","id":"a"}"#).unwrap_err();
+        assert!(err.message.contains("text"), "{}", err.message);
+    }
+
+    #[test]
+    fn envelope_carries_seq_and_type() {
+        let frame = ServerFrame::Ack {
+            id: "c1".into(),
+            duplicate: false,
+        };
+        let json: serde_json::Value = serde_json::from_str(
+            &Envelope {
+                seq: 7,
+                frame: &frame,
+            }
+            .to_json(),
+        )
+        .unwrap();
+        assert_eq!(json, serde_json::json!({"type":"ack","id":"c1","seq":7}));
+    }
+}

@@ -1,0 +1,198 @@
+//! The HTTP side: binding, routes, readiness, background chores and the drain on shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::limits::ConnectionLimits;
+use crate::session::{SessionLimits, Sessions};
+use crate::shutdown::Shutdown;
+use crate::{customer, telemetry};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// State shared by every handler and connection of one node.
+pub struct Shared {
+    pub settings: Settings,
+    pub node_id: String,
+    pub sessions: Sessions,
+    pub limits: Arc<ConnectionLimits>,
+    pub shutdown: Shutdown,
+    pub ready: AtomicBool,
+    pub metrics: PrometheusHandle,
+    next_conn: AtomicU64,
+}
+
+impl Shared {
+    /// A node-unique id for a connection, so a stale connection cannot detach a newer one.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+pub type AppState = Arc<Shared>;
+
+/// A bound, not yet running gateway. Tests build it on port 0 and read [`Self::local_addr`].
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let addr = settings.server.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let node_id = if settings.server.node_id.is_empty() {
+            uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+        } else {
+            settings.server.node_id.clone()
+        };
+        let sessions = Sessions::new(
+            Duration::from_secs(settings.session.grace_period_s),
+            SessionLimits {
+                replay_frames: settings.session.replay_frames,
+                dedup_ids: settings.session.dedup_ids,
+                messages_per_second: settings.limits.messages_per_second,
+                message_burst: settings.limits.message_burst,
+            },
+        );
+        let limits = ConnectionLimits::new(
+            settings.limits.max_connections,
+            settings.limits.max_connections_per_ip,
+        );
+        let state = Arc::new(Shared {
+            node_id,
+            sessions,
+            limits,
+            shutdown: Shutdown::new(),
+            ready: AtomicBool::new(false),
+            metrics: telemetry::metrics_handle(),
+            next_conn: AtomicU64::new(1),
+            settings,
+        });
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.state.settings.server.listen)
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then drains: refuses new sessions, tells connected
+    /// customers, waits for connections to end (at most `server.shutdown_timeout_ms`).
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = self.state;
+        let chores = tokio::spawn(run_chores(state.clone()));
+        let app = router(state.clone());
+        state.ready.store(true, Ordering::Release);
+        tracing::info!(addr = %self.listener.local_addr()?, node = %state.node_id, "gateway listening");
+
+        let drain_state = state.clone();
+        let graceful = async move {
+            shutdown.await;
+            tracing::info!("shutting down: refusing new sessions, closing connected ones");
+            drain_state.ready.store(false, Ordering::Release);
+            drain_state.shutdown.trigger();
+        };
+        let serve = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(graceful);
+        // Upgraded sockets are not tracked by axum's own drain; the connection budget is.
+        let timeout = Duration::from_millis(state.settings.server.shutdown_timeout_ms);
+        let result = serve.await;
+        if !state.limits.wait_idle(timeout).await {
+            tracing::warn!(
+                open = state.limits.in_use(),
+                "drain timed out with connections still open"
+            );
+        }
+        chores.abort();
+        tracing::info!("gateway stopped");
+        result
+    }
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/ws/customer", get(customer::upgrade))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    if let Some(rss) = resident_memory_bytes() {
+        metrics::gauge!("process_resident_memory_bytes").set(rss as f64);
+    }
+    metrics::gauge!("kefu_connections_active").set(state.limits.in_use() as f64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+/// The process's resident memory from `/proc/self/status` (Linux only).
+fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Periodic work: forget sessions past their grace period, keep histograms tidy.
+async fn run_chores(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut n: u64 = 0;
+    loop {
+        tick.tick().await;
+        n += 1;
+        let expired = state.sessions.reap_expired();
+        if !expired.is_empty() {
+            tracing::debug!(count = expired.len(), "sessions expired");
+        }
+        if n % 5 == 0 {
+            state.metrics.run_upkeep();
+        }
+    }
+}

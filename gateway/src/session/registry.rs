@@ -1,0 +1,176 @@
+//! The node's live sessions, and the grace-period clock that forgets abandoned ones.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use tokio::time::Instant;
+
+use super::{Session, SessionLimits, SessionState};
+use crate::protocol::{Channel, Lang};
+
+/// How a connection's session request was resolved.
+pub enum Resolved {
+    /// A fresh session.
+    New(Arc<Session>),
+    /// The requested session, still within its grace period.
+    Resumed(Arc<Session>),
+    /// The requested session is gone (expired or never existed here); a fresh one instead.
+    Expired(Arc<Session>),
+}
+
+pub struct Sessions {
+    map: DashMap<Arc<str>, Arc<Session>>,
+    grace: Duration,
+    limits: SessionLimits,
+}
+
+impl Sessions {
+    pub fn new(grace: Duration, limits: SessionLimits) -> Self {
+        Self {
+            map: DashMap::new(),
+            grace,
+            limits,
+        }
+    }
+
+    pub fn create(&self, visitor: Option<String>, channel: Channel, lang: Lang) -> Arc<Session> {
+        let id: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
+        let session = Arc::new(Session::new(
+            id.clone(),
+            visitor,
+            channel,
+            lang,
+            self.limits.clone(),
+        ));
+        self.map.insert(id, session.clone());
+        self.update_gauge();
+        session
+    }
+
+    /// Resumes `requested` if it is alive, else creates a new session.
+    pub fn resolve(
+        &self,
+        requested: Option<&str>,
+        visitor: Option<String>,
+        channel: Channel,
+        lang: Lang,
+    ) -> Resolved {
+        let Some(id) = requested else {
+            return Resolved::New(self.create(visitor, channel, lang));
+        };
+        match self.get(id) {
+            Some(session) if !self.is_expired(&session, Instant::now()) => {
+                Resolved::Resumed(session)
+            }
+            Some(_) => {
+                self.remove(id);
+                Resolved::Expired(self.create(visitor, channel, lang))
+            }
+            None => Resolved::Expired(self.create(visitor, channel, lang)),
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+        self.map.get(id).map(|s| s.clone())
+    }
+
+    pub fn remove(&self, id: &str) -> Option<Arc<Session>> {
+        let removed = self.map.remove(id).map(|(_, s)| s);
+        self.update_gauge();
+        removed
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// All live sessions (for shutdown notices and supervisors).
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        self.map.iter().map(|e| e.value().clone()).collect()
+    }
+
+    /// Forgets sessions whose socket has been gone longer than the grace period and returns
+    /// them, so routing can cancel what they were waiting for.
+    pub fn reap_expired(&self) -> Vec<Arc<Session>> {
+        let now = Instant::now();
+        let expired: Vec<Arc<str>> = self
+            .map
+            .iter()
+            .filter(|e| self.is_expired(e.value(), now))
+            .map(|e| e.key().clone())
+            .collect();
+        let mut removed = Vec::with_capacity(expired.len());
+        for id in expired {
+            if let Some((_, session)) = self.map.remove_if(&id, |_, s| self.is_expired(s, now)) {
+                session.set_state(SessionState::Closed {
+                    reason: "expired".into(),
+                });
+                removed.push(session);
+            }
+        }
+        if !removed.is_empty() {
+            metrics::counter!("kefu_sessions_expired_total").increment(removed.len() as u64);
+            self.update_gauge();
+        }
+        removed
+    }
+
+    fn is_expired(&self, session: &Session, now: Instant) -> bool {
+        session
+            .detached_since()
+            .is_some_and(|since| now.saturating_duration_since(since) >= self.grace)
+    }
+
+    fn update_gauge(&self) {
+        metrics::gauge!("kefu_sessions_active").set(self.map.len() as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sessions() -> Sessions {
+        Sessions::new(
+            Duration::from_secs(120),
+            SessionLimits {
+                replay_frames: 8,
+                dedup_ids: 8,
+                messages_per_second: 1.0,
+                message_burst: 1,
+            },
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn detached_sessions_expire_after_grace() {
+        let reg = sessions();
+        let s = reg.create(None, Channel::Web, Lang::Zh);
+        let a = s.attach(1, 0, 4);
+        tokio::time::advance(Duration::from_secs(500)).await;
+        assert!(
+            reg.reap_expired().is_empty(),
+            "attached sessions never expire"
+        );
+        drop(a);
+        s.detach(1);
+        tokio::time::advance(Duration::from_secs(119)).await;
+        assert!(matches!(
+            reg.resolve(Some(&s.id), None, Channel::Web, Lang::Zh),
+            Resolved::Resumed(_)
+        ));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let reaped = reg.reap_expired();
+        assert_eq!(reaped.len(), 1);
+        assert!(matches!(reaped[0].state(), SessionState::Closed { .. }));
+        assert!(matches!(
+            reg.resolve(Some(&s.id), None, Channel::Web, Lang::Zh),
+            Resolved::Expired(_)
+        ));
+    }
+}

@@ -1,0 +1,85 @@
+//! Logs (tracing) and metrics (Prometheus via the `metrics` crate).
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::{fmt, EnvFilter};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Installs the global log subscriber (stderr, `RUST_LOG` filter, default `info`).
+pub fn init_logs(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    if let Err(err) = result {
+        eprintln!("logging already initialised: {err}");
+    }
+}
+
+/// Latency buckets in seconds: fine below 100 ms where the promises are, coarse up to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 6.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// The process-wide Prometheus recorder. Installed once: several gateways in one test
+/// process share it, and the exporter renders whatever was recorded.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_gauge!(
+        "kefu_sessions_active",
+        "customer sessions held, attached or within grace"
+    );
+    describe_gauge!(
+        "kefu_connections_active",
+        Unit::Count,
+        "open WebSocket connections"
+    );
+    describe_histogram!(
+        "kefu_greeting_latency_seconds",
+        Unit::Seconds,
+        "from accepted upgrade to greeting written"
+    );
+    describe_counter!("kefu_frames_in_total", "frames received from clients");
+    describe_counter!("kefu_frames_out_total", "frames written to clients");
+    describe_counter!("kefu_errors_total", "error frames sent, by code");
+    describe_counter!(
+        "kefu_connections_rejected_total",
+        "upgrades refused, by reason"
+    );
+    describe_counter!(
+        "kefu_slow_consumers_total",
+        "connections dropped because they did not keep up"
+    );
+    describe_counter!(
+        "kefu_sessions_expired_total",
+        "sessions forgotten after their grace period"
+    );
+}

@@ -1,0 +1,160 @@
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn greeting_is_the_first_frame_with_seq_1() {
+    let app = spawn_app().await;
+    let (_c, greeting) = app.connect_customer("lang=zh").await;
+    assert_eq!(greeting["seq"], 1);
+    assert!(greeting["session_id"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
+    assert!(greeting["text"].as_str().unwrap().contains("您好"));
+
+    let (_c, en) = app.connect_customer("lang=en&channel=web").await;
+    assert!(en["text"].as_str().unwrap().starts_with("Hello"));
+    let (_c, app_zh) = app.connect_customer("channel=app").await;
+    assert!(app_zh["text"].as_str().unwrap().contains("App"), "{app_zh}");
+    assert_ne!(greeting["session_id"], en["session_id"]);
+
+    // The greeting latency is recorded as a histogram.
+    let (_, metrics) = app.get("/metrics").await;
+    assert!(
+        metrics.contains("kefu_greeting_latency_seconds_bucket"),
+        "{metrics}"
+    );
+    let count_line = metrics
+        .lines()
+        .find(|l| l.starts_with("kefu_greeting_latency_seconds_count"))
+        .expect("count line");
+    let count: f64 = count_line
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(count >= 3.0, "{count_line}");
+}
+
+#[tokio::test]
+async fn greeting_script_comes_from_config() {
+    let app = spawn_app_with(&[("KEFU__GREETING__CHANNELS__H5__ZH", "H5 专属问候")]).await;
+    let (_c, greeting) = app.connect_customer("channel=h5&lang=zh").await;
+    assert_eq!(greeting["text"], "H5 专属问候");
+}
+
+#[tokio::test]
+async fn messages_are_acked_once_and_resends_are_not_stored_twice() {
+    let app = spawn_app().await;
+    let (mut c, _) = app.connect_customer("").await;
+    c.say("m1", "你好").await;
+    let ack = c.recv().await;
+    assert_eq!(ack, json!({"type":"ack","id":"m1","seq":2}));
+    c.say("m1", "你好").await;
+    let again = c.recv().await;
+    assert_eq!(again["type"], "ack");
+    assert_eq!(again["id"], "m1");
+    assert_eq!(again["duplicate"], true);
+    c.say("m2", "在吗").await;
+    let ack2 = c.recv().await;
+    assert_eq!(ack2["id"], "m2");
+    assert!(ack2.get("duplicate").is_none());
+}
+
+#[tokio::test]
+async fn resume_replays_exactly_the_missed_frames() {
+    let app = spawn_app().await;
+    let (mut c, greeting) = app.connect_customer("").await;
+    let session = greeting["session_id"].as_str().unwrap().to_string();
+    c.say("a", "one").await;
+    c.recv().await; // ack seq 2: seen
+    c.say("b", "two").await;
+    c.say("c", "three").await;
+    // Wait until the server has taken both (acks seq 3 and 4) without reading them here.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let mut resumed = app
+        .try_connect(&format!("/ws/customer?session={session}&last_seq=2"))
+        .await
+        .unwrap();
+    resumed.last_seq = 2;
+    let first = resumed.recv().await;
+    let second = resumed.recv().await;
+    assert_eq!(
+        (first["seq"].as_u64(), first["id"].as_str()),
+        (Some(3), Some("b"))
+    );
+    assert_eq!(
+        (second["seq"].as_u64(), second["id"].as_str()),
+        (Some(4), Some("c"))
+    );
+    // Re-sending "c" after the reconnect is acknowledged again, not stored twice.
+    resumed.say("c", "three").await;
+    let dup = resumed.recv().await;
+    assert_eq!(
+        (dup["seq"].as_u64(), dup["duplicate"].as_bool()),
+        (Some(5), Some(true))
+    );
+    resumed.say("d", "four").await;
+    assert_eq!(resumed.recv().await["seq"], 6);
+}
+
+#[tokio::test]
+async fn a_resume_takes_over_a_still_open_socket() {
+    let app = spawn_app().await;
+    let (mut old, greeting) = app.connect_customer("").await;
+    let session = greeting["session_id"].as_str().unwrap();
+    let mut new = app
+        .try_connect(&format!("/ws/customer?session={session}&last_seq=1"))
+        .await
+        .unwrap();
+    new.last_seq = 1;
+    match old.next_event().await {
+        crate::helpers::Event::Closed(_) => {}
+        other => panic!("old socket should be closed, got {other:?}"),
+    }
+    new.say("x", "still here").await;
+    assert_eq!(new.recv().await["seq"], 2);
+}
+
+#[tokio::test]
+async fn resume_after_the_grace_period_gets_an_error_and_a_new_session() {
+    let app = spawn_app_with(&[("KEFU__SESSION__GRACE_PERIOD_S", "1")]).await;
+    let (c, greeting) = app.connect_customer("").await;
+    let old = greeting["session_id"].as_str().unwrap().to_string();
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut again = app
+        .try_connect(&format!("/ws/customer?session={old}&last_seq=1"))
+        .await
+        .unwrap();
+    let error = again.recv().await;
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["code"], "session_expired");
+    assert_eq!(error["seq"], 0);
+    let greeting = again.recv().await;
+    assert_eq!(greeting["type"], "greeting");
+    assert_eq!(greeting["seq"], 1);
+    assert_ne!(greeting["session_id"], old.as_str());
+}
+
+#[tokio::test]
+async fn customer_close_ends_the_session() {
+    let app = spawn_app().await;
+    let (mut c, greeting) = app.connect_customer("").await;
+    let session = greeting["session_id"].as_str().unwrap().to_string();
+    c.send(json!({"type":"close"})).await;
+    let closed = c.recv().await;
+    assert_eq!(closed["type"], "closed");
+    assert_eq!(closed["reason"], "customer_closed");
+    let mut later = app
+        .try_connect(&format!("/ws/customer?session={session}&last_seq=2"))
+        .await
+        .unwrap();
+    assert_eq!(later.recv().await["code"], "session_expired");
+}

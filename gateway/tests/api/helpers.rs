@@ -1,0 +1,203 @@
+//! `spawn_app()` and typed clients: the real gateway on port 0, real WebSocket clients.
+#![allow(dead_code)] // helpers serve several test modules; not every module uses every one
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use gateway::{Application, Settings};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    pub handle: JoinHandle<std::io::Result<()>>,
+}
+
+/// Starts the gateway on port 0 with the embedded defaults plus `env` overrides
+/// (`KEFU__…` keys, as an operator would set them).
+pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        gateway::telemetry::init_logs(gateway::telemetry::LogFormat::Text);
+    }
+    let mut env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    env.insert("KEFU__SERVER__LISTEN".into(), "127.0.0.1:0".into());
+    let settings = Settings::load(None, &env).expect("test settings are valid");
+    let app = Application::build(settings).await.expect("gateway binds");
+    let addr = app.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        addr,
+        stop: Some(stop),
+        handle,
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+impl TestApp {
+    pub fn ws_url(&self, path_and_query: &str) -> String {
+        format!("ws://{}{}", self.addr, path_and_query)
+    }
+
+    /// A new customer; returns the client and its greeting.
+    pub async fn connect_customer(&self, query: &str) -> (Client, Value) {
+        let mut client = self
+            .try_connect(&format!("/ws/customer?{query}"))
+            .await
+            .expect("upgrade accepted");
+        let greeting = client.recv().await;
+        assert_eq!(greeting["type"], "greeting", "{greeting}");
+        (client, greeting)
+    }
+
+    pub async fn try_connect(
+        &self,
+        path_and_query: &str,
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        let (ws, _) = tokio_tungstenite::connect_async(self.ws_url(path_and_query)).await?;
+        Ok(Client { ws, last_seq: 0 })
+    }
+
+    /// A plain HTTP GET; returns status and body.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(self.addr).await.expect("connect");
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut raw = Vec::new();
+        tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
+            .await
+            .expect("response in time")
+            .expect("read");
+        let text = String::from_utf8_lossy(&raw).to_string();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+        (status, body)
+    }
+
+    /// Triggers a graceful shutdown and waits for the server to finish.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(15), &mut self.handle)
+            .await
+            .expect("stops in time")
+            .expect("task joins")
+    }
+
+    pub fn trigger_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A WebSocket client that speaks JSON frames and tracks the highest `seq` seen.
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub last_seq: u64,
+}
+
+/// What the next read produced.
+#[derive(Debug)]
+pub enum Event {
+    Frame(Value),
+    Closed(Option<CloseCode>),
+}
+
+impl Client {
+    pub async fn send(&mut self, frame: Value) {
+        self.ws
+            .send(Message::text(frame.to_string()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.ws.send(message).await.expect("send");
+    }
+
+    pub async fn say(&mut self, id: &str, text: &str) {
+        self.send(json!({"type":"message","id":id,"text":text}))
+            .await;
+    }
+
+    /// The next JSON frame; panics on close or timeout.
+    pub async fn recv(&mut self) -> Value {
+        match self.next_event().await {
+            Event::Frame(v) => v,
+            Event::Closed(code) => panic!("socket closed ({code:?}) while waiting for a frame"),
+        }
+    }
+
+    /// The next frame of `kind`, skipping others.
+    pub async fn recv_type(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.recv().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+
+    pub async fn next_event(&mut self) -> Event {
+        loop {
+            let next = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame within the wait");
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    let value: Value = serde_json::from_str(&text).expect("server sends JSON");
+                    if let Some(seq) = value["seq"].as_u64() {
+                        if seq > 0 {
+                            assert_eq!(
+                                seq,
+                                self.last_seq + 1,
+                                "frames arrive in seq order: {value}"
+                            );
+                            self.last_seq = seq;
+                        }
+                    }
+                    return Event::Frame(value);
+                }
+                Some(Ok(Message::Close(frame))) => return Event::Closed(frame.map(|f| f.code)),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Event::Closed(None),
+            }
+        }
+    }
+
+    /// Asserts nothing arrives for `quiet`.
+    pub async fn assert_silent(&mut self, quiet: Duration) {
+        if let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout(quiet, self.ws.next()).await
+        {
+            panic!("unexpected frame: {text}");
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Integration tests: the real gateway on port 0, real WebSocket clients.
+
+mod bad_input;
+mod customer;
+mod helpers;
+mod operations;
