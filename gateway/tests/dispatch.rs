@@ -1,0 +1,491 @@
+//! Behaviour of the routing core, each test run on the memory and the Redis backend
+//! (`<test>::memory`, `<test>::redis`). Redis tests start their own `redis-server` (or use
+//! `REDIS_URL`) and fail without one.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use gateway::dispatch::{DispatchError, Enqueued, TransferTarget};
+use support::dispatch_env::{agent_of, load, position_of, spec, ticket, Env};
+
+both_backends!(
+    least_loaded_then_idle_longest,
+    never_above_capacity,
+    queue_orders_by_priority_then_arrival,
+    positions_follow_assignment_and_cancel,
+    release_drains_the_head_at_once,
+    ready_drains_and_capacity_only_lowers,
+    away_gets_no_new_chats,
+    offline_requeues_at_the_front,
+    transfer_to_group_and_agent,
+    enqueue_is_idempotent,
+    disconnected_agent_is_reaped_after_grace,
+    dead_node_is_reaped_after_grace,
+    race_200_customers_10_agents_two_nodes,
+);
+
+async fn least_loaded_then_idle_longest(env: Env) {
+    let d = &env.d;
+    d.agent_online(&spec("a1", &["g"], 2), "n1").await.unwrap();
+    d.agent_online(&spec("a2", &["g"], 2), "n1").await.unwrap();
+    d.agent_online(&spec("a3", &["g"], 4), "n2").await.unwrap();
+    for a in ["a1", "a2", "a3"] {
+        assert!(d.agent_ready(a, None).await.unwrap().is_empty());
+    }
+    let mut got = Vec::new();
+    for s in ["s1", "s2", "s3", "s4", "s5", "s6"] {
+        got.push(agent_of(&d.enqueue(ticket(s, "g", 0)).await.unwrap()).to_owned());
+    }
+    // all idle: a1 (ready first), a2, then a3 (0/4); s4: a3 at 1/4 beats 1/2; s5: all at 1/2,
+    // a1 idle longest (last assigned s1); s6: a2 (1/2) vs a3 (2/4), a2 idle longer.
+    assert_eq!(got, ["a1", "a2", "a3", "a3", "a1", "a2"]);
+    let Enqueued::Assigned(a) = d.enqueue(ticket("s7", "g", 0)).await.unwrap() else {
+        panic!("a3 has room")
+    };
+    assert_eq!((a.agent.as_str(), a.agent_node.as_str()), ("a3", "n2"));
+    assert_eq!(a.customer_node, "n1");
+}
+
+async fn never_above_capacity(env: Env) {
+    let d = &env.d;
+    d.agent_online(&spec("a1", &["g"], 2), "n1").await.unwrap();
+    d.agent_ready("a1", None).await.unwrap();
+    let mut queued = Vec::new();
+    for i in 0..5 {
+        match d.enqueue(ticket(&format!("s{i}"), "g", 0)).await.unwrap() {
+            Enqueued::Assigned(a) => assert_eq!(a.agent, "a1"),
+            Enqueued::Queued { position, group } => {
+                assert_eq!(group, "g");
+                queued.push(position);
+            }
+        }
+    }
+    assert_eq!(queued, [1, 2, 3]);
+    let snap = d.snapshot().await.unwrap();
+    assert_eq!(load(&snap, "a1"), 2);
+    assert_eq!(snap.queues["g"], 3);
+}
+
+async fn queue_orders_by_priority_then_arrival(env: Env) {
+    let d = &env.d;
+    for (s, p) in [("s1", 0), ("s2", 0), ("s3", 2), ("s4", 1), ("s5", 2)] {
+        position_of(&d.enqueue(ticket(s, "g", p)).await.unwrap());
+    }
+    let order: Vec<_> = d.positions("g").await.unwrap();
+    let expected = ["s3", "s5", "s4", "s1", "s2"];
+    assert_eq!(
+        order.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
+        expected
+    );
+    assert_eq!(
+        order.iter().map(|(_, p)| *p).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    assert_eq!(d.position("s4").await.unwrap(), Some(("g".to_owned(), 3)));
+    d.agent_online(&spec("a1", &["g"], 5), "n1").await.unwrap();
+    let got = d.agent_ready("a1", None).await.unwrap();
+    assert_eq!(
+        got.iter().map(|a| a.session.as_str()).collect::<Vec<_>>(),
+        expected
+    );
+}
+
+async fn positions_follow_assignment_and_cancel(env: Env) {
+    let d = &env.d;
+    for s in ["s1", "s2", "s3", "s4"] {
+        d.enqueue(ticket(s, "g", 0)).await.unwrap();
+    }
+    assert!(d.cancel("s2").await.unwrap().is_empty());
+    assert!(
+        d.cancel("s2").await.unwrap().is_empty(),
+        "cancel is idempotent"
+    );
+    let expect = |v: &[(&str, usize)]| -> Vec<(String, usize)> {
+        v.iter().map(|(s, p)| ((*s).to_owned(), *p)).collect()
+    };
+    let now: Vec<(String, usize)> = d.positions("g").await.unwrap();
+    assert_eq!(now, expect(&[("s1", 1), ("s3", 2), ("s4", 3)]));
+    d.agent_online(&spec("a1", &["g"], 1), "n1").await.unwrap();
+    let got = d.agent_ready("a1", None).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].session, "s1");
+    assert_eq!(d.position("s1").await.unwrap(), None);
+    assert_eq!(d.position("s4").await.unwrap(), Some(("g".to_owned(), 2)));
+    let now: Vec<(String, usize)> = d.positions("g").await.unwrap();
+    assert_eq!(now, expect(&[("s3", 1), ("s4", 2)]));
+    // the customer of an assigned chat leaves: the slot goes to the head
+    let got = d.cancel("s1").await.unwrap();
+    assert_eq!(
+        got.iter().map(|a| a.session.as_str()).collect::<Vec<_>>(),
+        ["s3"]
+    );
+    assert_eq!(d.positions("g").await.unwrap(), expect(&[("s4", 1)]));
+}
+
+async fn release_drains_the_head_at_once(env: Env) {
+    let d = &env.d;
+    d.agent_online(&spec("a1", &["g", "h"], 1), "n1")
+        .await
+        .unwrap();
+    d.agent_ready("a1", None).await.unwrap();
+    assert_eq!(
+        agent_of(&d.enqueue(ticket("s1", "g", 0)).await.unwrap()),
+        "a1"
+    );
+    d.enqueue(ticket("s2", "h", 0)).await.unwrap();
+    d.enqueue(ticket("s3", "g", 0)).await.unwrap();
+    // s2 arrived first (in another of a1's groups) and goes first
+    let got = d.release("a1", "s1").await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].session.as_str(), got[0].group.as_str()),
+        ("s2", "h")
+    );
+    assert_eq!(d.position("s3").await.unwrap(), Some(("g".to_owned(), 1)));
+    assert!(
+        d.release("a1", "s1").await.unwrap().is_empty(),
+        "already closed"
+    );
+    assert!(matches!(
+        d.release("a1", "s3").await,
+        Err(DispatchError::NotAssigned { .. })
+    ));
+    let got = d.release("a1", "s2").await.unwrap();
+    assert_eq!(got[0].session, "s3");
+    assert_eq!(load(&d.snapshot().await.unwrap(), "a1"), 1);
+}
+
+async fn ready_drains_and_capacity_only_lowers(env: Env) {
+    let d = &env.d;
+    for s in ["s1", "s2", "s3", "s4", "s5"] {
+        d.enqueue(ticket(s, "g", 0)).await.unwrap();
+    }
+    d.agent_online(&spec("a1", &["g"], 3), "n1").await.unwrap();
+    assert_eq!(
+        d.snapshot().await.unwrap().queues["g"],
+        5,
+        "away: nothing yet"
+    );
+    let got = d.agent_ready("a1", Some(2)).await.unwrap();
+    assert_eq!(
+        got.iter().map(|a| a.session.as_str()).collect::<Vec<_>>(),
+        ["s1", "s2"]
+    );
+    // asking for more than the roster gives the roster's capacity
+    let got = d.agent_ready("a1", Some(9)).await.unwrap();
+    assert_eq!(
+        got.iter().map(|a| a.session.as_str()).collect::<Vec<_>>(),
+        ["s3"]
+    );
+    let snap = d.snapshot().await.unwrap();
+    assert_eq!(
+        (snap.agents[0].capacity, snap.agents[0].roster_capacity),
+        (3, 3)
+    );
+    // lowering below the current load keeps the chats but takes none until below it
+    assert!(d.agent_ready("a1", Some(1)).await.unwrap().is_empty());
+    assert!(d.release("a1", "s1").await.unwrap().is_empty());
+    assert!(d.release("a1", "s2").await.unwrap().is_empty());
+    let got = d.release("a1", "s3").await.unwrap();
+    assert_eq!(
+        got.iter().map(|a| a.session.as_str()).collect::<Vec<_>>(),
+        ["s4"]
+    );
+    assert!(matches!(
+        d.agent_ready("nobody", None).await,
+        Err(DispatchError::UnknownAgent(_))
+    ));
+}
+
+async fn away_gets_no_new_chats(env: Env) {
+    let d = &env.d;
+    d.agent_online(&spec("a1", &["g"], 3), "n1").await.unwrap();
+    d.agent_ready("a1", None).await.unwrap();
+    d.enqueue(ticket("s1", "g", 0)).await.unwrap();
+    d.agent_away("a1").await.unwrap();
+    assert_eq!(
+        position_of(&d.enqueue(ticket("s2", "g", 0)).await.unwrap()),
+        1
+    );
+    assert!(
+        d.release("a1", "s1").await.unwrap().is_empty(),
+        "away: no refill"
+    );
+    let got = d.agent_ready("a1", None).await.unwrap();
+    assert_eq!(got[0].session, "s2");
+}
+
+async fn offline_requeues_at_the_front(env: Env) {
+    let d = &env.d;
+    d.agent_online(&spec("a1", &["g"], 2), "n1").await.unwrap();
+    d.agent_ready("a1", None).await.unwrap();
+    for (s, p) in [("s1", 0), ("s2", 0), ("s3", 0), ("s4", 0), ("s5", 1)] {
+        d.enqueue(ticket(s, "g", p)).await.unwrap();
+    }
+    let r = d.agent_offline("a1").await.unwrap();
+    let back: Vec<_> = r.tickets.iter().map(|t| t.session.as_str()).collect();
+    assert_eq!(back, ["s1", "s2"]);
+    assert!(r.assignments.is_empty());
+    let order: Vec<String> = d
+        .positions("g")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.0)
+        .collect();
+    // front of their priority: the complaint (s5) still first
+    assert_eq!(order, ["s5", "s1", "s2", "s3", "s4"]);
+    assert!(d.snapshot().await.unwrap().agents.is_empty());
+    assert_eq!(d.agent_offline("a1").await.unwrap(), Default::default());
+    // with a free agent the requeued chats are reassigned in the same call
+    d.agent_online(&spec("a2", &["g"], 2), "n2").await.unwrap();
+    d.agent_ready("a2", None).await.unwrap();
+    d.agent_online(&spec("a3", &["g"], 1), "n2").await.unwrap();
+    let r = d.agent_offline("a2").await.unwrap();
+    assert_eq!(r.tickets.len(), 2);
+    assert!(r.assignments.is_empty(), "a3 is away");
+    let got = d.agent_ready("a3", None).await.unwrap();
+    assert_eq!(got[0].session, "s5");
+}
+
+async fn transfer_to_group_and_agent(env: Env) {
+    let d = &env.d;
+    d.agent_online(&spec("a1", &["pre"], 1), "n1")
+        .await
+        .unwrap();
+    d.agent_online(&spec("a2", &["post"], 1), "n2")
+        .await
+        .unwrap();
+    d.agent_ready("a1", None).await.unwrap();
+    d.agent_ready("a2", None).await.unwrap();
+    assert_eq!(
+        agent_of(&d.enqueue(ticket("s1", "pre", 0)).await.unwrap()),
+        "a1"
+    );
+    d.enqueue(ticket("s2", "pre", 0)).await.unwrap();
+    let t = d
+        .transfer("s1", TransferTarget::Group("post".into()))
+        .await
+        .unwrap();
+    assert_eq!(agent_of(&t.session), "a2");
+    assert_eq!(t.assignments.len(), 1, "a1's freed slot goes to s2");
+    assert_eq!(
+        (
+            t.assignments[0].session.as_str(),
+            t.assignments[0].agent.as_str()
+        ),
+        ("s2", "a1")
+    );
+    assert!(matches!(
+        d.transfer("s1", TransferTarget::Agent("a1".into())).await,
+        Err(DispatchError::AgentUnavailable(_))
+    ));
+    d.agent_online(&spec("a3", &["post"], 2), "n1")
+        .await
+        .unwrap();
+    d.agent_ready("a3", None).await.unwrap();
+    let t = d
+        .transfer("s2", TransferTarget::Agent("a3".into()))
+        .await
+        .unwrap();
+    let Enqueued::Assigned(a) = &t.session else {
+        panic!("{t:?}")
+    };
+    assert_eq!((a.agent.as_str(), a.group.as_str()), ("a3", "pre"));
+    assert!(t.assignments.is_empty());
+    // to a group with nobody free: front of that queue
+    d.enqueue(ticket("s3", "pre", 0)).await.unwrap();
+    d.enqueue(ticket("s4", "pre", 0)).await.unwrap();
+    let t = d
+        .transfer("s2", TransferTarget::Group("pre".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        t.session,
+        Enqueued::Queued {
+            group: "pre".into(),
+            position: 1
+        }
+    );
+    assert_eq!(load(&d.snapshot().await.unwrap(), "a3"), 0);
+    assert!(matches!(
+        d.transfer("nope", TransferTarget::Group("pre".into()))
+            .await,
+        Err(DispatchError::UnknownSession(_))
+    ));
+}
+
+async fn enqueue_is_idempotent(env: Env) {
+    let d = &env.d;
+    d.enqueue(ticket("s0", "g", 0)).await.unwrap();
+    let first = d.enqueue(ticket("s1", "g", 0)).await.unwrap();
+    assert_eq!(d.enqueue(ticket("s1", "g", 0)).await.unwrap(), first);
+    assert_eq!(d.snapshot().await.unwrap().queues["g"], 2);
+    d.agent_online(&spec("a1", &["g"], 5), "n1").await.unwrap();
+    let got = d.agent_ready("a1", None).await.unwrap();
+    assert_eq!(got.len(), 2);
+    let again = d.enqueue(ticket("s1", "g", 0)).await.unwrap();
+    assert_eq!(again, Enqueued::Assigned(got[1].clone()));
+    let snap = d.snapshot().await.unwrap();
+    assert_eq!((load(&snap, "a1"), snap.queues["g"]), (2, 0));
+}
+
+async fn disconnected_agent_is_reaped_after_grace(env: Env) {
+    let d = &env.d;
+    d.agent_online(&spec("a1", &["g"], 1), "n1").await.unwrap();
+    d.agent_ready("a1", None).await.unwrap();
+    d.enqueue(ticket("s1", "g", 0)).await.unwrap();
+    d.agent_disconnected("a1").await.unwrap();
+    assert!(
+        d.reap(200).await.unwrap().tickets.is_empty(),
+        "within grace"
+    );
+    // reconnect (on another node) within the grace: keeps the chat
+    d.agent_online(&spec("a1", &["g"], 2), "n2").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(d.reap(200).await.unwrap().tickets.is_empty());
+    assert_eq!(load(&d.snapshot().await.unwrap(), "a1"), 1);
+    d.enqueue(ticket("s2", "g", 0)).await.unwrap();
+    d.agent_disconnected("a1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = d.reap(200).await.unwrap();
+    assert_eq!(
+        r.tickets
+            .iter()
+            .map(|t| t.session.as_str())
+            .collect::<Vec<_>>(),
+        ["s1"]
+    );
+    assert_eq!(d.position("s1").await.unwrap(), Some(("g".to_owned(), 1)));
+    assert_eq!(d.position("s2").await.unwrap(), Some(("g".to_owned(), 2)));
+}
+
+async fn dead_node_is_reaped_after_grace(env: Env) {
+    let d = &env.d;
+    d.heartbeat("n1", 100).await.unwrap();
+    d.heartbeat("n2", 10_000).await.unwrap();
+    d.agent_online(&spec("a1", &["g"], 1), "n1").await.unwrap();
+    d.agent_online(&spec("a2", &["g"], 1), "n2").await.unwrap();
+    d.agent_ready("a1", None).await.unwrap();
+    d.agent_ready("a2", None).await.unwrap();
+    for s in ["s1", "s2", "s3"] {
+        d.enqueue(ticket(s, "g", 0)).await.unwrap();
+    }
+    assert!(
+        d.reap(150).await.unwrap().tickets.is_empty(),
+        "n1 still alive"
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        d.reap(150).await.unwrap().tickets.is_empty(),
+        "n1 expired, within grace"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = d.reap(150).await.unwrap();
+    assert_eq!(
+        r.tickets
+            .iter()
+            .map(|t| t.session.as_str())
+            .collect::<Vec<_>>(),
+        ["s1"]
+    );
+    let order: Vec<String> = d
+        .positions("g")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.0)
+        .collect();
+    assert_eq!(order, ["s1", "s3"]);
+    let snap = d.snapshot().await.unwrap();
+    assert_eq!(
+        snap.agents
+            .iter()
+            .map(|a| a.id.as_str())
+            .collect::<Vec<_>>(),
+        ["a2"]
+    );
+    assert_eq!(snap.agents[0].sessions, ["s2"]);
+    assert!(d.reap(150).await.unwrap().tickets.is_empty(), "reaped once");
+}
+
+/// 200 customers against 10 agents of capacity 5, enqueued concurrently from two nodes.
+async fn race_200_customers_10_agents_two_nodes(env: Env) {
+    let nodes = [env.d.clone(), env.second_node().await];
+    for i in 0..10 {
+        let d = &nodes[i % 2];
+        d.agent_online(
+            &spec(&format!("a{i:02}"), &["g"], 5),
+            &format!("n{}", i % 2),
+        )
+        .await
+        .unwrap();
+        d.agent_ready(&format!("a{i:02}"), None).await.unwrap();
+    }
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let d = nodes[i % 2].clone();
+            tokio::spawn(async move {
+                let s = format!("c{i:03}");
+                (s.clone(), d.enqueue(ticket(&s, "g", 0)).await.unwrap())
+            })
+        })
+        .collect();
+    let mut assigned = HashSet::new();
+    let mut queued = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (s, Enqueued::Assigned(a)) => {
+                assert_eq!(a.session, s);
+                assert!(assigned.insert(s));
+            }
+            (s, Enqueued::Queued { position, .. }) => queued.push((position, s)),
+        }
+    }
+    assert_eq!(assigned.len(), 50);
+    queued.sort();
+    assert_eq!(
+        queued.iter().map(|q| q.0).collect::<Vec<_>>(),
+        (1..=150).collect::<Vec<_>>()
+    );
+    let snap = nodes[1].snapshot().await.unwrap();
+    let mut seen = HashSet::new();
+    for a in &snap.agents {
+        assert_eq!((a.load, a.sessions.len()), (5, 5), "{a:?}");
+        for s in &a.sessions {
+            assert!(seen.insert(s.clone()), "{s} assigned twice");
+        }
+    }
+    assert_eq!(seen, assigned);
+    let listed = nodes[0].positions("g").await.unwrap();
+    assert_eq!(
+        listed,
+        queued
+            .iter()
+            .map(|(p, s)| (s.clone(), *p))
+            .collect::<Vec<_>>()
+    );
+    // agents close chats one by one (alternating nodes): the queue drains strictly in order
+    let mut open: Vec<(String, String)> = snap
+        .agents
+        .iter()
+        .flat_map(|a| a.sessions.iter().map(|s| (a.id.clone(), s.clone())))
+        .collect();
+    for (n, (_, expected)) in queued.iter().enumerate() {
+        let (agent, session) = open.remove(0);
+        let got = nodes[n % 2].release(&agent, &session).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!((&got[0].session, &got[0].agent), (expected, &agent));
+        open.push((agent, expected.clone()));
+        if n % 50 == 0 {
+            let head = nodes[0].positions("g").await.unwrap();
+            assert_eq!(head.len(), 149 - n);
+            assert!(head.iter().enumerate().all(|(i, (_, p))| *p == i + 1));
+        }
+    }
+    let snap = nodes[0].snapshot().await.unwrap();
+    assert_eq!(snap.queues["g"], 0);
+    assert!(snap.agents.iter().all(|a| a.load == 5));
+}
