@@ -1,0 +1,543 @@
+//! One simulated customer, from connect to close.
+//!
+//! The customer is written as a script (greet, ask, maybe ask for a person, chat, answer the
+//! survey, linger, close) over one primitive, [`Customer::pump_until`], which keeps reading and
+//! accounting for every server frame while the script waits. That way frames that arrive at any
+//! moment (an agent message during think time, a replay after a resume) are never missed.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::metrics::now_us;
+use crate::net::{self, Frame, Incoming, Target, Ws};
+use crate::profile::{Intent, Profile, QuestionKind, Questions};
+use crate::rng::Rng;
+use crate::tally::Shared;
+
+/// What every customer of one process shares.
+pub struct Ctx {
+    pub profile: Arc<Profile>,
+    pub questions: Arc<Questions>,
+    pub targets: Vec<Target>,
+    pub source: Option<IpAddr>,
+    pub shared: Arc<Shared>,
+    pub seed: u64,
+    /// Prefix of message ids, unique per process (`c{worker}`).
+    pub id_prefix: String,
+    /// Sessions still open at this instant are cut (the run's drain deadline).
+    pub deadline: Instant,
+}
+
+/// A customer message not yet acknowledged.
+struct Pending {
+    first_sent: Instant,
+    text: String,
+    to_agent: bool,
+}
+
+struct Customer {
+    ctx: Arc<Ctx>,
+    rng: Rng,
+    target: Target,
+    lang: &'static str,
+    ws: Option<Ws>,
+    session_id: Option<String>,
+    last_seq: u64,
+    conn_us: u64,
+    next_msg: u32,
+    msg_prefix: String,
+    pending: HashMap<String, Pending>,
+    awaiting_bot: HashMap<String, Instant>,
+    queued_at: Option<Instant>,
+    handed_off: bool,
+    agent_joined_at: Option<Instant>,
+    got_agent_message: bool,
+    agent_messages_unanswered: u32,
+    closed: bool,
+    survey: bool,
+    resumes_left: u32,
+}
+
+/// Runs customer number `index`; never fails, everything it sees is counted.
+pub async fn run(ctx: Arc<Ctx>, index: u64) {
+    let rng = Rng::derive(ctx.seed, 1, index);
+    let target = ctx.targets[(index % ctx.targets.len() as u64) as usize];
+    let shared = ctx.shared.clone();
+    let deadline = ctx.deadline;
+    let mut c = Customer {
+        msg_prefix: format!("{}-{index}", ctx.id_prefix),
+        ctx,
+        rng,
+        target,
+        lang: "zh",
+        ws: None,
+        session_id: None,
+        last_seq: 0,
+        conn_us: 0,
+        next_msg: 0,
+        pending: HashMap::new(),
+        awaiting_bot: HashMap::new(),
+        queued_at: None,
+        handed_off: false,
+        agent_joined_at: None,
+        got_agent_message: false,
+        agent_messages_unanswered: 0,
+        closed: false,
+        survey: false,
+        resumes_left: 3,
+    };
+    shared.tally().arrival();
+    let cut = tokio::time::timeout_at(deadline, c.script()).await.is_err();
+    if c.queued_at.take().is_some() {
+        shared.in_queue.fetch_sub(1, Ordering::Relaxed);
+    }
+    let mut t = shared.tally();
+    if cut {
+        t.counters.cut_at_deadline += 1;
+        if let Some(s) = &c.session_id {
+            t.ledger.cut_sessions.insert(s.clone());
+        }
+    } else {
+        t.ledger.customer_unacked += c.pending.len() as u64;
+    }
+    drop(t);
+    if c.ws.is_some() {
+        shared.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Customer {
+    fn shared(&self) -> &Shared {
+        &self.ctx.shared
+    }
+
+    async fn script(&mut self) {
+        let p = self.ctx.profile.clone();
+        let cp = &p.customer;
+        self.lang = if self.rng.chance(cp.zh_share) {
+            "zh"
+        } else {
+            "en"
+        };
+        if !self.connect_first().await {
+            return;
+        }
+        let intent = cp.mix.draw(&mut self.rng);
+        let mut n_questions = self
+            .rng
+            .range_u64(cp.questions[0].into(), cp.questions[1].into());
+        if matches!(intent, Intent::Human | Intent::Complaint) {
+            n_questions = n_questions.max(1);
+        }
+        let drop_at = self
+            .rng
+            .chance(cp.drop_share)
+            .then(|| self.rng.below(n_questions + 2));
+        let mut step = 0;
+        for i in 0..n_questions {
+            self.think().await;
+            let kind = match intent {
+                Intent::OutOfScope => QuestionKind::OutOfScope,
+                Intent::Complaint if i == 0 => QuestionKind::Complaint,
+                _ => QuestionKind::Kb,
+            };
+            let text = self.ctx.questions.pick(kind, &mut self.rng).to_owned();
+            self.ask(text).await;
+            step += 1;
+            if drop_at == Some(step) {
+                self.drop_and_resume().await;
+            }
+            if self.closed || self.handed_off {
+                break;
+            }
+        }
+        if matches!(intent, Intent::Human | Intent::Complaint) && !self.closed {
+            self.ask_for_human().await;
+            if drop_at.is_some_and(|d| d > step) {
+                self.drop_and_resume().await;
+            }
+            self.chat().await;
+        }
+        if self.survey && self.rng.chance(cp.survey_share) {
+            let score = self.rng.range_u64(1, 5);
+            if self
+                .send(json!({"type":"survey_answer","score":score,"comment":"ok"}))
+                .await
+            {
+                self.shared().tally().counters.surveys_answered += 1;
+            }
+        }
+        let linger = cp.linger.sample(&mut self.rng);
+        if !self.closed {
+            self.pump_until(Instant::now() + linger, |c| c.closed).await;
+        }
+        if !self.closed {
+            self.send(json!({"type":"close"})).await;
+        }
+        // Everything the gateway stored before `closed` is delivered before it: wait for it.
+        self.pump_until(Instant::now() + Duration::from_secs(3), |c| c.closed)
+            .await;
+        if let Some(mut ws) = self.ws.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+            self.shared().active.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn path(&self) -> String {
+        let visitor = format!("v-{}", self.msg_prefix);
+        let mut p = format!(
+            "/ws/customer?visitor={}&channel=web&lang={}",
+            net::enc(&visitor),
+            self.lang
+        );
+        if let Some(s) = &self.session_id {
+            p.push_str(&format!(
+                "&session={}&last_seq={}",
+                net::enc(s),
+                self.last_seq
+            ));
+        }
+        p
+    }
+
+    /// Connects and waits for the greeting; the latency runs from the TCP connect to the greeting.
+    async fn connect_first(&mut self) -> bool {
+        let timeout = Duration::from_millis(self.ctx.profile.customer.greeting_timeout_ms);
+        let started = Instant::now();
+        let path = self.path();
+        match net::connect(self.target, self.ctx.source, &path, timeout).await {
+            Ok(ws) => {
+                self.ws = Some(ws);
+                self.conn_us = 0;
+                self.shared().active.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.shared().tally().connect_failure();
+                crate::warn_limited(&format!("customer connect to {}: {e}", self.target));
+                return false;
+            }
+        }
+        let got = self
+            .pump_until(started + timeout, |c| c.session_id.is_some())
+            .await;
+        if got {
+            self.shared().tally().greeting(started.elapsed());
+        } else {
+            self.shared().tally().counters.greeting_timeouts += 1;
+        }
+        got
+    }
+
+    async fn think(&mut self) {
+        let d = self.ctx.profile.customer.think.sample(&mut self.rng);
+        self.pump_until(Instant::now() + d, |_| false).await;
+    }
+
+    fn reply_timeout(&self) -> Duration {
+        Duration::from_millis(self.ctx.profile.customer.reply_timeout_ms)
+    }
+
+    fn new_id(&mut self) -> String {
+        self.next_msg += 1;
+        format!("{}-{}", self.msg_prefix, self.next_msg)
+    }
+
+    /// Sends a question and waits for its ack and the bot's reply (or the reply timeout).
+    async fn ask(&mut self, text: String) {
+        let id = self.new_id();
+        let now = Instant::now();
+        self.pending.insert(
+            id.clone(),
+            Pending {
+                first_sent: now,
+                text: text.clone(),
+                to_agent: false,
+            },
+        );
+        self.awaiting_bot.insert(id.clone(), now);
+        self.shared().tally().counters.customer_messages += 1;
+        self.send(json!({"type":"message","id":id,"text":text}))
+            .await;
+        let until = now + self.reply_timeout();
+        let done = self
+            .pump_until(until, |c| {
+                c.closed
+                    || c.handed_off
+                    || (!c.pending.contains_key(&id) && !c.awaiting_bot.contains_key(&id))
+            })
+            .await;
+        if self.awaiting_bot.remove(&id).is_some() && !done {
+            self.shared().tally().counters.bot_no_reply += 1;
+        }
+    }
+
+    /// Requests a person (unless the bot already handed off) and waits in the queue, patiently.
+    async fn ask_for_human(&mut self) {
+        if !self.handed_off {
+            self.send(json!({"type":"request_human"})).await;
+        }
+        if let Some(s) = self.session_id.clone() {
+            self.shared()
+                .tally()
+                .ledger
+                .requested_us
+                .insert(s, now_us());
+        }
+        let patience = self.ctx.profile.customer.patience.sample(&mut self.rng);
+        let joined = self
+            .pump_until(Instant::now() + patience, |c| {
+                c.agent_joined_at.is_some() || c.closed
+            })
+            .await;
+        if !joined {
+            self.shared().tally().counters.abandoned_in_queue += 1;
+            self.send(json!({"type":"close"})).await;
+        }
+    }
+
+    /// Answers each agent message after a think time, until the chat is closed.
+    async fn chat(&mut self) {
+        while self.agent_joined_at.is_some() && !self.closed {
+            if self.agent_messages_unanswered == 0 {
+                let far = Instant::now() + Duration::from_secs(3600);
+                self.pump_until(far, |c| c.closed || c.agent_messages_unanswered > 0)
+                    .await;
+                continue;
+            }
+            self.agent_messages_unanswered -= 1;
+            self.think().await;
+            if self.closed {
+                break;
+            }
+            let id = self.new_id();
+            let text = if self.lang == "zh" {
+                "好的，谢谢"
+            } else {
+                "OK, thanks"
+            };
+            self.pending.insert(
+                id.clone(),
+                Pending {
+                    first_sent: Instant::now(),
+                    text: text.to_owned(),
+                    to_agent: true,
+                },
+            );
+            self.shared().tally().counters.customer_messages += 1;
+            self.send(json!({"type":"message","id":id,"text":text}))
+                .await;
+        }
+    }
+
+    /// Drops the socket without a close handshake, waits, and resumes with `session`/`last_seq`.
+    async fn drop_and_resume(&mut self) {
+        if self.ws.take().is_some() {
+            self.shared().active.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.shared().tally().counters.drops += 1;
+        let pause = self.ctx.profile.customer.resume_after.sample(&mut self.rng);
+        tokio::time::sleep(pause).await;
+        self.resume().await;
+    }
+
+    /// Reattaches to the session and re-sends what was not acknowledged, with the same ids.
+    async fn resume(&mut self) -> bool {
+        if self.resumes_left == 0 || self.session_id.is_none() {
+            return false;
+        }
+        self.resumes_left -= 1;
+        let started = Instant::now();
+        let timeout = Duration::from_millis(self.ctx.profile.customer.greeting_timeout_ms);
+        let path = self.path();
+        match net::connect(self.target, self.ctx.source, &path, timeout).await {
+            Ok(ws) => {
+                self.ws = Some(ws);
+                self.conn_us = now_us();
+                self.shared().active.fetch_add(1, Ordering::Relaxed);
+                let mut t = self.shared().tally();
+                t.counters.resumes += 1;
+                t.hists.resume.record(started.elapsed());
+            }
+            Err(e) => {
+                self.shared().tally().counters.resume_failures += 1;
+                crate::warn_limited(&format!("customer resume to {}: {e}", self.target));
+                return false;
+            }
+        }
+        let mut resend: Vec<(String, String)> = self
+            .pending
+            .iter()
+            .map(|(id, p)| (id.clone(), p.text.clone()))
+            .collect();
+        resend.sort();
+        for (id, text) in resend {
+            self.shared().tally().counters.customer_resends += 1;
+            if !self
+                .send_raw(json!({"type":"message","id":id,"text":text}))
+                .await
+            {
+                break;
+            }
+        }
+        true
+    }
+
+    /// Sends a frame; a dead socket triggers a resume and one retry.
+    async fn send(&mut self, v: serde_json::Value) -> bool {
+        if self.send_raw(v.clone()).await {
+            return true;
+        }
+        self.lost_connection().await && self.send_raw(v).await
+    }
+
+    async fn send_raw(&mut self, v: serde_json::Value) -> bool {
+        match self.ws.as_mut() {
+            Some(ws) => net::send(ws, &v).await,
+            None => false,
+        }
+    }
+
+    /// The socket ended without `closed`: count it and resume.
+    async fn lost_connection(&mut self) -> bool {
+        if self.ws.take().is_some() {
+            self.shared().active.fetch_sub(1, Ordering::Relaxed);
+        }
+        if self.closed {
+            return false;
+        }
+        self.shared().tally().error("disconnected");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.resume().await
+    }
+
+    /// Reads and accounts for frames until `done` holds (true) or `until` passes (false).
+    async fn pump_until(&mut self, until: Instant, done: impl Fn(&Customer) -> bool) -> bool {
+        loop {
+            if done(self) {
+                return true;
+            }
+            let Some(ws) = self.ws.as_mut() else {
+                if self.closed || !self.lost_connection().await {
+                    tokio::time::sleep_until(until).await;
+                    return done(self);
+                }
+                continue;
+            };
+            match tokio::time::timeout_at(until, net::recv(ws)).await {
+                Err(_) => return done(self),
+                Ok(Incoming::Frame(f)) => self.on_frame(f),
+                Ok(Incoming::Garbage) => self.shared().tally().error("bad_frame"),
+                Ok(Incoming::Closed) => {
+                    if self.ws.take().is_some() {
+                        self.shared().active.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_frame(&mut self, f: Frame) {
+        if let Some(seq) = f.seq {
+            self.last_seq = self.last_seq.max(seq);
+        }
+        let now = Instant::now();
+        match f.kind.as_str() {
+            "greeting" => {
+                if let Some(s) = f.session_id {
+                    self.session_id = Some(s);
+                }
+            }
+            "ack" => {
+                let Some(id) = f.id else { return };
+                let mut t = self.ctx.shared.tally();
+                if f.duplicate {
+                    t.counters.duplicate_acks += 1;
+                }
+                if let Some(p) = self.pending.remove(&id) {
+                    t.counters.customer_acked += 1;
+                    t.hists.ack.record(now - p.first_sent);
+                    if p.to_agent && !self.closed {
+                        t.ledger.to_agent_acked.insert(id);
+                    }
+                }
+            }
+            "bot_answer" | "suggestions" => {
+                let mut t = self.ctx.shared.tally();
+                if f.kind == "bot_answer" {
+                    t.counters.bot_answers += 1;
+                } else {
+                    t.counters.bot_suggestions += 1;
+                }
+                if let Some(sent) = f.reply_to.and_then(|r| self.awaiting_bot.remove(&r)) {
+                    t.bot_answer(now - sent);
+                }
+            }
+            "handoff" | "queued" => {
+                let mut t = self.ctx.shared.tally();
+                if f.kind == "handoff" {
+                    t.counters.handoffs += 1;
+                    self.handed_off = true;
+                }
+                if let Some(pos) = f.position {
+                    t.counters.max_queue_position = t.counters.max_queue_position.max(pos);
+                }
+                if self.queued_at.is_none() && self.agent_joined_at.is_none() {
+                    self.queued_at = Some(now);
+                    self.ctx.shared.in_queue.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            "agent_joined" => {
+                let mut t = self.ctx.shared.tally();
+                t.counters.agent_joined += 1;
+                if let Some(q) = self.queued_at.take() {
+                    t.hists.queue_wait.record(now - q);
+                    self.ctx.shared.in_queue.fetch_sub(1, Ordering::Relaxed);
+                }
+                self.handed_off = true;
+                self.agent_joined_at = Some(now);
+            }
+            "message" => {
+                let Some(id) = f.id else { return };
+                let mut t = self.ctx.shared.tally();
+                let seen = t.ledger.agent_seen.entry(id).or_default();
+                if seen.count == 0 {
+                    seen.first_us = now_us();
+                    seen.conn_us = self.conn_us;
+                }
+                seen.count += 1;
+                if !self.got_agent_message {
+                    self.got_agent_message = true;
+                    if let Some(j) = self.agent_joined_at {
+                        t.hists.agent_first_reply.record(now - j);
+                    }
+                }
+                self.agent_messages_unanswered += 1;
+            }
+            "survey" => self.survey = true,
+            "closed" => {
+                self.closed = true;
+                if f.reason.as_deref() == Some("agent_closed") {
+                    self.ctx.shared.tally().counters.closed_by_agent += 1;
+                }
+                if self.queued_at.take().is_some() {
+                    self.ctx.shared.in_queue.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            "error" => {
+                let code = f.code.unwrap_or_else(|| "error_without_code".into());
+                if code == "session_expired" || code == "session_unknown" {
+                    // The resume landed in a new session: what was pending is gone with the old one.
+                    self.ctx.shared.tally().counters.resume_failures += 1;
+                }
+                self.ctx.shared.tally().error(&code);
+            }
+            _ => {}
+        }
+    }
+}
