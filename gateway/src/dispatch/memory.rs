@@ -266,6 +266,11 @@ impl Dispatcher for MemoryDispatcher {
 
     async fn heartbeat(&self, node: &str, ttl_ms: u64) -> Result<(), DispatchError> {
         check_id("node", node)?;
+        if ttl_ms == 0 {
+            return Err(DispatchError::Invalid(
+                "heartbeat ttl must be > 0".to_owned(),
+            ));
+        }
         let expires = now_ms().saturating_add(ttl_ms);
         self.lock().nodes.insert(node.to_owned(), expires);
         Ok(())

@@ -1,62 +1,280 @@
-//! The Redis backend (in progress).
+//! The Redis backend: the same state as [`super::MemoryDispatcher`], shared by several nodes.
+//!
+//! # Key layout
+//!
+//! Every key starts with the hash tag `{<key_prefix>}` (written `{p}` below), so on Redis
+//! Cluster all of them live in one slot and one Lua script can touch any of them atomically.
+//! Assignment is a decision across agents, groups and queues (an agent in two groups frees a
+//! slot: which queue head gets it?), so splitting the state over slots would cost atomicity; one
+//! shard runs these scripts at tens of thousands per second, far above customer arrival rates.
+//! Deployments that need more split by tenant, each with its own prefix.
+//!
+//! | key | type | content |
+//! |---|---|---|
+//! | `{p}:seq` | string | INCR counter: arrival order of tickets, idle order of agents |
+//! | `{p}:agents` | set | connected agent ids |
+//! | `{p}:agent:<id>` | hash | `groups` (JSON array), `roster`, `cap`, `status`, `node`, `idle` (seq) |
+//! | `{p}:chats:<id>` | set | sessions assigned to the agent (load = SCARD) |
+//! | `{p}:group:<g>` | set | agents of group `g` (roster) |
+//! | `{p}:groups` | set | every group seen |
+//! | `{p}:q:<g>` | zset | queued sessions of `g`, score = `queue_score` (priority, arrival) |
+//! | `{p}:t:<session>` | hash | ticket: `group`, `prio`, `node`, `enq`, `seq`, `qat`, `state` (`q`/`a`), `agent`, `waited` |
+//! | `{p}:node:<n>` | string, PX ttl | liveness of node `n` |
+//! | `{p}:nodes` | zset | node → liveness expiry (ms), to count the grace period |
+//! | `{p}:node_agents:<n>` | set | agents connected through node `n` |
+//! | `{p}:disc` | zset | disconnected agent → when (ms) |
+//!
+//! # Scripts
+//!
+//! `scripts/common.lua` (helpers: `pick_agent`, `assign`, `drain`, `to_front`, `remove_agent`)
+//! is prepended to each of `agent.lua` (online/ready/away/disconnected/offline), `enqueue.lua`,
+//! `release.lua` (release/cancel), `transfer.lua`, `nodes.lua` (heartbeat/reap) and `view.lua`
+//! (position/snapshot). Every mutation is one script: Redis runs scripts one at a time, so
+//! "check capacity, then assign" cannot interleave between nodes, and idempotence checks
+//! (`EXISTS {p}:t:<session>`) happen in the same atomic step. Time comes from Redis `TIME`, so
+//! node clocks do not matter. Mutating scripts reply `[status, result, assignments, tickets]`.
 
+mod conn;
+mod reply;
+
+use std::sync::Arc;
+
+use ::redis::Script;
 use async_trait::async_trait;
 
-use super::*;
+use self::conn::Conn;
+use self::reply::{parse_enqueued, RawReply, Reply};
+use super::{
+    check_id, AgentSpec, Assignment, DispatchError, Dispatcher, Enqueued, Requeued, Snapshot,
+    Ticket, TransferTarget, Transferred,
+};
 
-/// Shared-state [`Dispatcher`] on Redis.
-pub struct RedisDispatcher {}
+const COMMON: &str = include_str!("scripts/common.lua");
+
+struct Scripts {
+    agent: Script,
+    enqueue: Script,
+    release: Script,
+    transfer: Script,
+    nodes: Script,
+    view: Script,
+}
+
+impl Scripts {
+    fn load() -> Self {
+        let with_common = |body: &str| Script::new(&format!("{COMMON}\n{body}"));
+        Self {
+            agent: with_common(include_str!("scripts/agent.lua")),
+            enqueue: with_common(include_str!("scripts/enqueue.lua")),
+            release: with_common(include_str!("scripts/release.lua")),
+            transfer: with_common(include_str!("scripts/transfer.lua")),
+            nodes: with_common(include_str!("scripts/nodes.lua")),
+            view: with_common(include_str!("scripts/view.lua")),
+        }
+    }
+}
+
+/// Shared-state [`Dispatcher`] on Redis (single server or Cluster).
+#[derive(Clone)]
+pub struct RedisDispatcher {
+    conn: Conn,
+    /// `{<key_prefix>}`: KEYS[1] of every script.
+    base: String,
+    scripts: Arc<Scripts>,
+}
 
 impl RedisDispatcher {
-    pub async fn connect(_url: &str, _prefix: &str) -> Result<Self, DispatchError> {
-        Err(DispatchError::Config(
-            "redis backend not implemented yet".into(),
-        ))
+    /// Connects to `url` (`redis://…`; several comma-separated URLs select Redis Cluster).
+    /// The connection reconnects by itself; operations during an outage fail with
+    /// [`DispatchError::Redis`].
+    pub async fn connect(url: &str, key_prefix: &str) -> Result<Self, DispatchError> {
+        if key_prefix.is_empty() || key_prefix.contains(['{', '}']) {
+            return Err(DispatchError::Config(format!(
+                "key prefix must be non-empty without braces, got {key_prefix:?}"
+            )));
+        }
+        Ok(Self {
+            conn: Conn::open(url).await?,
+            base: format!("{{{key_prefix}}}"),
+            scripts: Arc::new(Scripts::load()),
+        })
+    }
+
+    async fn call<T: ::redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        args: &[&str],
+    ) -> Result<T, DispatchError> {
+        let mut inv = script.key(&self.base);
+        for a in args {
+            inv.arg(*a);
+        }
+        Ok(inv.invoke_async(&mut self.conn.clone()).await?)
+    }
+
+    /// Runs a mutating script and maps its status; `agent`/`session` name the error.
+    async fn mutate(
+        &self,
+        script: &Script,
+        args: &[&str],
+        agent: &str,
+        session: &str,
+    ) -> Result<Reply, DispatchError> {
+        let raw: RawReply = self.call(script, args).await?;
+        Reply::decode(raw)?.check(agent, session)
     }
 }
 
 #[async_trait]
 impl Dispatcher for RedisDispatcher {
-    async fn agent_online(&self, _: &AgentSpec, _: &str) -> Result<(), DispatchError> {
-        todo!()
+    async fn agent_online(&self, spec: &AgentSpec, node: &str) -> Result<(), DispatchError> {
+        check_id("agent", &spec.id)?;
+        check_id("node", node)?;
+        let groups = serde_json::to_string(&spec.groups)
+            .map_err(|e| DispatchError::Invalid(format!("groups: {e}")))?;
+        let cap = spec.capacity.to_string();
+        let args = ["online", spec.id.as_str(), node, &groups, &cap];
+        self.mutate(&self.scripts.agent, &args, &spec.id, "")
+            .await
+            .map(drop)
     }
-    async fn agent_ready(&self, _: &str, _: Option<u32>) -> Result<Vec<Assignment>, DispatchError> {
-        todo!()
+
+    async fn agent_ready(
+        &self,
+        agent: &str,
+        capacity: Option<u32>,
+    ) -> Result<Vec<Assignment>, DispatchError> {
+        let cap = capacity.map(|c| c.to_string()).unwrap_or_default();
+        let r = self
+            .mutate(&self.scripts.agent, &["ready", agent, &cap], agent, "")
+            .await?;
+        Ok(r.assignments)
     }
-    async fn agent_away(&self, _: &str) -> Result<(), DispatchError> {
-        todo!()
+
+    async fn agent_away(&self, agent: &str) -> Result<(), DispatchError> {
+        let args = ["away", agent];
+        self.mutate(&self.scripts.agent, &args, agent, "")
+            .await
+            .map(drop)
     }
-    async fn agent_disconnected(&self, _: &str) -> Result<(), DispatchError> {
-        todo!()
+
+    async fn agent_disconnected(&self, agent: &str) -> Result<(), DispatchError> {
+        let args = ["disconnected", agent];
+        self.mutate(&self.scripts.agent, &args, agent, "")
+            .await
+            .map(drop)
     }
-    async fn agent_offline(&self, _: &str) -> Result<Requeued, DispatchError> {
-        todo!()
+
+    async fn agent_offline(&self, agent: &str) -> Result<Requeued, DispatchError> {
+        let args = ["offline", agent];
+        Ok(self
+            .mutate(&self.scripts.agent, &args, agent, "")
+            .await?
+            .requeued())
     }
-    async fn enqueue(&self, _: Ticket) -> Result<Enqueued, DispatchError> {
-        todo!()
+
+    async fn enqueue(&self, ticket: Ticket) -> Result<Enqueued, DispatchError> {
+        check_id("session", &ticket.session)?;
+        check_id("group", &ticket.group)?;
+        let (prio, at) = (
+            ticket.priority.to_string(),
+            ticket.enqueued_at_ms.to_string(),
+        );
+        let args = [
+            ticket.session.as_str(),
+            &ticket.group,
+            &prio,
+            &ticket.node,
+            &at,
+        ];
+        let r = self
+            .mutate(&self.scripts.enqueue, &args, "", &ticket.session)
+            .await?;
+        parse_enqueued(&r.result)
     }
-    async fn release(&self, _: &str, _: &str) -> Result<Vec<Assignment>, DispatchError> {
-        todo!()
+
+    async fn release(&self, agent: &str, session: &str) -> Result<Vec<Assignment>, DispatchError> {
+        let args = ["release", session, agent];
+        let r = self
+            .mutate(&self.scripts.release, &args, agent, session)
+            .await?;
+        Ok(r.assignments)
     }
-    async fn transfer(&self, _: &str, _: TransferTarget) -> Result<Transferred, DispatchError> {
-        todo!()
+
+    async fn transfer(
+        &self,
+        session: &str,
+        to: TransferTarget,
+    ) -> Result<Transferred, DispatchError> {
+        let (kind, target) = match &to {
+            TransferTarget::Group(g) => {
+                check_id("group", g)?;
+                ("group", g.as_str())
+            }
+            TransferTarget::Agent(a) => ("agent", a.as_str()),
+        };
+        let args = [session, kind, target];
+        let r = self
+            .mutate(&self.scripts.transfer, &args, target, session)
+            .await?;
+        Ok(Transferred {
+            session: parse_enqueued(&r.result)?,
+            assignments: r.assignments,
+        })
     }
-    async fn cancel(&self, _: &str) -> Result<Vec<Assignment>, DispatchError> {
-        todo!()
+
+    async fn cancel(&self, session: &str) -> Result<Vec<Assignment>, DispatchError> {
+        let args = ["cancel", session];
+        let r = self
+            .mutate(&self.scripts.release, &args, "", session)
+            .await?;
+        Ok(r.assignments)
     }
-    async fn position(&self, _: &str) -> Result<Option<(String, usize)>, DispatchError> {
-        todo!()
+
+    async fn position(&self, session: &str) -> Result<Option<(String, usize)>, DispatchError> {
+        let raw: Vec<String> = self
+            .call(&self.scripts.view, &["position", session])
+            .await?;
+        reply::parse_position(&raw)
     }
-    async fn positions(&self, _: &str) -> Result<Vec<(String, usize)>, DispatchError> {
-        todo!()
+
+    async fn positions(&self, group: &str) -> Result<Vec<(String, usize)>, DispatchError> {
+        // One key: a plain command is atomic and routed to the right Cluster node by itself.
+        let key = format!("{}:q:{group}", self.base);
+        let sessions: Vec<String> = ::redis::cmd("ZRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(sessions.into_iter().zip(1..).collect())
     }
-    async fn heartbeat(&self, _: &str, _: u64) -> Result<(), DispatchError> {
-        todo!()
+
+    async fn heartbeat(&self, node: &str, ttl_ms: u64) -> Result<(), DispatchError> {
+        check_id("node", node)?;
+        if ttl_ms == 0 {
+            return Err(DispatchError::Invalid(
+                "heartbeat ttl must be > 0".to_owned(),
+            ));
+        }
+        let ttl = ttl_ms.to_string();
+        let args = ["heartbeat", node, &ttl];
+        self.mutate(&self.scripts.nodes, &args, "", "")
+            .await
+            .map(drop)
     }
-    async fn reap(&self, _: u64) -> Result<Requeued, DispatchError> {
-        todo!()
+
+    async fn reap(&self, grace_ms: u64) -> Result<Requeued, DispatchError> {
+        let grace = grace_ms.to_string();
+        let r = self
+            .mutate(&self.scripts.nodes, &["reap", &grace], "", "")
+            .await?;
+        Ok(r.requeued())
     }
+
     async fn snapshot(&self) -> Result<Snapshot, DispatchError> {
-        todo!()
+        let raw: (Vec<String>, Vec<Vec<String>>) =
+            self.call(&self.scripts.view, &["snapshot"]).await?;
+        reply::parse_snapshot(raw)
     }
 }

@@ -1,0 +1,20 @@
+-- Read-only views, atomic. ARGV: 'position', session | 'snapshot'.
+if ARGV[1] == 'position' then
+  local f = redis.call('HMGET', key('t', ARGV[2]), 'group', 'state')
+  if f[2] ~= 'q' then return {} end
+  return {f[1], redis.call('ZRANK', key('q', f[1]), ARGV[2]) + 1}
+end
+-- snapshot: { {group, len, group, len, ...}, { {id, status, node, cap, roster, groups, s...}, ...} }
+local queues = {}
+for _, g in ipairs(redis.call('SMEMBERS', K_GROUPS)) do
+  table.insert(queues, g)
+  table.insert(queues, redis.call('ZCARD', key('q', g)))
+end
+local agents = {}
+for _, id in ipairs(redis.call('SMEMBERS', K_AGENTS)) do
+  local a = redis.call('HMGET', key('agent', id), 'status', 'node', 'cap', 'roster', 'groups')
+  local row = {id, a[1] or 'away', a[2] or '', a[3] or '0', a[4] or '0', a[5] or '[]'}
+  for _, s in ipairs(redis.call('SMEMBERS', key('chats', id))) do table.insert(row, s) end
+  table.insert(agents, row)
+end
+return {queues, agents}
