@@ -10,7 +10,10 @@ use faq_index::{Decision, Index, KnowledgeBase, Thresholds};
 use serde::{Deserialize, Serialize};
 
 #[derive(Parser)]
-#[command(name = "faq-index", about = "Search and evaluate a kefu knowledge base")]
+#[command(
+    name = "faq-index",
+    about = "Search and evaluate a kefu knowledge base"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -245,11 +248,19 @@ fn eval(index: &Index, questions: &[Question], oos: Option<&[Question]>, verbose
             .iter()
             .filter(|q| index.search(&q.question, 5).decision == Decision::Handoff)
             .count();
-        println!("oos handed off      {:.3} ({} questions)", share(handed, oos.len()), oos.len());
+        println!(
+            "oos handed off      {:.3} ({} questions)",
+            share(handed, oos.len()),
+            oos.len()
+        );
     }
     latencies.sort_by(f64::total_cmp);
     if let Some(&max) = latencies.last() {
         let p = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
-        println!("latency ms          p50 {:.3}  p99 {:.3}  max {max:.3}", p(0.5), p(0.99));
+        println!(
+            "latency ms          p50 {:.3}  p99 {:.3}  max {max:.3}",
+            p(0.5),
+            p(0.99)
+        );
     }
 }

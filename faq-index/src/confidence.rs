@@ -40,8 +40,8 @@ impl Default for Thresholds {
     /// in-scope questions are answered correctly (see the crate documentation for figures).
     fn default() -> Self {
         Self {
-            answer: 0.50,
-            suggest: 0.40,
+            answer: 0.45,
+            suggest: 0.38,
             suggestions: 3,
         }
     }

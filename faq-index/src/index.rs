@@ -28,13 +28,16 @@ use crate::vectors::{centroid, dot, SparseVec, Vocab};
 /// BM25 boost of each field: words, bigrams, unigrams, trigrams.
 const FIELD_BOOSTS: [f32; 4] = [1.0, 0.6, 0.15, 0.3];
 /// Paraphrase documents fetched from tantivy.
-const RETRIEVE: usize = 200;
+const RETRIEVE: usize = 80;
 /// Entries re-ranked.
-const CANDIDATES: usize = 30;
+const CANDIDATES: usize = 20;
 /// Fusion weights: closest paraphrase cosine, centroid cosine, relative BM25.
 const W_MAX: f32 = 0.45;
 const W_CENTROID: f32 = 0.35;
 const W_BM25: f32 = 0.2;
+/// Fusion weights for an entry with a single question: cosine, relative BM25.
+const SINGLE_W_COS: f32 = 0.15;
+const SINGLE_W_BM25: f32 = 0.85;
 
 /// Why an index could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +99,12 @@ pub struct Index {
 const FIELD_NAMES: [&str; 4] = ["word", "bigram", "unigram", "trigram"];
 
 fn field_terms(terms: &Terms) -> [&Vec<String>; 4] {
-    [&terms.words, &terms.bigrams, &terms.unigrams, &terms.trigrams]
+    [
+        &terms.words,
+        &terms.bigrams,
+        &terms.unigrams,
+        &terms.trigrams,
+    ]
 }
 
 impl Index {
@@ -279,8 +287,11 @@ impl Index {
 
     fn bm25(&self, terms: &Terms) -> Option<Vec<(f32, DocAddress)>> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        for ((field, list), boost) in self.fields.iter().zip(field_terms(terms)).zip(FIELD_BOOSTS)
-        {
+        for (i, (field, list)) in self.fields.iter().zip(field_terms(terms)).enumerate() {
+            let boost = FIELD_BOOSTS[i];
+            if boost <= 0.0 {
+                continue;
+            }
             let mut seen: Vec<&str> = Vec::with_capacity(list.len());
             for t in list {
                 if seen.contains(&t.as_str()) {
@@ -314,12 +325,18 @@ impl Index {
             q_index += 1;
         }
         let cent = dot(query, &self.centroids[entry as usize]);
-        let similarity = (W_MAX * closest.0 + W_CENTROID * cent) / (W_MAX + W_CENTROID);
+        let (w_max, w_cent, w_bm) = (W_MAX, W_CENTROID, W_BM25);
+        // How much the entry's paraphrases say about it as a whole: nothing for one question
+        // (rank by BM25, which handles near-miss single questions best), much for ten.
+        let k = self.entry_docs[entry as usize].len() as f32;
+        let alpha = (k - 1.0) / (k + 1.0);
+        let similarity = (w_max * closest.0 + w_cent * cent) / (w_max + w_cent);
         Scored {
             entry,
             question: closest.1,
             similarity,
-            fused: W_MAX * closest.0 + W_CENTROID * cent + W_BM25 * bm25,
+            fused: alpha * (w_max * closest.0 + w_cent * cent + w_bm * bm25)
+                + (1.0 - alpha) * (SINGLE_W_COS * closest.0 + SINGLE_W_BM25 * bm25),
         }
     }
 }
@@ -330,3 +347,6 @@ struct Scored {
     similarity: f32,
     fused: f32,
 }
+
+#[cfg(test)]
+mod tests;

@@ -277,11 +277,14 @@ fn parse_toml(path: &Path, text: &str, out: &mut Vec<(Entry, Location)>) -> Resu
         message: e.message().trim().to_string(),
     })?;
     for spanned in file.entry {
-        // The span of a table array element starts at its first key; step back to the header.
+        // Point at the entry's `[[entry]]` header, whether the span starts there or at a key.
         let start = spanned.span().start;
-        let header = text[..start.min(text.len())]
-            .rfind("[[")
-            .unwrap_or(start);
+        let start = start.min(text.len());
+        let header = if text[start..].starts_with("[[") {
+            start
+        } else {
+            text[..start].rfind("[[").unwrap_or(start)
+        };
         let at = Location {
             path: path.to_path_buf(),
             line: line_of(header),
@@ -330,8 +333,14 @@ fn validate(entry: &Entry, at: &Location, strict_category: bool) -> Result<(), K
     if strict_category && !CATEGORIES.contains(&entry.category.as_str()) {
         return Err(invalid(
             "category",
-            &format!("unknown category, expected one of {}", CATEGORIES.join(", ")),
+            &format!(
+                "unknown category, expected one of {}",
+                CATEGORIES.join(", ")
+            ),
         ));
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

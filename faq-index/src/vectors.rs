@@ -25,10 +25,15 @@ pub(crate) struct Vocab {
 }
 
 fn keyed(terms: &Terms) -> impl Iterator<Item = (usize, String)> + '_ {
-    [&terms.words, &terms.bigrams, &terms.unigrams, &terms.trigrams]
-        .into_iter()
-        .enumerate()
-        .flat_map(|(f, list)| list.iter().map(move |t| (f, format!("{f}\u{1}{t}"))))
+    [
+        &terms.words,
+        &terms.bigrams,
+        &terms.unigrams,
+        &terms.trigrams,
+    ]
+    .into_iter()
+    .enumerate()
+    .flat_map(|(f, list)| list.iter().map(move |t| (f, format!("{f}\u{1}{t}"))))
 }
 
 impl Vocab {

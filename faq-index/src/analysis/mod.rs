@@ -31,10 +31,10 @@ const EN_STOP: &[&str] = &[
     "have", "has", "had", "having", "do", "does", "did", "doing", "will", "would", "shall",
     "should", "can", "could", "may", "might", "must", "to", "of", "in", "on", "at", "by", "for",
     "with", "about", "from", "into", "over", "up", "out", "off", "and", "or", "but", "if", "so",
-    "than", "then", "too", "very", "just", "also", "there", "here", "what", "which", "who",
-    "whom", "whose", "when", "where", "why", "how", "all", "any", "some", "each", "please", "pls",
-    "plz", "hi", "hello", "hey", "thanks", "thank", "im", "ive", "id", "ill", "get", "got", "s",
-    "t", "m", "d", "ll", "re", "ve", "is", "wanna", "gonna", "one", "much", "many",
+    "than", "then", "too", "very", "just", "also", "there", "here", "what", "which", "who", "whom",
+    "whose", "when", "where", "why", "how", "all", "any", "some", "each", "please", "pls", "plz",
+    "hi", "hello", "hey", "thanks", "thank", "im", "ive", "id", "ill", "get", "got", "s", "t", "m",
+    "d", "ll", "re", "ve", "is", "wanna", "gonna", "one", "much", "many",
 ];
 
 /// Chinese words that carry no intent (particles, pronouns, politeness).

@@ -15,7 +15,14 @@ const GROUPS: &[(&str, &[&str], &[&str])] = &[
     (
         "~refund",
         &["退款", "退钱", "退货", "退费", "返还", "退回"],
-        &["refund", "reimbursement", "reimburse", "rebate", "money back", "compensation"],
+        &[
+            "refund",
+            "reimbursement",
+            "reimburse",
+            "rebate",
+            "money back",
+            "compensation",
+        ],
     ),
     (
         "~return",
@@ -24,8 +31,12 @@ const GROUPS: &[(&str, &[&str], &[&str])] = &[
     ),
     (
         "~logistics",
-        &["快递", "物流", "包裹", "运单", "发货", "配送", "送货", "邮寄"],
-        &["delivery", "deliver", "shipping", "shipment", "ship", "parcel", "package", "courier"],
+        &[
+            "快递", "物流", "包裹", "运单", "发货", "配送", "送货", "邮寄",
+        ],
+        &[
+            "delivery", "deliver", "shipping", "shipment", "ship", "parcel", "package", "courier",
+        ],
     ),
     ("~order", &["订单", "单子", "下单"], &["order", "purchase"]),
     (
@@ -33,22 +44,49 @@ const GROUPS: &[(&str, &[&str], &[&str])] = &[
         &["发票", "开票", "收据"],
         &["invoice", "bill", "receipt"],
     ),
-    ("~cancel", &["取消", "撤销"], &["cancel", "cancellation", "terminate", "termination"]),
+    (
+        "~cancel",
+        &["取消", "撤销"],
+        &["cancel", "cancellation", "terminate", "termination"],
+    ),
     (
         "~change",
         &["修改", "更改", "变更", "改成", "更换"],
         &["change", "modify", "edit", "update", "alter"],
     ),
     ("~address", &["地址"], &["address"]),
-    ("~pay", &["付款", "支付", "付钱", "买单"], &["pay", "payment"]),
+    (
+        "~pay",
+        &["付款", "支付", "付钱", "买单"],
+        &["pay", "payment"],
+    ),
     (
         "~human",
         &["人工", "真人", "客服", "转人工"],
-        &["human", "agent", "person", "representative", "operator", "someone"],
+        &[
+            "human",
+            "agent",
+            "person",
+            "representative",
+            "operator",
+            "someone",
+        ],
     ),
-    ("~complaint", &["投诉", "举报", "差评"], &["complaint", "complain", "claim"]),
-    ("~account", &["账号", "账户", "帐号", "帐户"], &["account", "profile"]),
-    ("~password", &["密码"], &["password", "pwd", "pin", "passcode"]),
+    (
+        "~complaint",
+        &["投诉", "举报", "差评"],
+        &["complaint", "complain", "claim"],
+    ),
+    (
+        "~account",
+        &["账号", "账户", "帐号", "帐户"],
+        &["account", "profile"],
+    ),
+    (
+        "~password",
+        &["密码"],
+        &["password", "pwd", "pin", "passcode"],
+    ),
     (
         "~fee",
         &["费用", "运费", "手续费", "收费"],
@@ -59,10 +97,22 @@ const GROUPS: &[(&str, &[&str], &[&str])] = &[
         &["优惠券", "红包", "折扣", "优惠"],
         &["coupon", "voucher", "discount", "promo"],
     ),
-    ("~feedback", &["评价", "反馈", "意见"], &["feedback", "review", "opinion"]),
-    ("~signup", &["注册"], &["signup", "register", "registration", "sign up"]),
+    (
+        "~feedback",
+        &["评价", "反馈", "意见"],
+        &["feedback", "review", "opinion"],
+    ),
+    (
+        "~signup",
+        &["注册"],
+        &["signup", "register", "registration", "sign up"],
+    ),
     ("~contact", &["联系", "电话"], &["contact", "call", "phone"]),
-    ("~track", &["查询", "进度", "到哪"], &["track", "status", "locate", "eta"]),
+    (
+        "~track",
+        &["查询", "进度", "到哪"],
+        &["track", "status", "locate", "eta"],
+    ),
     (
         "~arrive",
         &["到货", "到达", "多久到", "什么时候到", "送到"],
@@ -74,14 +124,26 @@ const GROUPS: &[(&str, &[&str], &[&str])] = &[
         &["broken", "damaged", "defective", "faulty"],
     ),
     ("~price", &["价格", "多少钱", "价钱"], &["price"]),
-    ("~stock", &["有货", "库存", "缺货", "补货", "现货"], &["stock"]),
+    (
+        "~stock",
+        &["有货", "库存", "缺货", "补货", "现货"],
+        &["stock"],
+    ),
     ("~size", &["尺码", "尺寸", "码数"], &["size"]),
     ("~repay", &["还款", "还钱", "还清"], &["repay", "repayment"]),
-    ("~overdue", &["逾期", "晚还", "延期", "超期"], &["overdue", "late"]),
+    (
+        "~overdue",
+        &["逾期", "晚还", "延期", "超期"],
+        &["overdue", "late"],
+    ),
     ("~limit", &["额度", "限额"], &["limit"]),
     ("~interest", &["利息", "利率"], &["interest"]),
     ("~installment", &["分期"], &["installment", "instalment"]),
-    ("~activate", &["开通", "激活", "开启"], &["activate", "enable"]),
+    (
+        "~activate",
+        &["开通", "激活", "开启"],
+        &["activate", "enable"],
+    ),
 ];
 
 /// A synonym group after stemming.
