@@ -42,6 +42,36 @@ pub struct Settings {
     pub websocket: WebSocketSettings,
     pub session: SessionSettings,
     pub greeting: GreetingSettings,
+    pub kb: KbSettings,
+    pub handoff: HandoffSettings,
+}
+
+/// The knowledge base the bot answers from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KbSettings {
+    pub path: std::path::PathBuf,
+    pub answer: f32,
+    pub suggest: f32,
+    pub suggestions: usize,
+    pub search_concurrency: usize,
+    pub search_timeout_ms: u64,
+    pub watch_interval_s: u64,
+}
+
+/// When and where the bot hands a customer to a human.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoffSettings {
+    pub human_words: Vec<String>,
+    pub unanswered_in_a_row: u32,
+    pub on_not_helpful: bool,
+    pub complaint_level1: Vec<String>,
+    pub complaint_level2: Vec<String>,
+    pub complaint_level3: Vec<String>,
+    pub complaint_group: String,
+    pub default_group: String,
+    pub category_groups: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

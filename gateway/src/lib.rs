@@ -6,11 +6,14 @@
 //! - [`protocol`]: the JSON frames of the wire protocol and their stable error codes;
 //! - [`session`]: a customer session as a state machine with numbered, replayable frames;
 //! - [`customer`]: the customer socket's connection loop (greeting first, resume, limits);
+//! - [`bot`]: the knowledge-base bot, searched on the blocking pool, reloadable;
 //! - [`limits`]: connection budgets and per-session rate limits;
 //! - [`dispatch`]: routing of waiting customers to agents (in-memory or Redis);
 //! - [`server`]: binding, routes, readiness, chores and the drain on shutdown;
 //! - [`shutdown`], [`telemetry`]: the stop signal; logs and Prometheus metrics.
 
+pub mod admin;
+pub mod bot;
 pub mod config;
 pub mod customer;
 pub mod dispatch;

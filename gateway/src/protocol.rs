@@ -97,6 +97,7 @@ pub enum ServerFrame {
         entry_id: String,
         text: String,
         score: f32,
+        confidence: f32,
     },
     Suggestions {
         reply_to: Option<String>,

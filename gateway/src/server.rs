@@ -14,15 +14,18 @@ use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
+use crate::bot::Bot;
 use crate::config::Settings;
 use crate::limits::ConnectionLimits;
 use crate::session::{SessionLimits, Sessions};
 use crate::shutdown::Shutdown;
-use crate::{customer, telemetry};
+use crate::{admin, customer, telemetry};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Bot(#[from] crate::bot::BotError),
     #[error("cannot bind {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -35,6 +38,7 @@ pub struct Shared {
     pub settings: Settings,
     pub node_id: String,
     pub sessions: Sessions,
+    pub bot: Bot,
     pub limits: Arc<ConnectionLimits>,
     pub shutdown: Shutdown,
     pub ready: AtomicBool,
@@ -59,6 +63,10 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let kb_settings = settings.kb.clone();
+        let bot = tokio::task::spawn_blocking(move || Bot::load(&kb_settings))
+            .await
+            .map_err(|_| crate::bot::BotError::PoolClosed)??;
         let addr = settings.server.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -84,6 +92,7 @@ impl Application {
         let state = Arc::new(Shared {
             node_id,
             sessions,
+            bot,
             limits,
             shutdown: Shutdown::new(),
             ready: AtomicBool::new(false),
@@ -149,6 +158,7 @@ fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/admin/kb/reload", axum::routing::post(admin::reload_kb))
         .with_state(state)
 }
 
@@ -179,7 +189,8 @@ fn resident_memory_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Periodic work: forget sessions past their grace period, keep histograms tidy.
+/// Periodic work: forget sessions past their grace period, notice knowledge-base edits,
+/// keep histograms tidy.
 async fn run_chores(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -193,6 +204,10 @@ async fn run_chores(state: AppState) {
         }
         if n % 5 == 0 {
             state.metrics.run_upkeep();
+        }
+        let watch = state.settings.kb.watch_interval_s;
+        if watch > 0 && n % watch == 0 {
+            state.bot.reload_if_changed().await;
         }
     }
 }

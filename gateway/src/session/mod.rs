@@ -96,6 +96,20 @@ struct Inner {
     detached_since: Option<Instant>,
     rate: RateLimiter,
     limits: SessionLimits,
+    conversation: Conversation,
+}
+
+/// What the bot remembers of the conversation to decide when to hand off, and where.
+#[derive(Debug, Clone, Default)]
+pub struct Conversation {
+    /// Questions in a row the bot could not answer.
+    pub unanswered: u32,
+    /// Knowledge-base category of the last question's best match (picks the skill group).
+    pub last_category: Option<String>,
+    /// Entry ids offered in the last suggestions.
+    pub suggested: Vec<String>,
+    /// Highest complaint level heard (0: none).
+    pub complaint_level: u8,
 }
 
 /// The attached connection: its outbound queue and a way to tell it to go.
@@ -145,6 +159,7 @@ impl Session {
                 detached_since: Some(Instant::now()),
                 rate: RateLimiter::new(limits.messages_per_second, limits.message_burst),
                 limits,
+                conversation: Conversation::default(),
             }),
         }
     }
@@ -268,6 +283,11 @@ impl Session {
             at_ms: now_ms(),
             id,
         });
+    }
+
+    /// Reads or updates what the bot remembers.
+    pub fn with_conversation<R>(&self, f: impl FnOnce(&mut Conversation) -> R) -> R {
+        f(&mut self.lock().conversation)
     }
 
     /// Everything said so far.

@@ -193,6 +193,29 @@ impl Client {
         }
     }
 
+    /// Every frame that arrives until nothing has come for `quiet`.
+    pub async fn drain(&mut self, quiet: Duration) -> Vec<Value> {
+        let mut frames = Vec::new();
+        loop {
+            match tokio::time::timeout(quiet, self.ws.next()).await {
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    let value: Value = serde_json::from_str(&text).expect("server sends JSON");
+                    if let Some(seq) = value["seq"].as_u64() {
+                        assert_eq!(
+                            seq,
+                            self.last_seq + 1,
+                            "frames arrive in seq order: {value}"
+                        );
+                        self.last_seq = seq;
+                    }
+                    frames.push(value);
+                }
+                Ok(Some(Ok(_))) => continue,
+                _ => return frames,
+            }
+        }
+    }
+
     /// Asserts nothing arrives for `quiet`.
     pub async fn assert_silent(&mut self, quiet: Duration) {
         if let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout(quiet, self.ws.next()).await

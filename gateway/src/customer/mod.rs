@@ -1,8 +1,10 @@
 //! The customer socket: `GET /ws/customer`.
 //!
 //! One task per connection runs one `select!` loop over the shutdown signal, the session's
-//! kick, the outbound queue and the socket. The greeting (or the replay on resume) is written
+//! kick, the outbound queue and the socket; [`flow`] handles the frames the customer sends. The greeting (or the replay on resume) is written
 //! straight to the socket before the loop starts, so it is never queued behind other work.
+
+mod flow;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,11 +19,9 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::limits::{ConnectionPermit, Refusal};
-use crate::protocol::{
-    parse_customer_frame, Channel, CustomerFrame, Envelope, ErrorCode, Lang, ServerFrame,
-};
+use crate::protocol::{Channel, Envelope, ErrorCode, Lang, ServerFrame};
 use crate::server::AppState;
-use crate::session::{Accepted, Resolved, Session, SessionState};
+use crate::session::{Resolved, Session, SessionState};
 
 /// Query parameters of the customer socket, validated by [`CustomerQuery::validate`].
 #[derive(Debug, Default, Deserialize)]
@@ -260,7 +260,7 @@ async fn connection_loop(
                     }
                     Some(Ok(Message::Text(text))) => {
                         metrics::counter!("kefu_frames_in_total", "socket" => "customer").increment(1);
-                        if let Some(reason) = on_text(app, session, &text) {
+                        if let Some(reason) = flow::on_text(app, session, &text).await {
                             // Let the closing frames reach the client before the socket goes.
                             while let Ok(frame) = attachment.rx.try_recv() {
                                 if !write(socket, frame, write_timeout).await { break; }
@@ -287,78 +287,6 @@ async fn connection_loop(
                     return End::Dropped("write failed");
                 }
             }
-        }
-    }
-}
-
-/// Handles one client text frame. Returns `Some(reason)` when the session is over.
-fn on_text(app: &AppState, session: &Arc<Session>, text: &str) -> Option<String> {
-    let frame = match parse_customer_frame(text) {
-        Ok(frame) => frame,
-        Err(err) => {
-            if session.take_rate() {
-                send_error(session, err.code, err.message, None);
-            } else {
-                send_error(
-                    session,
-                    ErrorCode::RateLimited,
-                    "too many frames; slow down",
-                    None,
-                );
-            }
-            return None;
-        }
-    };
-    match frame {
-        CustomerFrame::Message { id, text } => {
-            let max = app.settings.limits.max_text_chars;
-            let chars = text.chars().count();
-            if chars > max {
-                let message = format!("text is {chars} characters, the limit is {max}");
-                send_error(session, ErrorCode::TooLong, message, Some(id));
-            } else if text.trim().is_empty() || id.is_empty() || id.len() > 64 {
-                let message = "`id` must be 1-64 bytes and `text` must not be empty";
-                send_error(session, ErrorCode::BadField, message, Some(id));
-            } else {
-                match session.accept_customer_message(&id, &text) {
-                    Accepted::New => {
-                        session.emit(&ServerFrame::Ack {
-                            id,
-                            duplicate: false,
-                        });
-                    }
-                    Accepted::Duplicate => {
-                        session.emit(&ServerFrame::Ack {
-                            id,
-                            duplicate: true,
-                        });
-                    }
-                    Accepted::RateLimited => {
-                        let message =
-                            "too many messages; this one was not stored, send it again shortly";
-                        send_error(session, ErrorCode::RateLimited, message, Some(id));
-                    }
-                }
-            }
-            None
-        }
-        CustomerFrame::Typing {} => None,
-        CustomerFrame::Close {} => {
-            session.set_state(SessionState::Closed {
-                reason: "customer_closed".into(),
-            });
-            session.emit(&ServerFrame::Closed {
-                reason: "customer_closed".into(),
-            });
-            Some("customer_closed".into())
-        }
-        CustomerFrame::RequestHuman {}
-        | CustomerFrame::Feedback { .. }
-        | CustomerFrame::Pick { .. }
-        | CustomerFrame::SurveyAnswer { .. } => {
-            let message = format!("not possible while the session is {:?}", session.state());
-            send_error(session, ErrorCode::NotInState, message, None);
-            None
         }
     }
 }

@@ -1,0 +1,326 @@
+//! What a customer's frames do, by session state: the bot answers, suggests or hands off;
+//! hand-off triggers (asking for a person, complaints, unanswered questions, unhelpful
+//! answers) move the session to the queue for a human.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::send_error;
+use crate::protocol::{parse_customer_frame, CustomerFrame, ErrorCode, ServerFrame, Suggestion};
+use crate::server::AppState;
+use crate::session::{Accepted, Session, SessionState, Speaker};
+
+/// Why a session was handed to a human (a metric label and the `handoff` frame's reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    CustomerRequest,
+    Complaint,
+    BotNotConfident,
+    UnansweredInARow,
+    NotHelpful,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::CustomerRequest => "customer_request",
+            Trigger::Complaint => "complaint",
+            Trigger::BotNotConfident => "bot_not_confident",
+            Trigger::UnansweredInARow => "unanswered_in_a_row",
+            Trigger::NotHelpful => "not_helpful",
+        }
+    }
+}
+
+/// Handles one client text frame. Returns `Some(reason)` when the session is over.
+pub async fn on_text(app: &AppState, session: &Arc<Session>, text: &str) -> Option<String> {
+    let frame = match parse_customer_frame(text) {
+        Ok(frame) => frame,
+        Err(err) => {
+            if session.take_rate() {
+                send_error(session, err.code, err.message, None);
+            } else {
+                send_error(
+                    session,
+                    ErrorCode::RateLimited,
+                    "too many frames; slow down",
+                    None,
+                );
+            }
+            return None;
+        }
+    };
+    match frame {
+        CustomerFrame::Message { id, text } => on_message(app, session, id, text).await,
+        CustomerFrame::Typing {} => {}
+        CustomerFrame::RequestHuman {} => {
+            if matches!(session.state(), SessionState::Bot) {
+                let group = category_group(app, session);
+                hand_off(app, session, group, Trigger::CustomerRequest, 0);
+            } else {
+                let message = format!("a human was already asked for ({:?})", session.state());
+                send_error(session, ErrorCode::NotInState, message, None);
+            }
+        }
+        CustomerFrame::Feedback { entry_id, helpful } => {
+            let label = if helpful { "yes" } else { "no" };
+            metrics::counter!("kefu_bot_feedback_total", "helpful" => label).increment(1);
+            session.record(
+                Speaker::System,
+                &format!("feedback on {entry_id}: {label}"),
+                None,
+            );
+            let in_bot = matches!(session.state(), SessionState::Bot);
+            if !helpful && in_bot && app.settings.handoff.on_not_helpful {
+                let group =
+                    entry_group(app, &entry_id).unwrap_or_else(|| category_group(app, session));
+                hand_off(app, session, group, Trigger::NotHelpful, 0);
+            }
+        }
+        CustomerFrame::Pick { entry_id } => pick(app, session, entry_id),
+        CustomerFrame::Close {} => {
+            session.set_state(SessionState::Closed {
+                reason: "customer_closed".into(),
+            });
+            session.emit(&ServerFrame::Closed {
+                reason: "customer_closed".into(),
+            });
+            return Some("customer_closed".into());
+        }
+        CustomerFrame::SurveyAnswer { .. } => {
+            let message = format!("not possible while the session is {:?}", session.state());
+            send_error(session, ErrorCode::NotInState, message, None);
+        }
+    }
+    None
+}
+
+async fn on_message(app: &AppState, session: &Arc<Session>, id: String, text: String) {
+    let started = Instant::now();
+    let max = app.settings.limits.max_text_chars;
+    let chars = text.chars().count();
+    if chars > max {
+        let message = format!("text is {chars} characters, the limit is {max}");
+        return send_error(session, ErrorCode::TooLong, message, Some(id));
+    }
+    if text.trim().is_empty() || id.is_empty() || id.len() > 64 {
+        let message = "`id` must be 1-64 bytes and `text` must not be empty";
+        return send_error(session, ErrorCode::BadField, message, Some(id));
+    }
+    match session.accept_customer_message(&id, &text) {
+        Accepted::New => {}
+        Accepted::Duplicate => {
+            // Stored and answered before the reconnect: acknowledge again, nothing more.
+            session.emit(&ServerFrame::Ack {
+                id,
+                duplicate: true,
+            });
+            return;
+        }
+        Accepted::RateLimited => {
+            let message = "too many messages; this one was not stored, send it again shortly";
+            return send_error(session, ErrorCode::RateLimited, message, Some(id));
+        }
+    }
+    session.emit(&ServerFrame::Ack {
+        id: id.clone(),
+        duplicate: false,
+    });
+    match session.state() {
+        SessionState::Bot => {
+            let handoff = &app.settings.handoff;
+            if let Some(level) = complaint_level(handoff, &text) {
+                session.with_conversation(|c| c.complaint_level = c.complaint_level.max(level));
+                hand_off(
+                    app,
+                    session,
+                    handoff.complaint_group.clone(),
+                    Trigger::Complaint,
+                    level,
+                );
+            } else if contains_any(&text, &handoff.human_words) {
+                let group = category_group(app, session);
+                hand_off(app, session, group, Trigger::CustomerRequest, 0);
+            } else {
+                bot_reply(app, session, id, text, started, false).await;
+            }
+        }
+        // While waiting for a human the bot still answers what it is sure of.
+        SessionState::Queued { .. } => bot_reply(app, session, id, text, started, true).await,
+        _ => {}
+    }
+}
+
+/// Searches the knowledge base and answers, suggests or hands off. While `queued`, only
+/// sure answers are sent.
+async fn bot_reply(
+    app: &AppState,
+    session: &Arc<Session>,
+    id: String,
+    text: String,
+    started: Instant,
+    queued: bool,
+) {
+    let limit = app.settings.kb.suggestions.max(5);
+    let found = match app.bot.search(text, limit).await {
+        Ok(found) => found,
+        Err(err) => {
+            metrics::counter!("kefu_bot_failures_total").increment(1);
+            tracing::warn!(error = %err, "knowledge-base search failed");
+            return;
+        }
+    };
+    let outcome = &found.outcome;
+    let top = outcome.matches.first();
+    let category = top
+        .and_then(|m| found.index.entry(&m.id))
+        .map(|e| e.category.clone());
+    session.with_conversation(|c| c.last_category = category.clone());
+    let decision = outcome.decision;
+    metrics::counter!("kefu_bot_answers_total", "decision" => decision_label(decision))
+        .increment(1);
+    match (decision, top) {
+        (faq_index::Decision::Answer, Some(best)) => {
+            let Some(entry) = found.index.entry(&best.id) else {
+                return;
+            };
+            session.with_conversation(|c| c.unanswered = 0);
+            session.record(Speaker::Bot, &entry.answer, Some(entry.id.clone()));
+            session.emit(&ServerFrame::BotAnswer {
+                reply_to: Some(id),
+                entry_id: entry.id.clone(),
+                text: entry.answer.clone(),
+                score: best.score,
+                confidence: outcome.confidence,
+            });
+        }
+        _ if queued => return,
+        (faq_index::Decision::Suggest, Some(_)) => {
+            let items: Vec<Suggestion> = outcome
+                .matches
+                .iter()
+                .take(app.settings.kb.suggestions)
+                .map(|m| Suggestion {
+                    entry_id: m.id.clone(),
+                    question: m.question.clone(),
+                })
+                .collect();
+            let limit = app.settings.handoff.unanswered_in_a_row;
+            let unanswered = session.with_conversation(|c| {
+                c.unanswered += 1;
+                c.suggested = items.iter().map(|i| i.entry_id.clone()).collect();
+                c.unanswered
+            });
+            if limit > 0 && unanswered >= limit {
+                let group = category_group(app, session);
+                hand_off(app, session, group, Trigger::UnansweredInARow, 0);
+            } else {
+                let shown: Vec<&str> = items.iter().map(|i| i.question.as_str()).collect();
+                session.record(
+                    Speaker::Bot,
+                    &format!("suggested: {}", shown.join(" / ")),
+                    None,
+                );
+                session.emit(&ServerFrame::Suggestions {
+                    reply_to: Some(id),
+                    items,
+                });
+            }
+        }
+        _ => {
+            let group = category_group(app, session);
+            hand_off(app, session, group, Trigger::BotNotConfident, 0);
+        }
+    }
+    metrics::histogram!("kefu_bot_latency_seconds").record(started.elapsed().as_secs_f64());
+}
+
+/// The customer picked a suggestion (or any entry): send its answer.
+fn pick(app: &AppState, session: &Session, entry_id: String) {
+    let index = app.bot.index();
+    let Some(entry) = index.entry(&entry_id) else {
+        let message = format!("no knowledge-base entry `{entry_id}`");
+        return send_error(session, ErrorCode::BadField, message, None);
+    };
+    session.with_conversation(|c| {
+        c.unanswered = 0;
+        c.last_category = Some(entry.category.clone());
+    });
+    session.record(Speaker::Bot, &entry.answer, Some(entry.id.clone()));
+    session.emit(&ServerFrame::BotAnswer {
+        reply_to: None,
+        entry_id: entry.id.clone(),
+        text: entry.answer.clone(),
+        score: 1.0,
+        confidence: 1.0,
+    });
+}
+
+/// Moves the session to the queue for a human of `group` and tells the customer.
+pub fn hand_off(
+    app: &AppState,
+    session: &Arc<Session>,
+    group: String,
+    trigger: Trigger,
+    level: u8,
+) {
+    metrics::counter!("kefu_handoffs_total", "trigger" => trigger.as_str()).increment(1);
+    tracing::info!(%group, trigger = trigger.as_str(), level, "handing off to a human");
+    session.record(
+        Speaker::System,
+        &format!("handoff to {group}: {}", trigger.as_str()),
+        None,
+    );
+    session.set_state(SessionState::Queued {
+        group: group.clone(),
+    });
+    session.emit(&ServerFrame::Handoff {
+        group,
+        reason: trigger.as_str().into(),
+    });
+    let _ = app;
+}
+
+fn complaint_level(settings: &crate::config::HandoffSettings, text: &str) -> Option<u8> {
+    [
+        (3, &settings.complaint_level3),
+        (2, &settings.complaint_level2),
+        (1, &settings.complaint_level1),
+    ]
+    .into_iter()
+    .find(|(_, words)| contains_any(text, words))
+    .map(|(level, _)| level)
+}
+
+fn contains_any(text: &str, words: &[String]) -> bool {
+    let lower = text.to_lowercase();
+    words
+        .iter()
+        .any(|w| !w.is_empty() && lower.contains(&w.to_lowercase()))
+}
+
+fn group_of_category(app: &AppState, category: &str) -> Option<String> {
+    app.settings.handoff.category_groups.get(category).cloned()
+}
+
+fn category_group(app: &AppState, session: &Session) -> String {
+    session
+        .with_conversation(|c| c.last_category.clone())
+        .and_then(|c| group_of_category(app, &c))
+        .unwrap_or_else(|| app.settings.handoff.default_group.clone())
+}
+
+fn entry_group(app: &AppState, entry_id: &str) -> Option<String> {
+    let index = app.bot.index();
+    let entry = index.entry(entry_id)?;
+    group_of_category(app, &entry.category)
+}
+
+fn decision_label(decision: faq_index::Decision) -> &'static str {
+    match decision {
+        faq_index::Decision::Answer => "answer",
+        faq_index::Decision::Suggest => "suggest",
+        faq_index::Decision::Handoff => "handoff",
+    }
+}
