@@ -1,4 +1,5 @@
 //! Runs the built `faq-index` binary on a small KB written to a temporary directory.
+#![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 use std::process::Command;
