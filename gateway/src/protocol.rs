@@ -106,6 +106,9 @@ pub enum ServerFrame {
     Handoff {
         group: String,
         reason: String,
+        /// Complaint level (1 ordinary, 2 serious, 3 very serious); absent when not a complaint.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        level: Option<u8>,
     },
     Queued {
         position: usize,

@@ -278,6 +278,7 @@ pub fn hand_off(
     session.emit(&ServerFrame::Handoff {
         group,
         reason: trigger.as_str().into(),
+        level: (level > 0).then_some(level),
     });
     let _ = app;
 }

@@ -184,7 +184,7 @@ impl Dispatcher for MemoryDispatcher {
                         freed = agent.groups.clone();
                     }
                 }
-                st.to_front(session, Some(&g), now);
+                st.requeue_front(session, Some(&g), now);
                 freed.push(g.clone());
                 st.drain(&freed, &mut assignments);
                 match assignments.iter().position(|a| a.session == session) {

@@ -1,6 +1,7 @@
 //! Integration tests: the real gateway on port 0, real WebSocket clients.
 
 mod bad_input;
+mod bot;
 mod customer;
 mod helpers;
 mod operations;

@@ -134,7 +134,7 @@ impl State {
         chats.sort();
         let mut groups = Vec::new();
         for (_, s) in chats {
-            if let Some(t) = self.to_front(&s, None, now) {
+            if let Some(t) = self.requeue_front(&s, None, now) {
                 groups.push(t.group.clone());
                 requeued.push(t);
             }
@@ -144,7 +144,7 @@ impl State {
 
     /// Puts a ticket (queued or assigned) at the front of `group` (default: its own group).
     /// Does not touch the previous agent's chat set.
-    pub fn to_front(&mut self, s: &str, group: Option<&str>, now: u64) -> Option<Ticket> {
+    pub fn requeue_front(&mut self, s: &str, group: Option<&str>, now: u64) -> Option<Ticket> {
         let rec = self.tickets.get_mut(s)?;
         if let Where::Queued { score } = rec.at {
             if let Some(q) = self.queues.get_mut(&rec.ticket.group) {
