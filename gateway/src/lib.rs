@@ -18,6 +18,7 @@ pub mod config;
 pub mod customer;
 pub mod dispatch;
 pub mod limits;
+pub mod outbox;
 pub mod protocol;
 pub mod server;
 pub mod session;

@@ -147,25 +147,7 @@ impl ServerFrame {
     }
 }
 
-/// A frame with its sequence number, as written on the wire.
-#[derive(Serialize)]
-pub struct Envelope<'a> {
-    pub seq: u64,
-    #[serde(flatten)]
-    pub frame: &'a ServerFrame,
-}
-
-impl Envelope<'_> {
-    pub fn to_json(&self) -> String {
-        // Serialising these plain structs cannot fail; fall back to a valid frame regardless.
-        serde_json::to_string(self).unwrap_or_else(|_| {
-            format!(
-                r#"{{"type":"error","seq":{},"code":"internal","message":"unserialisable frame"}}"#,
-                self.seq
-            )
-        })
-    }
-}
+pub use crate::outbox::Envelope;
 
 /// Stable error codes; clients may switch on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

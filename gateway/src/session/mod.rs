@@ -1,9 +1,7 @@
 //! A customer session: its lifecycle state, its numbered outbound frames, and what was said.
 //!
-//! A session outlives its socket. Every frame the server sends is numbered (`seq`), kept in a
-//! bounded replay log and pushed to the attached connection's bounded queue if there is one;
-//! a connection that falls behind is kicked, not waited for, so one slow phone never holds up
-//! the node. Resuming replays what the client has not seen.
+//! A session outlives its socket: its frames go through an [`Outbox`] (numbered, replayable,
+//! bounded), so a customer who reconnects within the grace period resumes where they were.
 
 mod registry;
 
@@ -13,12 +11,12 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::ws::Utf8Bytes;
-use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use crate::limits::RateLimiter;
-use crate::protocol::{Channel, Envelope, Lang, ServerFrame};
+pub use crate::outbox::Attachment;
+use crate::outbox::Outbox;
+use crate::protocol::{Channel, Lang, ServerFrame};
 
 /// Where a session is in its life. The bot, routing and survey extend the middle states.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,18 +80,15 @@ pub struct Session {
     pub visitor: Option<String>,
     pub channel: Channel,
     pub lang: Lang,
+    outbox: Outbox,
     inner: Mutex<Inner>,
 }
 
 struct Inner {
     state: SessionState,
-    next_seq: u64,
-    replay: VecDeque<(u64, Utf8Bytes)>,
     seen_ids: HashSet<String>,
     seen_order: VecDeque<String>,
     transcript: Vec<TranscriptEntry>,
-    link: Option<Link>,
-    detached_since: Option<Instant>,
     rate: RateLimiter,
     limits: SessionLimits,
     conversation: Conversation,
@@ -110,22 +105,6 @@ pub struct Conversation {
     pub suggested: Vec<String>,
     /// Highest complaint level heard (0: none).
     pub complaint_level: u8,
-}
-
-/// The attached connection: its outbound queue and a way to tell it to go.
-struct Link {
-    conn: u64,
-    tx: mpsc::Sender<Utf8Bytes>,
-    kick: Arc<Notify>,
-}
-
-/// What a connection gets when it attaches.
-pub struct Attachment {
-    /// Frames to write first, in order, before anything from `rx`.
-    pub replay: Vec<Utf8Bytes>,
-    pub rx: mpsc::Receiver<Utf8Bytes>,
-    /// Notified when the session drops this connection (slow consumer, or taken over).
-    pub kick: Arc<Notify>,
 }
 
 pub fn now_ms() -> u64 {
@@ -148,15 +127,12 @@ impl Session {
             visitor,
             channel,
             lang,
+            outbox: Outbox::new(limits.replay_frames),
             inner: Mutex::new(Inner {
                 state: SessionState::Greeting,
-                next_seq: 1,
-                replay: VecDeque::new(),
                 seen_ids: HashSet::new(),
                 seen_order: VecDeque::new(),
                 transcript: Vec::new(),
-                link: None,
-                detached_since: Some(Instant::now()),
                 rate: RateLimiter::new(limits.messages_per_second, limits.message_burst),
                 limits,
                 conversation: Conversation::default(),
@@ -178,71 +154,28 @@ impl Session {
     }
 
     /// Numbers `frame`, logs it for replay and pushes it to the attached connection.
-    /// Returns its `seq`.
     pub fn emit(&self, frame: &ServerFrame) -> u64 {
-        let mut inner = self.lock();
-        let seq = inner.next_seq;
-        inner.next_seq += 1;
-        let text = Utf8Bytes::from(Envelope { seq, frame }.to_json());
-        inner.replay.push_back((seq, text.clone()));
-        if inner.replay.len() > inner.limits.replay_frames {
-            inner.replay.pop_front();
-        }
-        if let Some(link) = &inner.link {
-            if let Err(err) = link.tx.try_send(text) {
-                if matches!(err, mpsc::error::TrySendError::Full(_)) {
-                    metrics::counter!("kefu_slow_consumers_total").increment(1);
-                    tracing::info!(session = %self.id, "client too slow, disconnecting");
-                }
-                link.kick.notify_one();
-                inner.link = None;
-                inner.detached_since = Some(Instant::now());
-            }
-        }
-        seq
+        self.outbox.emit(frame)
     }
 
-    /// Attaches connection `conn`, replacing (and kicking) any other, and returns the frames
-    /// after `last_seq` to write first. `queue` bounds the outbound queue.
+    /// Attaches connection `conn` (kicking any other); returns the frames after `last_seq`.
     pub fn attach(&self, conn: u64, last_seq: u64, queue: usize) -> Attachment {
-        let (tx, rx) = mpsc::channel(queue.max(1));
-        let kick = Arc::new(Notify::new());
-        let mut inner = self.lock();
-        if let Some(old) = inner.link.take() {
-            old.kick.notify_one();
-        }
-        let replay = inner
-            .replay
-            .iter()
-            .filter(|(seq, _)| *seq > last_seq)
-            .map(|(_, text)| text.clone())
-            .collect();
-        inner.link = Some(Link {
-            conn,
-            tx,
-            kick: kick.clone(),
-        });
-        inner.detached_since = None;
-        Attachment { replay, rx, kick }
+        self.outbox.attach(conn, last_seq, queue)
     }
 
     /// Detaches `conn` if it is still the attached one; the grace period starts now.
     pub fn detach(&self, conn: u64) {
-        let mut inner = self.lock();
-        if inner.link.as_ref().is_some_and(|l| l.conn == conn) {
-            inner.link = None;
-            inner.detached_since = Some(Instant::now());
-        }
+        self.outbox.detach(conn)
     }
 
     /// When the socket went away, if it is away.
     pub fn detached_since(&self) -> Option<Instant> {
-        self.lock().detached_since
+        self.outbox.detached_since()
     }
 
     /// Highest `seq` handed out so far.
     pub fn last_seq(&self) -> u64 {
-        self.lock().next_seq - 1
+        self.outbox.last_seq()
     }
 
     /// Stores a customer message once per client `id`, within the session's rate.
@@ -313,66 +246,6 @@ mod tests {
                 message_burst: 100,
             },
         )
-    }
-
-    fn seqs(frames: &[Utf8Bytes]) -> Vec<u64> {
-        frames
-            .iter()
-            .map(|t| {
-                let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
-                v["seq"].as_u64().unwrap()
-            })
-            .collect()
-    }
-
-    #[tokio::test]
-    async fn replays_frames_after_last_seq_in_order() {
-        let s = session();
-        for _ in 0..3 {
-            s.emit(&ServerFrame::Typing {});
-        }
-        let a = s.attach(1, 1, 8);
-        assert_eq!(seqs(&a.replay), vec![2, 3]);
-        // The replay log is bounded: the oldest frames go first.
-        for _ in 0..3 {
-            s.emit(&ServerFrame::Typing {});
-        }
-        let b = s.attach(2, 0, 8);
-        assert_eq!(seqs(&b.replay), vec![3, 4, 5, 6]);
-    }
-
-    #[tokio::test]
-    async fn live_frames_go_to_the_attached_connection() {
-        let s = session();
-        let mut a = s.attach(1, 0, 8);
-        let seq = s.emit(&ServerFrame::Typing {});
-        assert_eq!(seqs(&[a.rx.recv().await.unwrap()]), vec![seq]);
-    }
-
-    #[tokio::test]
-    async fn slow_consumer_is_kicked_and_frames_stay_for_replay() {
-        let s = session();
-        let a = s.attach(1, 0, 1);
-        s.emit(&ServerFrame::Typing {});
-        s.emit(&ServerFrame::Typing {}); // queue full: kicked
-        tokio::time::timeout(std::time::Duration::from_secs(1), a.kick.notified())
-            .await
-            .unwrap();
-        assert!(s.detached_since().is_some());
-        let b = s.attach(2, 0, 8);
-        assert_eq!(seqs(&b.replay), vec![1, 2]);
-    }
-
-    #[tokio::test]
-    async fn attaching_again_kicks_the_old_connection() {
-        let s = session();
-        let a = s.attach(1, 0, 8);
-        let _b = s.attach(2, 0, 8);
-        tokio::time::timeout(std::time::Duration::from_secs(1), a.kick.notified())
-            .await
-            .unwrap();
-        s.detach(1); // the old connection ending must not detach the new one
-        assert!(s.detached_since().is_none());
     }
 
     #[test]
