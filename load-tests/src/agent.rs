@@ -268,7 +268,7 @@ impl Agent {
                     }
                 }
                 incoming = net::recv(&mut ws) => match incoming {
-                    Incoming::Frame(f) => self.on_frame(f),
+                    Incoming::Frame(f) => self.on_frame(*f),
                     Incoming::Garbage => shared.tally().error("agent_bad_frame"),
                     Incoming::Closed => {
                         shared.tally().error("agent_disconnected");

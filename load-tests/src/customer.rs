@@ -25,7 +25,10 @@ pub struct Ctx {
     pub profile: Arc<Profile>,
     pub questions: Arc<Questions>,
     pub targets: Vec<Target>,
-    pub source: Option<IpAddr>,
+    /// Source addresses this process binds before connecting, used round-robin.
+    pub sources: Vec<IpAddr>,
+    /// Worker count, so round-robin over sources is even for this worker's arrival indexes.
+    pub workers: u32,
     pub shared: Arc<Shared>,
     pub seed: u64,
     /// Prefix of message ids, unique per process (`c{worker}`).
@@ -45,6 +48,7 @@ struct Customer {
     ctx: Arc<Ctx>,
     rng: Rng,
     target: Target,
+    source: Option<IpAddr>,
     lang: &'static str,
     ws: Option<Ws>,
     session_id: Option<String>,
@@ -68,6 +72,9 @@ struct Customer {
 pub async fn run(ctx: Arc<Ctx>, index: u64) {
     let rng = Rng::derive(ctx.seed, 1, index);
     let target = ctx.targets[(index % ctx.targets.len() as u64) as usize];
+    let slot = index / u64::from(ctx.workers.max(1));
+    let source =
+        (!ctx.sources.is_empty()).then(|| ctx.sources[(slot % ctx.sources.len() as u64) as usize]);
     let shared = ctx.shared.clone();
     let deadline = ctx.deadline;
     let mut c = Customer {
@@ -75,6 +82,7 @@ pub async fn run(ctx: Arc<Ctx>, index: u64) {
         ctx,
         rng,
         target,
+        source,
         lang: "zh",
         ws: None,
         session_id: None,
@@ -211,7 +219,7 @@ impl Customer {
         let timeout = Duration::from_millis(self.ctx.profile.customer.greeting_timeout_ms);
         let started = Instant::now();
         let path = self.path();
-        match net::connect(self.target, self.ctx.source, &path, timeout).await {
+        match net::connect(self.target, self.source, &path, timeout).await {
             Ok(ws) => {
                 self.ws = Some(ws);
                 self.conn_us = 0;
@@ -355,7 +363,7 @@ impl Customer {
         let started = Instant::now();
         let timeout = Duration::from_millis(self.ctx.profile.customer.greeting_timeout_ms);
         let path = self.path();
-        match net::connect(self.target, self.ctx.source, &path, timeout).await {
+        match net::connect(self.target, self.source, &path, timeout).await {
             Ok(ws) => {
                 self.ws = Some(ws);
                 self.conn_us = now_us();
@@ -431,7 +439,7 @@ impl Customer {
             };
             match tokio::time::timeout_at(until, net::recv(ws)).await {
                 Err(_) => return done(self),
-                Ok(Incoming::Frame(f)) => self.on_frame(f),
+                Ok(Incoming::Frame(f)) => self.on_frame(*f),
                 Ok(Incoming::Garbage) => self.shared().tally().error("bad_frame"),
                 Ok(Incoming::Closed) => {
                     if self.ws.take().is_some() {

@@ -29,7 +29,7 @@ static WARNINGS: AtomicU64 = AtomicU64::new(0);
 /// sessions failing the same way, one line each would bury the progress output.
 pub fn warn_limited(msg: &str) {
     let n = WARNINGS.fetch_add(1, Ordering::Relaxed);
-    if n < 20 || n % 1000 == 0 {
+    if n < 20 || n.is_multiple_of(1000) {
         eprintln!("kefu-load: warning #{}: {msg}", n + 1);
     }
 }

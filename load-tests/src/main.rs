@@ -2,7 +2,6 @@
 //!
 //! Exit codes: 0 the run passed its SLOs, 1 an SLO failed, 2 the run could not be done.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -90,8 +89,9 @@ enum Cmd {
         start_us: u64,
         #[arg(long)]
         seed: u64,
+        /// Source addresses per worker.
         #[arg(long)]
-        source: Option<IpAddr>,
+        sources: u32,
     },
 }
 
@@ -201,7 +201,7 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             workers,
             start_us,
             seed,
-            source,
+            sources,
         } => {
             let opts = run::RunOptions {
                 profile,
@@ -212,7 +212,7 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 exe: None,
                 progress: false,
             };
-            run::worker_main(opts, worker, workers, start_us, source).await?;
+            run::worker_main(opts, worker, workers, start_us, sources).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

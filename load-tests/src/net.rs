@@ -59,13 +59,8 @@ impl std::str::FromStr for Target {
 
 /// Loopback source address number `i` (127.0.0.2, 127.0.0.3, …), for worker `i`.
 pub fn source_addr(i: u32) -> IpAddr {
-    let n = 2 + i;
-    IpAddr::V4(Ipv4Addr::new(
-        127,
-        0,
-        (n / 250) as u8,
-        (n % 250) as u8 + u8::from(n % 250 == 0),
-    ))
+    let n = i + 1;
+    IpAddr::V4(Ipv4Addr::new(127, 0, (n / 254) as u8, (n % 254) as u8 + 1))
 }
 
 /// Small buffers: a simulated customer reads a few hundred bytes a minute, and 15,000 of them
@@ -146,7 +141,7 @@ pub struct Frame {
 
 /// What came off the socket.
 pub enum Incoming {
-    Frame(Frame),
+    Frame(Box<Frame>),
     /// A text frame that is not a protocol frame (counted as `bad_frame`).
     Garbage,
     /// The socket closed or failed.
@@ -158,7 +153,7 @@ pub async fn recv(ws: &mut Ws) -> Incoming {
         match ws.next().await {
             Some(Ok(Message::Text(t))) => {
                 return match serde_json::from_str::<Frame>(t.as_str()) {
-                    Ok(f) => Incoming::Frame(f),
+                    Ok(f) => Incoming::Frame(Box::new(f)),
                     Err(_) => Incoming::Garbage,
                 };
             }
@@ -240,6 +235,7 @@ mod tests {
     fn source_addresses_skip_network_and_broadcast_numbers() {
         assert_eq!(source_addr(0).to_string(), "127.0.0.2");
         assert_eq!(source_addr(1).to_string(), "127.0.0.3");
-        assert!(source_addr(500).is_loopback());
+        assert_eq!(source_addr(252).to_string(), "127.0.0.254");
+        assert_eq!(source_addr(253).to_string(), "127.0.1.1");
     }
 }

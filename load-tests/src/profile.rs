@@ -48,6 +48,11 @@ pub struct Profile {
     /// Customer worker processes (1 = all in this process).
     #[serde(default = "one")]
     pub workers: u32,
+    /// Loopback source addresses per worker (127.0.0.2, …). The gateway limits connections per
+    /// client address (`limits.max_connections_per_ip`, 1,000 by default), so a worker holding
+    /// 15,000 sessions needs at least 15 of them; customers are spread round-robin.
+    #[serde(default = "default_sources")]
+    pub source_addresses: u32,
     #[serde(rename = "phase")]
     pub phases: Vec<Phase>,
     pub customer: CustomerProfile,
@@ -62,6 +67,9 @@ fn default_drain_s() -> u64 {
 }
 fn one() -> u32 {
     1
+}
+fn default_sources() -> u32 {
+    16
 }
 
 /// One piece of the arrival curve: the rate moves linearly from `rate_start` to `rate_end`
@@ -368,6 +376,9 @@ impl Profile {
         if self.workers == 0 || self.workers > 16 {
             return Err(invalid("workers", "between 1 and 16"));
         }
+        if self.source_addresses == 0 || self.source_addresses > 200 {
+            return Err(invalid("source_addresses", "between 1 and 200"));
+        }
         let c = &self.customer;
         let m = c.mix;
         for (k, v) in [
@@ -532,3 +543,7 @@ impl Questions {
         &list[rng.below(list.len() as u64) as usize]
     }
 }
+
+#[cfg(test)]
+#[path = "profile_tests.rs"]
+mod tests;

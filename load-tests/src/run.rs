@@ -92,7 +92,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Report> {
             profile: profile.clone(),
             questions,
             targets: opts.targets.clone(),
-            source: None,
+            sources: sources(0, profile.source_addresses),
+            workers: 1,
             shared: shared.clone(),
             seed: opts.seed,
             id_prefix: "c0".into(),
@@ -110,7 +111,15 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Report> {
             None => std::env::current_exe().context("finding the kefu-load executable")?,
         };
         for w in 0..workers {
-            let child = spawn_worker(&exe, &opts, w, workers, start_us, tx.clone())?;
+            let child = spawn_worker(
+                &exe,
+                &opts,
+                w,
+                workers,
+                start_us,
+                profile.source_addresses,
+                tx.clone(),
+            )?;
             children.push(child);
         }
     }
@@ -184,6 +193,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Report> {
     report.duration_s = duration.as_secs_f64();
     report.judge(&profile.slo);
     Ok(report)
+}
+
+/// Worker `w`'s source addresses: a block of `n` after the blocks of the workers before it.
+pub fn sources(w: u32, n: u32) -> Vec<IpAddr> {
+    (0..n).map(|j| net::source_addr(w * n + j)).collect()
 }
 
 /// Tokens for agents when the run did not create them (`--target`): from the profile.
@@ -279,6 +293,7 @@ fn spawn_worker(
     w: u32,
     workers: u32,
     start_us: u64,
+    sources_per_worker: u32,
     tx: mpsc::Sender<Event>,
 ) -> anyhow::Result<tokio::process::Child> {
     let mut cmd = tokio::process::Command::new(exe);
@@ -297,7 +312,7 @@ fn spawn_worker(
             "--seed",
             &opts.seed.to_string(),
         ])
-        .args(["--source", &net::source_addr(w).to_string()]);
+        .args(["--sources", &sources_per_worker.to_string()]);
     for t in &opts.targets {
         cmd.arg("--target").arg(t.to_string());
     }
@@ -347,7 +362,7 @@ pub async fn worker_main(
     worker: u32,
     workers: u32,
     start_us: u64,
-    source: Option<IpAddr>,
+    sources_per_worker: u32,
 ) -> anyhow::Result<()> {
     use std::io::Write as _;
     let profile = Arc::new(Profile::load(&opts.profile)?);
@@ -359,7 +374,8 @@ pub async fn worker_main(
         profile: profile.clone(),
         questions,
         targets: opts.targets.clone(),
-        source,
+        sources: sources(worker, sources_per_worker),
+        workers,
         shared: Arc::new(Shared::default()),
         seed: opts.seed,
         id_prefix: format!("c{worker}"),
