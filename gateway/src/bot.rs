@@ -49,12 +49,12 @@ pub struct Bot {
     fingerprint: Mutex<Option<Fingerprint>>,
 }
 
-type Fingerprint = (usize, Option<SystemTime>);
+pub(crate) type Fingerprint = (usize, Option<SystemTime>);
 
 impl Bot {
     /// Loads and indexes the knowledge base (at start: blocking is fine here).
     pub fn load(settings: &KbSettings) -> Result<Bot, BotError> {
-        let path = resolve_path(&settings.path);
+        let path = crate::config::resolve_path(&settings.path);
         let thresholds = Thresholds {
             answer: settings.answer,
             suggest: settings.suggest,
@@ -161,22 +161,8 @@ fn build(path: &Path, thresholds: Thresholds) -> Result<(Index, usize), BotError
     Ok((index, kb.len()))
 }
 
-/// A relative path is tried from the working directory, then from the source tree, so the
-/// bundled KB is found whether the binary runs from the repository or elsewhere.
-fn resolve_path(path: &Path) -> PathBuf {
-    if path.is_absolute() || path.exists() {
-        return path.to_path_buf();
-    }
-    let from_source = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
-    if from_source.exists() {
-        from_source
-    } else {
-        path.to_path_buf()
-    }
-}
-
 /// Number of files and the newest modification time under `path`.
-fn fingerprint(path: &Path) -> Option<Fingerprint> {
+pub(crate) fn fingerprint(path: &Path) -> Option<Fingerprint> {
     let meta = std::fs::metadata(path).ok()?;
     if !meta.is_dir() {
         return Some((1, meta.modified().ok()));

@@ -44,6 +44,25 @@ pub struct Settings {
     pub greeting: GreetingSettings,
     pub kb: KbSettings,
     pub handoff: HandoffSettings,
+    pub agents: AgentSettings,
+    pub routing: RoutingSettings,
+    pub dispatch: crate::dispatch::DispatchSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSettings {
+    pub file: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingSettings {
+    pub agent_greeting_s: u64,
+    pub first_response_sla_s: u64,
+    pub avg_handle_s: u64,
+    pub agent_greeting_zh: String,
+    pub agent_greeting_en: String,
 }
 
 /// The knowledge base the bot answers from.
@@ -220,6 +239,20 @@ impl Settings {
                 message: err.into_inner().to_string(),
             }
         })
+    }
+}
+
+/// A relative path is tried from the working directory, then from the source tree, so the
+/// bundled files (knowledge base, roster) are found wherever the binary runs from.
+pub fn resolve_path(path: &Path) -> std::path::PathBuf {
+    if path.is_absolute() || path.exists() {
+        return path.to_path_buf();
+    }
+    let from_source = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    if from_source.exists() {
+        from_source
+    } else {
+        path.to_path_buf()
     }
 }
 

@@ -15,11 +15,14 @@
 pub mod admin;
 pub mod bot;
 pub mod config;
+pub mod connection;
 pub mod customer;
 pub mod dispatch;
 pub mod limits;
+pub mod mask;
 pub mod outbox;
 pub mod protocol;
+pub mod roster;
 pub mod server;
 pub mod session;
 pub mod shutdown;

@@ -33,11 +33,20 @@ struct Cli {
 enum Command {
     /// Check the configuration and print the effective settings, then exit.
     CheckConfig,
+    /// Print the argon2 `token_hash` of an agent token, for the roster file.
+    HashToken {
+        /// The token; `AGENT_ID.SECRET` lets the gateway check it against one agent only.
+        token: String,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::HashToken { token }) = &cli.command {
+        println!("{}", gateway::roster::hash_token(token)?);
+        return Ok(());
+    }
     telemetry::init_logs(cli.log_format);
     let env: HashMap<String, String> = std::env::vars().collect();
     let mut settings =
@@ -45,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(listen) = cli.listen {
         settings.server.listen = listen;
     }
-    if let Some(Command::CheckConfig) = cli.command {
+    if let Some(Command::CheckConfig) = &cli.command {
         println!("{settings:#?}");
         return Ok(());
     }

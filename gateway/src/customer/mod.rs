@@ -1,7 +1,7 @@
 //! The customer socket: `GET /ws/customer`.
 //!
-//! One task per connection runs one `select!` loop over the shutdown signal, the session's
-//! kick, the outbound queue and the socket; [`flow`] handles the frames the customer sends. The greeting (or the replay on resume) is written
+//! One task per connection runs the shared [`connection`] loop; [`flow`] handles the frames
+//! the customer sends. The greeting (or the replay on resume) is written
 //! straight to the socket before the loop starts, so it is never queued behind other work.
 
 mod flow;
@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -18,6 +18,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::connection::{self, End, FrameHandler};
 use crate::limits::{ConnectionPermit, Refusal};
 use crate::protocol::{Channel, Envelope, ErrorCode, Lang, ServerFrame};
 use crate::server::AppState;
@@ -98,17 +99,10 @@ pub async fn upgrade(
             return refuse(&app, StatusCode::TOO_MANY_REQUESTS, refusal.as_str())
         }
     };
-    let ws_settings = &app.settings.websocket;
-    let max_frame = app.settings.limits.max_frame_bytes;
-    ws.read_buffer_size(ws_settings.read_buffer_bytes)
-        .write_buffer_size(ws_settings.write_buffer_bytes)
-        .max_write_buffer_size(ws_settings.max_write_buffer_bytes)
-        .max_message_size(max_frame)
-        .max_frame_size(max_frame)
-        .on_upgrade(move |socket| {
-            let span = tracing::info_span!("customer", session = tracing::field::Empty);
-            serve(socket, app, params, permit, accepted_at).instrument(span)
-        })
+    connection::configure(ws, &app).on_upgrade(move |socket| {
+        let span = tracing::info_span!("customer", session = tracing::field::Empty);
+        serve(socket, app, params, permit, accepted_at).instrument(span)
+    })
 }
 
 fn refuse(app: &AppState, status: StatusCode, reason: &'static str) -> Response {
@@ -175,9 +169,10 @@ async fn serve(
         if fresh { 0 } else { last_seq },
         app.settings.limits.outbound_queue,
     );
+    // The greeting (or the replay) is written first, straight to the socket.
     let write_timeout = Duration::from_millis(app.settings.limits.write_timeout_ms);
     for frame in std::mem::take(&mut attachment.replay) {
-        if !write(&mut socket, frame, write_timeout).await {
+        if !connection::write(&mut socket, frame, write_timeout, "customer").await {
             session.detach(conn);
             return;
         }
@@ -191,7 +186,11 @@ async fn serve(
         tracing::debug!(last_seq, "resumed");
     }
 
-    let end = connection_loop(&mut socket, &app, &session, &mut attachment, write_timeout).await;
+    let mut handler = CustomerHandler {
+        app: app.clone(),
+        session: session.clone(),
+    };
+    let end = connection::run(&mut socket, &app, &mut attachment, &mut handler).await;
     session.detach(conn);
     match end {
         End::Closed(reason) => {
@@ -202,92 +201,31 @@ async fn serve(
     }
 }
 
-/// Why a connection loop ended.
-enum End {
-    /// The session is over.
-    Closed(String),
-    /// Only the socket is gone; the session waits for a resume.
-    Dropped(&'static str),
+struct CustomerHandler {
+    app: AppState,
+    session: Arc<Session>,
 }
 
-async fn connection_loop(
-    socket: &mut WebSocket,
-    app: &AppState,
-    session: &Arc<Session>,
-    attachment: &mut crate::session::Attachment,
-    write_timeout: Duration,
-) -> End {
-    let mut shutdown = app.shutdown.listen();
-    let ping_every = app.settings.websocket.ping_interval_s;
-    let mut ping = tokio::time::interval(Duration::from_secs(ping_every.max(1)));
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ping.reset();
-    let mut last_heard = Instant::now();
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.recv() => {
-                session.emit(&ServerFrame::Closed { reason: "shutting_down".into() });
-                while let Ok(frame) = attachment.rx.try_recv() {
-                    if !write(socket, frame, write_timeout).await {
-                        break;
-                    }
-                }
-                close(socket, close_code::AWAY, "server shutting down").await;
-                return End::Dropped("shutdown");
-            }
-            _ = attachment.kick.notified() => {
-                close(socket, close_code::AGAIN, "too slow or replaced; resume the session").await;
-                return End::Dropped("kicked");
-            }
-            out = attachment.rx.recv() => {
-                let Some(frame) = out else { return End::Dropped("queue closed") };
-                if !write(socket, frame, write_timeout).await {
-                    return End::Dropped("write failed");
-                }
-            }
-            incoming = socket.recv() => {
-                last_heard = Instant::now();
-                match incoming {
-                    None => return End::Dropped("client went away"),
-                    Some(Err(err)) => {
-                        if is_too_large(err) {
-                            metrics::counter!("kefu_errors_total", "code" => "frame_too_large").increment(1);
-                            close(socket, close_code::SIZE, "frame too large").await;
-                            return End::Dropped("frame too large");
-                        }
-                        return End::Dropped("protocol error");
-                    }
-                    Some(Ok(Message::Text(text))) => {
-                        metrics::counter!("kefu_frames_in_total", "socket" => "customer").increment(1);
-                        if let Some(reason) = flow::on_text(app, session, &text).await {
-                            // Let the closing frames reach the client before the socket goes.
-                            while let Ok(frame) = attachment.rx.try_recv() {
-                                if !write(socket, frame, write_timeout).await { break; }
-                            }
-                            close(socket, close_code::NORMAL, "session closed").await;
-                            return End::Closed(reason);
-                        }
-                    }
-                    Some(Ok(Message::Binary(_))) => {
-                        metrics::counter!("kefu_frames_in_total", "socket" => "customer").increment(1);
-                        send_error(session, ErrorCode::BinaryNotSupported,
-                            "binary frames are not supported; send JSON text frames", None);
-                    }
-                    Some(Ok(Message::Close(_))) => return End::Dropped("client closed"),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                }
-            }
-            _ = ping.tick(), if ping_every > 0 => {
-                if last_heard.elapsed() > Duration::from_secs(ping_every * 3) {
-                    close(socket, close_code::AWAY, "no answer to pings").await;
-                    return End::Dropped("silent");
-                }
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
-                    return End::Dropped("write failed");
-                }
-            }
-        }
+impl FrameHandler for CustomerHandler {
+    const SOCKET: &'static str = "customer";
+
+    async fn on_text(&mut self, text: &str) -> Option<String> {
+        flow::on_text(&self.app, &self.session, text).await
+    }
+
+    fn on_binary(&mut self) {
+        send_error(
+            &self.session,
+            ErrorCode::BinaryNotSupported,
+            "binary frames are not supported; send JSON text frames",
+            None,
+        );
+    }
+
+    fn on_shutdown(&mut self) {
+        self.session.emit(&ServerFrame::Closed {
+            reason: "shutting_down".into(),
+        });
     }
 }
 
@@ -305,37 +243,6 @@ pub(crate) fn send_error(
     });
 }
 
-fn count_error(code: ErrorCode) {
+pub(crate) fn count_error(code: ErrorCode) {
     metrics::counter!("kefu_errors_total", "code" => code.as_str()).increment(1);
-}
-
-/// Writes one frame, giving up after `timeout` (a stuck client must not hold its task).
-async fn write(socket: &mut WebSocket, frame: Utf8Bytes, timeout: Duration) -> bool {
-    match tokio::time::timeout(timeout, socket.send(Message::Text(frame))).await {
-        Ok(Ok(())) => {
-            metrics::counter!("kefu_frames_out_total", "socket" => "customer").increment(1);
-            true
-        }
-        _ => false,
-    }
-}
-
-async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
-    let frame = CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason),
-    };
-    let _ = tokio::time::timeout(
-        Duration::from_secs(1),
-        socket.send(Message::Close(Some(frame))),
-    )
-    .await;
-}
-
-fn is_too_large(err: axum::Error) -> bool {
-    use tokio_tungstenite::tungstenite::Error as WsError;
-    matches!(
-        err.into_inner().downcast_ref::<WsError>(),
-        Some(WsError::Capacity(_))
-    )
 }

@@ -36,7 +36,7 @@ pub enum SessionState {
 }
 
 /// Who said something in a transcript.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Speaker {
     Customer,
@@ -46,7 +46,7 @@ pub enum Speaker {
 }
 
 /// One line of what was said, kept for the agent who takes over and for the records.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TranscriptEntry {
     pub from: Speaker,
     pub text: String,

@@ -3,6 +3,10 @@
 //! Parsing is done in two steps (JSON value, then typed frame) so that a client learns exactly
 //! what was wrong: not JSON, an unknown `type`, or a missing or mistyped field.
 
+mod agent;
+
+pub use agent::{parse_agent_frame, AgentFrame, AgentServerFrame, CustomerInfo};
+
 use serde::{Deserialize, Serialize};
 
 /// Where the customer writes from; picks the greeting script.
@@ -117,6 +121,11 @@ pub enum ServerFrame {
     AgentJoined {
         name: String,
     },
+    /// The agent left (disconnected past the grace period); the customer is back at the
+    /// front of the queue.
+    AgentLeft {
+        reason: String,
+    },
     Message {
         id: String,
         from: String,
@@ -150,7 +159,7 @@ impl ServerFrame {
 pub use crate::outbox::Envelope;
 
 /// Stable error codes; clients may switch on them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     BadJson,
@@ -163,6 +172,9 @@ pub enum ErrorCode {
     SessionUnknown,
     NotInState,
     ShuttingDown,
+    Unauthorized,
+    NotYourChat,
+    AgentUnavailable,
     Internal,
 }
 
@@ -179,6 +191,9 @@ impl ErrorCode {
             ErrorCode::SessionUnknown => "session_unknown",
             ErrorCode::NotInState => "not_in_state",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::NotYourChat => "not_your_chat",
+            ErrorCode::AgentUnavailable => "agent_unavailable",
             ErrorCode::Internal => "internal",
         }
     }

@@ -1,0 +1,177 @@
+//! The connection loop shared by the customer and agent sockets.
+//!
+//! One task per connection runs one `select!` over the shutdown signal, the outbox's kick,
+//! the outbound queue, the socket and a ping timer. Outbound frames are drained before the
+//! socket is read again (`biased`), so a client that floods without reading fills its own
+//! queue and is dropped as a slow consumer instead of growing memory.
+
+use std::time::Duration;
+
+use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket};
+use tokio::time::Instant;
+
+use crate::outbox::Attachment;
+use crate::server::AppState;
+
+/// Why a connection loop ended.
+pub enum End {
+    /// The party is done (the customer closed the chat).
+    Closed(String),
+    /// Only the socket is gone; the party may resume.
+    Dropped(&'static str),
+}
+
+/// What a socket does with the frames its client sends.
+pub trait FrameHandler {
+    /// Metric label of the socket.
+    const SOCKET: &'static str;
+    /// A text frame; `Some(reason)` ends the session.
+    fn on_text(&mut self, text: &str) -> impl std::future::Future<Output = Option<String>> + Send;
+    /// A binary frame (not part of the protocol).
+    fn on_binary(&mut self);
+    /// The node is shutting down: say goodbye through the outbox.
+    fn on_shutdown(&mut self);
+}
+
+pub async fn run<H: FrameHandler>(
+    socket: &mut WebSocket,
+    app: &AppState,
+    attachment: &mut Attachment,
+    handler: &mut H,
+) -> End {
+    let write_timeout = Duration::from_millis(app.settings.limits.write_timeout_ms);
+    for frame in std::mem::take(&mut attachment.replay) {
+        if !write(socket, frame, write_timeout, H::SOCKET).await {
+            return End::Dropped("write failed");
+        }
+    }
+    let mut shutdown = app.shutdown.listen();
+    let ping_every = app.settings.websocket.ping_interval_s;
+    let mut ping = tokio::time::interval(Duration::from_secs(ping_every.max(1)));
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.reset();
+    let mut last_heard = Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.recv() => {
+                handler.on_shutdown();
+                flush(socket, attachment, write_timeout, H::SOCKET).await;
+                close(socket, close_code::AWAY, "server shutting down").await;
+                return End::Dropped("shutdown");
+            }
+            _ = attachment.kick.notified() => {
+                close(socket, close_code::AGAIN, "too slow or replaced; resume the session").await;
+                return End::Dropped("kicked");
+            }
+            out = attachment.rx.recv() => {
+                let Some(frame) = out else { return End::Dropped("queue closed") };
+                if !write(socket, frame, write_timeout, H::SOCKET).await {
+                    return End::Dropped("write failed");
+                }
+            }
+            incoming = socket.recv() => {
+                last_heard = Instant::now();
+                match incoming {
+                    None => return End::Dropped("client went away"),
+                    Some(Err(err)) => {
+                        if is_too_large(err) {
+                            metrics::counter!("kefu_errors_total", "code" => "frame_too_large").increment(1);
+                            close(socket, close_code::SIZE, "frame too large").await;
+                            return End::Dropped("frame too large");
+                        }
+                        return End::Dropped("protocol error");
+                    }
+                    Some(Ok(Message::Text(text))) => {
+                        metrics::counter!("kefu_frames_in_total", "socket" => H::SOCKET).increment(1);
+                        if let Some(reason) = handler.on_text(&text).await {
+                            // Let the closing frames reach the client before the socket goes.
+                            flush(socket, attachment, write_timeout, H::SOCKET).await;
+                            close(socket, close_code::NORMAL, "session closed").await;
+                            return End::Closed(reason);
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        metrics::counter!("kefu_frames_in_total", "socket" => H::SOCKET).increment(1);
+                        handler.on_binary();
+                    }
+                    Some(Ok(Message::Close(_))) => return End::Dropped("client closed"),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                }
+            }
+            _ = ping.tick(), if ping_every > 0 => {
+                if last_heard.elapsed() > Duration::from_secs(ping_every * 3) {
+                    close(socket, close_code::AWAY, "no answer to pings").await;
+                    return End::Dropped("silent");
+                }
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    return End::Dropped("write failed");
+                }
+            }
+        }
+    }
+}
+
+/// Writes what is queued right now.
+async fn flush(
+    socket: &mut WebSocket,
+    attachment: &mut Attachment,
+    timeout: Duration,
+    label: &'static str,
+) {
+    while let Ok(frame) = attachment.rx.try_recv() {
+        if !write(socket, frame, timeout, label).await {
+            break;
+        }
+    }
+}
+
+/// Writes one frame, giving up after `timeout` (a stuck client must not hold its task).
+pub async fn write(
+    socket: &mut WebSocket,
+    frame: Utf8Bytes,
+    timeout: Duration,
+    label: &'static str,
+) -> bool {
+    match tokio::time::timeout(timeout, socket.send(Message::Text(frame))).await {
+        Ok(Ok(())) => {
+            metrics::counter!("kefu_frames_out_total", "socket" => label).increment(1);
+            true
+        }
+        _ => false,
+    }
+}
+
+pub async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        socket.send(Message::Close(Some(frame))),
+    )
+    .await;
+}
+
+fn is_too_large(err: axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    matches!(
+        err.into_inner().downcast_ref::<WsError>(),
+        Some(WsError::Capacity(_))
+    )
+}
+
+/// Applies the configured buffer and size limits to an upgrade.
+pub fn configure(
+    ws: axum::extract::ws::WebSocketUpgrade,
+    app: &AppState,
+) -> axum::extract::ws::WebSocketUpgrade {
+    let ws_settings = &app.settings.websocket;
+    let max_frame = app.settings.limits.max_frame_bytes;
+    ws.read_buffer_size(ws_settings.read_buffer_bytes)
+        .write_buffer_size(ws_settings.write_buffer_bytes)
+        .max_write_buffer_size(ws_settings.max_write_buffer_bytes)
+        .max_message_size(max_frame)
+        .max_frame_size(max_frame)
+}

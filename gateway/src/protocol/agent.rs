@@ -1,0 +1,148 @@
+//! Frames of the agent socket (`GET /ws/agent`).
+
+use serde::{Deserialize, Serialize};
+
+use super::{parse_frame, ErrorCode, FrameError};
+use crate::session::TranscriptEntry;
+
+/// Frames an agent sends.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AgentFrame {
+    /// Take chats, optionally at a lower capacity than the roster's.
+    Ready {
+        capacity: Option<u32>,
+    },
+    /// No new chats; current ones stay.
+    Away {},
+    Message {
+        session: String,
+        id: String,
+        text: String,
+    },
+    Typing {
+        session: String,
+    },
+    /// To a group or a named agent (exactly one of them).
+    Transfer {
+        session: String,
+        group: Option<String>,
+        agent: Option<String>,
+    },
+    Close {
+        session: String,
+    },
+}
+
+const AGENT_TYPES: &[&str] = &["ready", "away", "message", "typing", "transfer", "close"];
+
+pub fn parse_agent_frame(text: &str) -> Result<AgentFrame, FrameError> {
+    let frame: AgentFrame = parse_frame(text, AGENT_TYPES)?;
+    if let AgentFrame::Transfer { group, agent, .. } = &frame {
+        if group.is_some() == agent.is_some() {
+            return Err(FrameError {
+                code: ErrorCode::BadField,
+                message: "a transfer names exactly one of `group` or `agent`".into(),
+            });
+        }
+    }
+    Ok(frame)
+}
+
+/// What an agent is told about the customer, personal data masked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerInfo {
+    pub visitor: Option<String>,
+    pub channel: super::Channel,
+    pub lang: super::Lang,
+    /// Complaint level (0: not a complaint).
+    pub complaint_level: u8,
+}
+
+/// Frames the server sends to an agent (also carried between nodes, hence `Deserialize`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentServerFrame {
+    /// First frame after connecting: who the gateway thinks you are.
+    Welcome {
+        agent: String,
+        name: String,
+        groups: Vec<String>,
+        capacity: u32,
+    },
+    /// A customer is yours, with everything said so far (personal data masked).
+    Assigned {
+        session: String,
+        group: String,
+        customer: CustomerInfo,
+        history: Vec<TranscriptEntry>,
+        waited_ms: u64,
+    },
+    Message {
+        session: String,
+        id: String,
+        text: String,
+    },
+    Typing {
+        session: String,
+    },
+    CustomerLeft {
+        session: String,
+    },
+    /// A customer message has waited for your answer longer than the first-response SLA.
+    SlaWarning {
+        session: String,
+        waiting_s: u64,
+    },
+    /// You had not written within the greeting time, so a standard greeting went out for you.
+    AutoGreeting {
+        session: String,
+        text: String,
+    },
+    /// The chat ended (you closed it, or it was transferred away from you).
+    ChatEnded {
+        session: String,
+        reason: String,
+    },
+    Ack {
+        id: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        duplicate: bool,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_agent_frames_and_checks_transfers() {
+        assert_eq!(
+            parse_agent_frame(r#"{"type":"ready"}"#).unwrap(),
+            AgentFrame::Ready { capacity: None }
+        );
+        assert_eq!(
+            parse_agent_frame(r#"{"type":"transfer","session":"s","group":"after_sale"}"#).unwrap(),
+            AgentFrame::Transfer {
+                session: "s".into(),
+                group: Some("after_sale".into()),
+                agent: None
+            }
+        );
+        let both = r#"{"type":"transfer","session":"s","group":"g","agent":"a"}"#;
+        assert_eq!(
+            parse_agent_frame(both).unwrap_err().code,
+            ErrorCode::BadField
+        );
+        assert_eq!(
+            parse_agent_frame(r#"{"type":"assign"}"#).unwrap_err().code,
+            ErrorCode::UnknownType
+        );
+    }
+}

@@ -1,0 +1,233 @@
+//! The agent roster (`[agents] file`): who may sign in, their skill groups and capacities.
+//!
+//! Tokens are stored only as argon2 hashes (`kefu-gateway hash-token TOKEN`). Verifying one is
+//! deliberately slow, so it runs on the blocking pool behind a small semaphore (a flood of bad
+//! tokens cannot starve the node), and a token of the form `AGENT_ID.SECRET` is checked only
+//! against that agent's hash.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RosterError {
+    #[error("cannot read the agent roster {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("agent roster {path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error("cannot hash the token: {0}")]
+    Hash(String),
+}
+
+/// One agent of the roster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentEntry {
+    pub id: String,
+    pub name: String,
+    pub groups: Vec<String>,
+    pub capacity: u32,
+    pub token_hash: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RosterFile {
+    #[serde(default)]
+    agent: Vec<AgentEntry>,
+}
+
+/// A validated roster.
+#[derive(Debug, Default)]
+pub struct Roster {
+    agents: Vec<AgentEntry>,
+}
+
+impl Roster {
+    pub fn parse(text: &str, path: &str) -> Result<Roster, RosterError> {
+        let invalid = |message: String| RosterError::Invalid {
+            path: path.to_string(),
+            message,
+        };
+        let file: RosterFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let mut seen = std::collections::HashSet::new();
+        for (i, a) in file.agent.iter().enumerate() {
+            let which = format!("agent #{} ({:?})", i + 1, a.id);
+            if a.id.is_empty() || a.id.contains('.') || a.id.len() > 64 {
+                return Err(invalid(format!(
+                    "{which}: id must be 1-64 bytes without '.'"
+                )));
+            }
+            if !seen.insert(a.id.clone()) {
+                return Err(invalid(format!("{which}: duplicate id")));
+            }
+            if a.groups.is_empty() {
+                return Err(invalid(format!("{which}: groups must not be empty")));
+            }
+            if a.capacity == 0 {
+                return Err(invalid(format!("{which}: capacity must be at least 1")));
+            }
+            PasswordHash::new(&a.token_hash).map_err(|e| {
+                invalid(format!("{which}: token_hash is not an argon2 hash ({e}); use `kefu-gateway hash-token`"))
+            })?;
+        }
+        Ok(Roster { agents: file.agent })
+    }
+
+    pub fn load(path: &Path) -> Result<Roster, RosterError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| RosterError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::parse(&text, &shown)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&AgentEntry> {
+        self.agents.iter().find(|a| a.id == id)
+    }
+
+    pub fn agents(&self) -> &[AgentEntry] {
+        &self.agents
+    }
+
+    /// The agent whose hash matches `token` (slow: call from a blocking thread).
+    pub fn verify(&self, token: &str) -> Option<AgentEntry> {
+        let named = token.split_once('.').and_then(|(id, _)| self.get(id));
+        let candidates: Vec<&AgentEntry> = match named {
+            Some(agent) => vec![agent],
+            None => self.agents.iter().collect(),
+        };
+        candidates
+            .into_iter()
+            .find(|a| verify_token(token, &a.token_hash))
+            .cloned()
+    }
+}
+
+/// The argon2 hash of a token, for the roster's `token_hash`.
+pub fn hash_token(token: &str) -> Result<String, RosterError> {
+    let salt = SaltString::encode_b64(uuid::Uuid::new_v4().as_bytes())
+        .map_err(|e| RosterError::Hash(e.to_string()))?;
+    Argon2::default()
+        .hash_password(token.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| RosterError::Hash(e.to_string()))
+}
+
+fn verify_token(token: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(token.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// The live roster: reloadable, with bounded token verification.
+pub struct RosterStore {
+    current: RwLock<Arc<Roster>>,
+    path: PathBuf,
+    verifying: Arc<Semaphore>,
+    fingerprint: Mutex<Option<crate::bot::Fingerprint>>,
+}
+
+impl RosterStore {
+    /// Loads the roster at start (blocking is fine there).
+    pub fn load(path: &Path) -> Result<RosterStore, RosterError> {
+        let path = crate::config::resolve_path(path);
+        let roster = Roster::load(&path)?;
+        tracing::info!(path = %path.display(), agents = roster.agents.len(), "agent roster loaded");
+        Ok(RosterStore {
+            current: RwLock::new(Arc::new(roster)),
+            fingerprint: Mutex::new(crate::bot::fingerprint(&path)),
+            path,
+            verifying: Arc::new(Semaphore::new(2)),
+        })
+    }
+
+    pub fn current(&self) -> Arc<Roster> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Checks a token on the blocking pool; `None` for a bad token.
+    pub async fn authenticate(&self, token: String) -> Option<AgentEntry> {
+        let _permit = self.verifying.acquire().await.ok()?;
+        let roster = self.current();
+        tokio::task::spawn_blocking(move || roster.verify(&token))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Reloads when the file changed; a bad file is refused and the old roster kept.
+    pub async fn reload_if_changed(&self) {
+        let path = self.path.clone();
+        let Ok((print, loaded)) = tokio::task::spawn_blocking(move || {
+            let print = crate::bot::fingerprint(&path);
+            (print, Roster::load(&path))
+        })
+        .await
+        else {
+            return;
+        };
+        let mut last = self.fingerprint.lock().unwrap_or_else(|e| e.into_inner());
+        if *last == print {
+            return;
+        }
+        *last = print;
+        match loaded {
+            Ok(roster) => {
+                tracing::info!(agents = roster.agents.len(), "agent roster reloaded");
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(roster);
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "new agent roster refused; keeping the old one")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roster_with(token: &str) -> Roster {
+        let hash = hash_token(token).unwrap();
+        let text = format!(
+            "[[agent]]\nid = \"a01\"\nname = \"小王\"\ngroups = [\"pre_sale\"]\ncapacity = 3\ntoken_hash = \"{hash}\"\n\
+             [[agent]]\nid = \"a02\"\nname = \"小李\"\ngroups = [\"after_sale\"]\ncapacity = 3\ntoken_hash = \"{}\"\n",
+            hash_token("other").unwrap()
+        );
+        Roster::parse(&text, "test").unwrap()
+    }
+
+    #[test]
+    fn tokens_verify_against_their_hash_only() {
+        let roster = roster_with("a01.secret");
+        assert_eq!(roster.verify("a01.secret").unwrap().id, "a01");
+        assert!(roster.verify("a01.wrong").is_none());
+        assert!(roster.verify("a02.secret").is_none());
+        assert_eq!(roster.verify("other").unwrap().id, "a02");
+    }
+
+    #[test]
+    fn bad_rosters_are_refused_with_the_reason() {
+        let err = Roster::parse("[[agent]]\nid = \"a\"\n", "r.toml").unwrap_err();
+        assert!(err.to_string().contains("r.toml"), "{err}");
+        let text = "[[agent]]\nid = \"a\"\nname = \"n\"\ngroups = [\"g\"]\ncapacity = 1\ntoken_hash = \"plain\"\n";
+        let err = Roster::parse(text, "r.toml").unwrap_err();
+        assert!(err.to_string().contains("hash-token"), "{err}");
+    }
+}
