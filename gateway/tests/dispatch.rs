@@ -2,6 +2,10 @@
 //! (`<test>::memory`, `<test>::redis`). Redis tests start their own `redis-server` (or use
 //! `REDIS_URL`) and fail without one.
 
+// The bodies are plain `async fn`s run by the `both_backends!` tests, which clippy's
+// `allow-unwrap-in-tests` does not see as tests.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::collections::HashSet;
@@ -488,4 +492,62 @@ async fn race_200_customers_10_agents_two_nodes(env: Env) {
     let snap = nodes[0].snapshot().await.unwrap();
     assert_eq!(snap.queues["g"], 0);
     assert!(snap.agents.iter().all(|a| a.load == 5));
+}
+
+#[test]
+fn settings_parse_strictly_and_validate() {
+    use gateway::dispatch::{Backend, DispatchSettings};
+    let s: DispatchSettings =
+        serde_json::from_str(r#"{"backend":"redis","redis_url":"redis://h:1/"}"#).unwrap();
+    assert_eq!(
+        (s.backend, s.key_prefix.as_str(), s.agent_grace_ms),
+        (Backend::Redis, "kefu", 30_000)
+    );
+    s.validate().unwrap();
+    assert!(serde_json::from_str::<DispatchSettings>(r#"{"backend":"mysql"}"#).is_err());
+    assert!(serde_json::from_str::<DispatchSettings>(r#"{"redis_uri":"x"}"#).is_err());
+    let no_url = DispatchSettings {
+        backend: Backend::Redis,
+        ..Default::default()
+    };
+    assert!(matches!(no_url.validate(), Err(DispatchError::Config(_))));
+    let braces = DispatchSettings {
+        key_prefix: "a{b}".into(),
+        ..Default::default()
+    };
+    assert!(matches!(braces.validate(), Err(DispatchError::Config(_))));
+}
+
+/// `connect` builds both backends, and every Redis key lives under the `{prefix}` hash tag.
+#[tokio::test]
+async fn connect_and_key_layout() {
+    use gateway::dispatch::{connect, Backend, DispatchSettings};
+    use support::redis_server::{unique_prefix, RedisServer};
+    let memory = connect(&DispatchSettings::default()).await.unwrap();
+    assert!(memory.snapshot().await.unwrap().agents.is_empty());
+    let server = RedisServer::start();
+    let settings = DispatchSettings {
+        backend: Backend::Redis,
+        redis_url: Some(server.url().to_owned()),
+        key_prefix: unique_prefix("layout"),
+        ..Default::default()
+    };
+    let d = connect(&settings).await.unwrap();
+    d.heartbeat("n1", 5_000).await.unwrap();
+    d.agent_online(&spec("a1", &["g"], 1), "n1").await.unwrap();
+    d.agent_ready("a1", None).await.unwrap();
+    d.enqueue(ticket("s1", "g", 0)).await.unwrap();
+    d.enqueue(ticket("s2", "g", 1)).await.unwrap();
+    d.agent_disconnected("a1").await.unwrap();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let pattern = format!("*{}*", settings.key_prefix);
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(&pattern)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(keys.len() >= 10, "{keys:?}");
+    let tag = format!("{{{}}}:", settings.key_prefix);
+    assert!(keys.iter().all(|k| k.starts_with(&tag)), "{keys:?}");
 }
