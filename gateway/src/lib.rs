@@ -13,6 +13,7 @@
 //! - [`shutdown`], [`telemetry`]: the stop signal; logs and Prometheus metrics.
 
 pub mod admin;
+pub mod agent;
 pub mod bot;
 pub mod config;
 pub mod connection;
@@ -23,6 +24,7 @@ pub mod mask;
 pub mod outbox;
 pub mod protocol;
 pub mod roster;
+pub mod routing;
 pub mod server;
 pub mod session;
 pub mod shutdown;

@@ -14,18 +14,31 @@ use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use crate::agent::Agents;
 use crate::bot::Bot;
 use crate::config::Settings;
+use crate::dispatch::Dispatcher;
 use crate::limits::ConnectionLimits;
+use crate::roster::RosterStore;
+use crate::routing::{Bus, NodeEvent};
 use crate::session::{SessionLimits, Sessions};
 use crate::shutdown::Shutdown;
-use crate::{admin, customer, telemetry};
+use crate::{admin, agent, customer, routing, telemetry};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
     Bot(#[from] crate::bot::BotError),
+    #[error(transparent)]
+    Roster(#[from] crate::roster::RosterError),
+    #[error("routing: {0}")]
+    Dispatch(#[from] crate::dispatch::DispatchError),
+    #[error(transparent)]
+    Bus(#[from] crate::routing::bus::BusError),
     #[error("cannot bind {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -39,6 +52,12 @@ pub struct Shared {
     pub node_id: String,
     pub sessions: Sessions,
     pub bot: Bot,
+    pub roster: RosterStore,
+    pub agents: Agents,
+    pub dispatcher: Arc<dyn Dispatcher>,
+    pub bus: Bus,
+    /// Capacity of ready agents per group, refreshed every second (for estimated waits).
+    pub ready_capacity: RwLock<HashMap<String, u32>>,
     pub limits: Arc<ConnectionLimits>,
     pub shutdown: Shutdown,
     pub ready: AtomicBool,
@@ -47,6 +66,25 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The roster name of an agent (its id if unknown).
+    pub fn agent_name(&self, id: &str) -> String {
+        self.roster
+            .current()
+            .get(id)
+            .map(|a| a.name.clone())
+            .unwrap_or_else(|| id.to_string())
+    }
+
+    /// Capacity of the ready agents of `group`, as of the last routing tick.
+    pub fn group_capacity(&self, group: &str) -> u32 {
+        self.ready_capacity
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(group)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// A node-unique id for a connection, so a stale connection cannot detach a newer one.
     pub fn next_conn_id(&self) -> u64 {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
@@ -59,14 +97,24 @@ pub type AppState = Arc<Shared>;
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    events: tokio::sync::mpsc::Receiver<NodeEvent>,
 }
 
 impl Application {
-    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+    pub async fn build(mut settings: Settings) -> Result<Self, StartError> {
+        if settings.dispatch.redis_url.as_deref() == Some("") {
+            settings.dispatch.redis_url = None;
+        }
         let kb_settings = settings.kb.clone();
         let bot = tokio::task::spawn_blocking(move || Bot::load(&kb_settings))
             .await
             .map_err(|_| crate::bot::BotError::PoolClosed)??;
+        let roster_path = settings.agents.file.clone();
+        let roster = tokio::task::spawn_blocking(move || RosterStore::load(&roster_path))
+            .await
+            .map_err(|_| crate::bot::BotError::PoolClosed)??;
+        settings.dispatch.validate()?;
+        let dispatcher = crate::dispatch::connect(&settings.dispatch).await?;
         let addr = settings.server.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -85,6 +133,7 @@ impl Application {
                 message_burst: settings.limits.message_burst,
             },
         );
+        let (bus, events) = Bus::start(&settings.dispatch, &node_id).await?;
         let limits = ConnectionLimits::new(
             settings.limits.max_connections,
             settings.limits.max_connections_per_ip,
@@ -93,6 +142,11 @@ impl Application {
             node_id,
             sessions,
             bot,
+            roster,
+            agents: Agents::default(),
+            dispatcher,
+            bus,
+            ready_capacity: RwLock::new(HashMap::new()),
             limits,
             shutdown: Shutdown::new(),
             ready: AtomicBool::new(false),
@@ -100,7 +154,11 @@ impl Application {
             next_conn: AtomicU64::new(1),
             settings,
         });
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            events,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -121,6 +179,7 @@ impl Application {
     ) -> std::io::Result<()> {
         let state = self.state;
         let chores = tokio::spawn(run_chores(state.clone()));
+        let events = tokio::spawn(run_events(state.clone(), self.events));
         let app = router(state.clone());
         state.ready.store(true, Ordering::Release);
         tracing::info!(addr = %self.listener.local_addr()?, node = %state.node_id, "gateway listening");
@@ -147,6 +206,7 @@ impl Application {
             );
         }
         chores.abort();
+        events.abort();
         tracing::info!("gateway stopped");
         result
     }
@@ -155,6 +215,7 @@ impl Application {
 fn router(state: AppState) -> Router {
     Router::new()
         .route("/ws/customer", get(customer::upgrade))
+        .route("/ws/agent", get(agent::upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -189,18 +250,50 @@ fn resident_memory_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Periodic work: forget sessions past their grace period, notice knowledge-base edits,
-/// keep histograms tidy.
+/// This node's routing events, one at a time, in arrival order.
+async fn run_events(state: AppState, mut events: tokio::sync::mpsc::Receiver<NodeEvent>) {
+    while let Some(event) = events.recv().await {
+        routing::handle(&state, event).await;
+    }
+}
+
+/// Periodic work: forget sessions past their grace period (leaving queues and agents),
+/// routing upkeep, liveness, noticing knowledge-base and roster edits, tidy histograms.
 async fn run_chores(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let ttl = state.settings.dispatch.node_ttl_ms;
+    let heartbeat_every = Duration::from_millis((ttl / 3).max(100));
+    let mut last_heartbeat: Option<tokio::time::Instant> = None;
     let mut n: u64 = 0;
     loop {
         tick.tick().await;
         n += 1;
-        let expired = state.sessions.reap_expired();
-        if !expired.is_empty() {
-            tracing::debug!(count = expired.len(), "sessions expired");
+        if last_heartbeat.is_none_or(|t| t.elapsed() >= heartbeat_every) {
+            last_heartbeat = Some(tokio::time::Instant::now());
+            if let Err(err) = state.dispatcher.heartbeat(&state.node_id, ttl).await {
+                tracing::error!(error = %err, "heartbeat failed");
+            }
+        }
+        for session in state.sessions.reap_expired() {
+            let before = session.state();
+            session.set_state(crate::session::SessionState::Closed {
+                reason: "expired".into(),
+            });
+            if matches!(
+                before,
+                crate::session::SessionState::Queued { .. }
+                    | crate::session::SessionState::WithAgent { .. }
+            ) {
+                routing::cancel(&state, &session.id, Some(before)).await;
+            }
+        }
+        routing::tick(&state).await;
+        state.agents.reap(Duration::from_millis(
+            state.settings.dispatch.agent_grace_ms,
+        ));
+        if n % 5 == 0 {
+            state.roster.reload_if_changed().await;
         }
         if n % 5 == 0 {
             state.metrics.run_upkeep();

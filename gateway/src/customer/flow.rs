@@ -7,7 +7,11 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::send_error;
-use crate::protocol::{parse_customer_frame, CustomerFrame, ErrorCode, ServerFrame, Suggestion};
+use crate::mask::mask_text;
+use crate::protocol::{
+    parse_customer_frame, AgentServerFrame, CustomerFrame, ErrorCode, ServerFrame, Suggestion,
+};
+use crate::routing;
 use crate::server::AppState;
 use crate::session::{Accepted, Session, SessionState, Speaker};
 
@@ -53,11 +57,16 @@ pub async fn on_text(app: &AppState, session: &Arc<Session>, text: &str) -> Opti
     };
     match frame {
         CustomerFrame::Message { id, text } => on_message(app, session, id, text).await,
-        CustomerFrame::Typing {} => {}
+        CustomerFrame::Typing {} => {
+            let frame = AgentServerFrame::Typing {
+                session: session.id.to_string(),
+            };
+            routing::forward_to_agent(app, session, frame).await;
+        }
         CustomerFrame::RequestHuman {} => {
             if matches!(session.state(), SessionState::Bot) {
                 let group = category_group(app, session);
-                hand_off(app, session, group, Trigger::CustomerRequest, 0);
+                hand_off(app, session, group, Trigger::CustomerRequest, 0).await;
             } else {
                 let message = format!("a human was already asked for ({:?})", session.state());
                 send_error(session, ErrorCode::NotInState, message, None);
@@ -75,14 +84,21 @@ pub async fn on_text(app: &AppState, session: &Arc<Session>, text: &str) -> Opti
             if !helpful && in_bot && app.settings.handoff.on_not_helpful {
                 let group =
                     entry_group(app, &entry_id).unwrap_or_else(|| category_group(app, session));
-                hand_off(app, session, group, Trigger::NotHelpful, 0);
+                hand_off(app, session, group, Trigger::NotHelpful, 0).await;
             }
         }
         CustomerFrame::Pick { entry_id } => pick(app, session, entry_id),
         CustomerFrame::Close {} => {
+            let before = session.state();
             session.set_state(SessionState::Closed {
                 reason: "customer_closed".into(),
             });
+            if matches!(
+                before,
+                SessionState::Queued { .. } | SessionState::WithAgent { .. }
+            ) {
+                routing::cancel(app, &session.id, Some(before)).await;
+            }
             session.emit(&ServerFrame::Closed {
                 reason: "customer_closed".into(),
             });
@@ -138,16 +154,25 @@ async fn on_message(app: &AppState, session: &Arc<Session>, id: String, text: St
                     handoff.complaint_group.clone(),
                     Trigger::Complaint,
                     level,
-                );
+                )
+                .await;
             } else if contains_any(&text, &handoff.human_words) {
                 let group = category_group(app, session);
-                hand_off(app, session, group, Trigger::CustomerRequest, 0);
+                hand_off(app, session, group, Trigger::CustomerRequest, 0).await;
             } else {
                 bot_reply(app, session, id, text, started, false).await;
             }
         }
         // While waiting for a human the bot still answers what it is sure of.
         SessionState::Queued { .. } => bot_reply(app, session, id, text, started, true).await,
+        SessionState::WithAgent { .. } => {
+            let frame = AgentServerFrame::Message {
+                session: session.id.to_string(),
+                id,
+                text: mask_text(&text).into_owned(),
+            };
+            routing::forward_to_agent(app, session, frame).await;
+        }
         _ => {}
     }
 }
@@ -214,7 +239,7 @@ async fn bot_reply(
             });
             if limit > 0 && unanswered >= limit {
                 let group = category_group(app, session);
-                hand_off(app, session, group, Trigger::UnansweredInARow, 0);
+                hand_off(app, session, group, Trigger::UnansweredInARow, 0).await;
             } else {
                 let shown: Vec<&str> = items.iter().map(|i| i.question.as_str()).collect();
                 session.record(
@@ -230,7 +255,7 @@ async fn bot_reply(
         }
         _ => {
             let group = category_group(app, session);
-            hand_off(app, session, group, Trigger::BotNotConfident, 0);
+            hand_off(app, session, group, Trigger::BotNotConfident, 0).await;
         }
     }
     metrics::histogram!("kefu_bot_latency_seconds").record(started.elapsed().as_secs_f64());
@@ -258,7 +283,7 @@ fn pick(app: &AppState, session: &Session, entry_id: String) {
 }
 
 /// Moves the session to the queue for a human of `group` and tells the customer.
-pub fn hand_off(
+pub async fn hand_off(
     app: &AppState,
     session: &Arc<Session>,
     group: String,
@@ -276,11 +301,11 @@ pub fn hand_off(
         group: group.clone(),
     });
     session.emit(&ServerFrame::Handoff {
-        group,
+        group: group.clone(),
         reason: trigger.as_str().into(),
         level: (level > 0).then_some(level),
     });
-    let _ = app;
+    routing::enqueue(app, session, &group, level).await;
 }
 
 fn complaint_level(settings: &crate::config::HandoffSettings, text: &str) -> Option<u8> {

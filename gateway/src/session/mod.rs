@@ -27,8 +27,12 @@ pub enum SessionState {
     Bot,
     /// Waiting for a human of `group`.
     Queued { group: String },
-    /// Served by an agent.
-    WithAgent { agent: String, group: String },
+    /// Served by an agent, whose socket is on `agent_node`.
+    WithAgent {
+        agent: String,
+        group: String,
+        agent_node: String,
+    },
     /// The chat ended; waiting for the satisfaction survey.
     Survey,
     /// Over; the session is about to be forgotten.
@@ -105,6 +109,16 @@ pub struct Conversation {
     pub suggested: Vec<String>,
     /// Highest complaint level heard (0: none).
     pub complaint_level: u8,
+    /// Queue position last told to the customer.
+    pub last_position: Option<usize>,
+    /// When the current agent was assigned.
+    pub assigned_at: Option<Instant>,
+    /// Whether the current agent has written (or the auto greeting went out for them).
+    pub agent_replied: bool,
+    /// The oldest customer message the agent has not answered yet.
+    pub awaiting_since: Option<Instant>,
+    /// Whether `sla_warning` went out for the current wait.
+    pub sla_warned: bool,
 }
 
 pub fn now_ms() -> u64 {

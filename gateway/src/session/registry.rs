@@ -6,7 +6,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use tokio::time::Instant;
 
-use super::{Session, SessionLimits, SessionState};
+use super::{Session, SessionLimits};
 use crate::protocol::{Channel, Lang};
 
 /// How a connection's session request was resolved.
@@ -95,7 +95,7 @@ impl Sessions {
     }
 
     /// Forgets sessions whose socket has been gone longer than the grace period and returns
-    /// them, so routing can cancel what they were waiting for.
+    /// them (state untouched), so routing can cancel what they were waiting for.
     pub fn reap_expired(&self) -> Vec<Arc<Session>> {
         let now = Instant::now();
         let expired: Vec<Arc<str>> = self
@@ -107,9 +107,6 @@ impl Sessions {
         let mut removed = Vec::with_capacity(expired.len());
         for id in expired {
             if let Some((_, session)) = self.map.remove_if(&id, |_, s| self.is_expired(s, now)) {
-                session.set_state(SessionState::Closed {
-                    reason: "expired".into(),
-                });
                 removed.push(session);
             }
         }
@@ -167,7 +164,6 @@ mod tests {
         tokio::time::advance(Duration::from_secs(2)).await;
         let reaped = reg.reap_expired();
         assert_eq!(reaped.len(), 1);
-        assert!(matches!(reaped[0].state(), SessionState::Closed { .. }));
         assert!(matches!(
             reg.resolve(Some(&s.id), None, Channel::Web, Lang::Zh),
             Resolved::Expired(_)

@@ -193,7 +193,7 @@ async fn asking_for_a_person_hands_off() {
     assert_eq!(handoff["group"], "pre_sale");
     // Asking again while waiting is refused clearly.
     a.send(json!({"type":"request_human"})).await;
-    assert_eq!(a.recv().await["code"], "not_in_state");
+    assert_eq!(a.recv_type("error").await["code"], "not_in_state");
 
     let (mut b, _) = app.connect_customer("").await;
     let frames = ask(&mut b, "q1", "退货的事 我要转人工").await;

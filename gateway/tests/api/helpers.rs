@@ -24,6 +24,32 @@ pub struct TestApp {
     pub handle: JoinHandle<std::io::Result<()>>,
 }
 
+/// A roster file of test agents; agent `ID` signs in with the token `ID.secret`.
+pub fn write_roster(name: &str, agents: &[(&str, &str, &[&str], u32)]) -> std::path::PathBuf {
+    let mut text = String::new();
+    for (id, agent_name, groups, capacity) in agents {
+        let hash = gateway::roster::hash_token(&format!("{id}.secret")).expect("hash");
+        let groups: Vec<String> = groups.iter().map(|g| format!("{g:?}")).collect();
+        text.push_str(&format!(
+            "[[agent]]\nid = {id:?}\nname = {agent_name:?}\ngroups = [{}]\ncapacity = {capacity}\ntoken_hash = {hash:?}\n",
+            groups.join(", ")
+        ));
+    }
+    let path = std::env::temp_dir().join(format!(
+        "kefu-roster-{name}-{}-{}.toml",
+        std::process::id(),
+        uuid_like()
+    ));
+    std::fs::write(&path, text).expect("write roster");
+    path
+}
+
+fn uuid_like() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
 /// Starts the gateway on port 0 with the embedded defaults plus `env` overrides
 /// (`KEFU__…` keys, as an operator would set them).
 pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
@@ -67,6 +93,26 @@ impl TestApp {
         let greeting = client.recv().await;
         assert_eq!(greeting["type"], "greeting", "{greeting}");
         (client, greeting)
+    }
+
+    /// An agent signed in with `token` (its `welcome` frame already read).
+    pub async fn connect_agent(&self, token: &str) -> Client {
+        let mut agent = self.try_connect_agent(token).await.expect("agent accepted");
+        let welcome = agent.recv().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        agent
+    }
+
+    pub async fn try_connect_agent(
+        &self,
+        token: &str,
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = self.ws_url("/ws/agent").into_client_request()?;
+        let value = format!("Bearer {token}").parse().expect("header value");
+        request.headers_mut().insert("authorization", value);
+        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Client { ws, last_seq: 0 })
     }
 
     pub async fn try_connect(

@@ -1,0 +1,335 @@
+//! The agent socket: `GET /ws/agent`, authenticated before the upgrade.
+//!
+//! An agent has one [`AgentSession`] per node: its numbered frames (so a reconnect replays
+//! what it missed, `?last_seq=N`), the chats it serves and the customer node of each. What an
+//! agent does goes to the dispatcher (ready, away, close, transfer) or to the customer's node
+//! through the bus (messages, typing).
+
+mod registry;
+
+pub use registry::{AgentSession, Agents};
+
+use std::sync::Arc;
+
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tracing::Instrument;
+
+use crate::connection::{self, FrameHandler};
+use crate::dispatch::{AgentSpec, DispatchError, Enqueued, TransferTarget};
+use crate::limits::ConnectionPermit;
+use crate::protocol::{parse_agent_frame, AgentFrame, AgentServerFrame, ErrorCode};
+use crate::routing::{self, CustomerEvent, NodeEvent};
+use crate::server::AppState;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct AgentQuery {
+    token: Option<String>,
+    last_seq: Option<u64>,
+}
+
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<AgentQuery>,
+) -> Response {
+    if app.shutdown.is_triggered() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting_down").into_response();
+    }
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let Some(token) = bearer
+        .or(query.token)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+    else {
+        return unauthorized(peer, "missing token");
+    };
+    let Some(entry) = app.roster.authenticate(token).await else {
+        return unauthorized(peer, "bad token");
+    };
+    let permit = match app.limits.admit(peer.ip()) {
+        Ok(p) => p,
+        Err(refusal) => {
+            metrics::counter!("kefu_connections_rejected_total", "reason" => refusal.as_str())
+                .increment(1);
+            return (StatusCode::SERVICE_UNAVAILABLE, refusal.as_str()).into_response();
+        }
+    };
+    let last_seq = query.last_seq.unwrap_or(0);
+    connection::configure(ws, &app).on_upgrade(move |socket| {
+        let span = tracing::info_span!("agent", agent = %entry.id);
+        serve(socket, app, entry, last_seq, permit).instrument(span)
+    })
+}
+
+fn unauthorized(peer: std::net::SocketAddr, why: &'static str) -> Response {
+    metrics::counter!("kefu_auth_failures_total", "socket" => "agent").increment(1);
+    // The token itself is never logged.
+    tracing::warn!(peer = %peer.ip(), why, "agent sign-in refused");
+    (StatusCode::UNAUTHORIZED, "bad or missing agent token").into_response()
+}
+
+async fn serve(
+    mut socket: WebSocket,
+    app: AppState,
+    entry: crate::roster::AgentEntry,
+    last_seq: u64,
+    _permit: ConnectionPermit,
+) {
+    let conn = app.next_conn_id();
+    let agent = app
+        .agents
+        .get_or_create(&entry, app.settings.session.replay_frames);
+    let spec = AgentSpec {
+        id: entry.id.clone(),
+        groups: entry.groups.clone(),
+        capacity: entry.capacity,
+    };
+    if let Err(err) = app.dispatcher.agent_online(&spec, &app.node_id).await {
+        tracing::error!(error = %err, "cannot register the agent with the dispatcher");
+        connection::close(&mut socket, 1011, "routing unavailable").await;
+        return;
+    }
+    if last_seq == 0 {
+        agent.outbox.emit(&AgentServerFrame::Welcome {
+            agent: entry.id.clone(),
+            name: entry.name.clone(),
+            groups: entry.groups.clone(),
+            capacity: entry.capacity,
+        });
+    }
+    let mut attachment = agent
+        .outbox
+        .attach(conn, last_seq, app.settings.limits.outbound_queue);
+    tracing::info!(node = %app.node_id, "agent connected");
+    let mut handler = AgentHandler {
+        app: app.clone(),
+        agent: agent.clone(),
+    };
+    let end = connection::run(&mut socket, &app, &mut attachment, &mut handler).await;
+    agent.outbox.detach(conn);
+    if agent.outbox.detached_since().is_some() {
+        // Its chats wait for the grace period; the dispatcher's reap requeues them after.
+        if let Err(err) = app.dispatcher.agent_disconnected(&entry.id).await {
+            tracing::error!(error = %err, "cannot mark the agent disconnected");
+        }
+    }
+    if let connection::End::Dropped(reason) = end {
+        tracing::info!(reason, "agent connection ended");
+    }
+}
+
+struct AgentHandler {
+    app: AppState,
+    agent: Arc<AgentSession>,
+}
+
+impl FrameHandler for AgentHandler {
+    const SOCKET: &'static str = "agent";
+
+    async fn on_text(&mut self, text: &str) -> Option<String> {
+        match parse_agent_frame(text) {
+            Ok(frame) => on_frame(&self.app, &self.agent, frame).await,
+            Err(err) => self.agent.error(err.code, err.message, None),
+        }
+        None
+    }
+
+    fn on_binary(&mut self) {
+        self.agent.error(
+            ErrorCode::BinaryNotSupported,
+            "binary frames are not supported; send JSON text frames",
+            None,
+        );
+    }
+
+    fn on_shutdown(&mut self) {
+        self.agent.error(
+            ErrorCode::ShuttingDown,
+            "the gateway node is shutting down; reconnect",
+            None,
+        );
+    }
+}
+
+async fn on_frame(app: &AppState, agent: &AgentSession, frame: AgentFrame) {
+    let id = agent.id();
+    match frame {
+        AgentFrame::Ready { capacity } => match app.dispatcher.agent_ready(id, capacity).await {
+            Ok(assignments) => routing::announce(app, assignments).await,
+            Err(err) => dispatch_error(agent, err, None),
+        },
+        AgentFrame::Away {} => {
+            if let Err(err) = app.dispatcher.agent_away(id).await {
+                dispatch_error(agent, err, None);
+            }
+        }
+        AgentFrame::Message {
+            session,
+            id: msg_id,
+            text,
+        } => {
+            let Some(customer_node) = agent.customer_node(&session) else {
+                return not_yours(agent, &session, Some(msg_id));
+            };
+            let max = app.settings.limits.max_text_chars;
+            let chars = text.chars().count();
+            if chars > max || text.trim().is_empty() || msg_id.is_empty() || msg_id.len() > 64 {
+                let message = format!("`id` must be 1-64 bytes and `text` 1-{max} characters");
+                let code = if chars > max {
+                    ErrorCode::TooLong
+                } else {
+                    ErrorCode::BadField
+                };
+                return agent.error(code, message, Some(msg_id));
+            }
+            let fresh = agent.remember_message(&msg_id);
+            agent.outbox.emit(&AgentServerFrame::Ack {
+                id: msg_id.clone(),
+                duplicate: !fresh,
+            });
+            if fresh {
+                let event = CustomerEvent::AgentMessage {
+                    agent: id.to_string(),
+                    id: msg_id,
+                    text,
+                };
+                app.bus
+                    .send(&customer_node, NodeEvent::ToCustomer { session, event })
+                    .await;
+            }
+        }
+        AgentFrame::Typing { session } => {
+            if let Some(customer_node) = agent.customer_node(&session) {
+                let event = CustomerEvent::AgentTyping {
+                    agent: id.to_string(),
+                };
+                app.bus
+                    .send(&customer_node, NodeEvent::ToCustomer { session, event })
+                    .await;
+            }
+        }
+        AgentFrame::Close { session } => {
+            let Some(customer_node) = agent.customer_node(&session) else {
+                return not_yours(agent, &session, None);
+            };
+            match app.dispatcher.release(id, &session).await {
+                Ok(assignments) => {
+                    agent.forget_chat(&session);
+                    let event = CustomerEvent::ChatClosed {
+                        agent: id.to_string(),
+                    };
+                    app.bus
+                        .send(
+                            &customer_node,
+                            NodeEvent::ToCustomer {
+                                session: session.clone(),
+                                event,
+                            },
+                        )
+                        .await;
+                    agent.outbox.emit(&AgentServerFrame::ChatEnded {
+                        session,
+                        reason: "closed".into(),
+                    });
+                    routing::announce(app, assignments).await;
+                }
+                Err(err) => dispatch_error(agent, err, None),
+            }
+        }
+        AgentFrame::Transfer {
+            session,
+            group,
+            agent: to_agent,
+        } => {
+            let Some(customer_node) = agent.customer_node(&session) else {
+                return not_yours(agent, &session, None);
+            };
+            let target = match (group, to_agent) {
+                (Some(g), _) => TransferTarget::Group(g),
+                (None, Some(a)) => TransferTarget::Agent(a),
+                (None, None) => return,
+            };
+            match app.dispatcher.transfer(&session, target).await {
+                Ok(transferred) => {
+                    agent.forget_chat(&session);
+                    agent.outbox.emit(&AgentServerFrame::ChatEnded {
+                        session: session.clone(),
+                        reason: "transferred".into(),
+                    });
+                    match transferred.session {
+                        Enqueued::Assigned(assignment) => {
+                            let node = assignment.customer_node.clone();
+                            app.bus
+                                .send(&node, NodeEvent::Assigned { assignment })
+                                .await;
+                        }
+                        Enqueued::Queued { group, position } => {
+                            let event = CustomerEvent::Transferred {
+                                agent: id.to_string(),
+                                group,
+                                position,
+                            };
+                            app.bus
+                                .send(&customer_node, NodeEvent::ToCustomer { session, event })
+                                .await;
+                        }
+                    }
+                    routing::announce(app, transferred.assignments).await;
+                }
+                Err(err) => dispatch_error(agent, err, None),
+            }
+        }
+    }
+}
+
+fn not_yours(agent: &AgentSession, session: &str, id: Option<String>) {
+    let message = format!("session {session} is not one of your chats");
+    agent.error(ErrorCode::NotYourChat, message, id);
+}
+
+fn dispatch_error(agent: &AgentSession, err: DispatchError, id: Option<String>) {
+    let code = match err {
+        DispatchError::AgentUnavailable(_) => ErrorCode::AgentUnavailable,
+        DispatchError::NotAssigned { .. } | DispatchError::UnknownSession(_) => {
+            ErrorCode::NotYourChat
+        }
+        DispatchError::Invalid(_) | DispatchError::UnknownAgent(_) => ErrorCode::BadField,
+        _ => {
+            tracing::error!(error = %err, "dispatcher failed");
+            ErrorCode::Internal
+        }
+    };
+    agent.error(code, err.to_string(), id);
+}
+
+/// On the agent's node: a frame for `agent` from the routing layer.
+pub fn deliver(
+    app: &AppState,
+    agent: &str,
+    frame: AgentServerFrame,
+    customer_node: Option<String>,
+) {
+    let Some(session) = app.agents.get(agent) else {
+        tracing::warn!(agent, "frame for an agent not on this node");
+        return;
+    };
+    match &frame {
+        AgentServerFrame::Assigned { session: id, .. } => {
+            if let Some(node) = customer_node {
+                session.add_chat(id, &node);
+            }
+        }
+        AgentServerFrame::CustomerLeft { session: id } => session.forget_chat(id),
+        _ => {}
+    }
+    session.outbox.emit(&frame);
+}

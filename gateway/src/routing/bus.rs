@@ -1,0 +1,201 @@
+//! Delivery of routing events to the node that holds a customer's or an agent's socket.
+//!
+//! Every node handles its events on one task, in arrival order: events for itself go through
+//! a local bounded channel, events for another node are published on that node's Redis
+//! channel (`{prefix}:node:<id>`) and its subscriber feeds them into the same channel there.
+//! Pub/sub keeps the order of one publisher's messages, so a chat's frames arrive in order
+//! while both nodes are up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::dispatch::{Assignment, Backend, DispatchSettings, Ticket};
+use crate::protocol::AgentServerFrame;
+
+/// How many events may wait for a node's event task.
+const EVENT_QUEUE: usize = 65_536;
+
+/// An event for the node that holds the socket concerned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum NodeEvent {
+    /// For the customer's node: the session now has an agent.
+    Assigned { assignment: Assignment },
+    /// For the customer's node: the session went back to its queue.
+    Requeued { ticket: Ticket, reason: String },
+    /// For the customer's node.
+    ToCustomer {
+        session: String,
+        event: CustomerEvent,
+    },
+    /// For the agent's node; `customer_node` comes with an assignment.
+    ToAgent {
+        agent: String,
+        frame: AgentServerFrame,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        customer_node: Option<String>,
+    },
+}
+
+/// What an agent did, for the customer's session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CustomerEvent {
+    AgentMessage {
+        agent: String,
+        id: String,
+        text: String,
+    },
+    AgentTyping {
+        agent: String,
+    },
+    ChatClosed {
+        agent: String,
+    },
+    /// Transferred into `group`'s queue at `position`.
+    Transferred {
+        agent: String,
+        group: String,
+        position: usize,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("redis bus: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("redis bus needs dispatch.redis_url")]
+    NoUrl,
+}
+
+#[derive(Clone)]
+pub struct Bus {
+    node: Arc<str>,
+    local: mpsc::Sender<NodeEvent>,
+    remote: Option<(ConnectionManager, String)>,
+}
+
+impl Bus {
+    /// Starts the bus of `node`; returns it and the receiver its event task drains.
+    pub async fn start(
+        settings: &DispatchSettings,
+        node: &str,
+    ) -> Result<(Bus, mpsc::Receiver<NodeEvent>), BusError> {
+        let (local, rx) = mpsc::channel(EVENT_QUEUE);
+        let remote = match settings.backend {
+            Backend::Memory => None,
+            Backend::Redis => {
+                let url = settings
+                    .redis_url
+                    .as_deref()
+                    .and_then(|u| u.split(',').next())
+                    .filter(|u| !u.trim().is_empty())
+                    .ok_or(BusError::NoUrl)?
+                    .trim()
+                    .to_string();
+                let client = redis::Client::open(url.as_str())?;
+                let publisher = ConnectionManager::new(client.clone()).await?;
+                let prefix = format!("{{{}}}:node:", settings.key_prefix);
+                tokio::spawn(subscribe(client, format!("{prefix}{node}"), local.clone()));
+                Some((publisher, prefix))
+            }
+        };
+        Ok((
+            Bus {
+                node: node.into(),
+                local,
+                remote,
+            },
+            rx,
+        ))
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Sends `event` to `node`'s event task.
+    pub async fn send(&self, node: &str, event: NodeEvent) {
+        if node == &*self.node || self.remote.is_none() {
+            return self.send_local(event);
+        }
+        let Some((publisher, prefix)) = &self.remote else {
+            return;
+        };
+        let payload = match serde_json::to_string(&event) {
+            Ok(p) => p,
+            Err(err) => return tracing::error!(%err, "unserialisable node event"),
+        };
+        let mut conn = publisher.clone();
+        let channel = format!("{prefix}{node}");
+        let published: Result<i64, _> = redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(payload)
+            .query_async(&mut conn)
+            .await;
+        match published {
+            Ok(0) => {
+                metrics::counter!("kefu_bus_undelivered_total").increment(1);
+                tracing::warn!(node, "no subscriber for node event (node down?)");
+            }
+            Ok(_) => {}
+            Err(err) => {
+                metrics::counter!("kefu_bus_errors_total").increment(1);
+                tracing::error!(%err, node, "cannot publish node event");
+            }
+        }
+    }
+
+    fn send_local(&self, event: NodeEvent) {
+        if let Err(err) = self.local.try_send(event) {
+            // The event task is far behind: hand the event to a task that waits for room
+            // rather than blocking (the event task itself may be the sender).
+            metrics::counter!("kefu_bus_backpressure_total").increment(1);
+            let local = self.local.clone();
+            let event = err.into_inner();
+            tokio::spawn(async move {
+                let _ = local.send(event).await;
+            });
+        }
+    }
+}
+
+/// Feeds this node's Redis channel into its event queue; reconnects after failures.
+async fn subscribe(client: redis::Client, channel: String, local: mpsc::Sender<NodeEvent>) {
+    loop {
+        match client.get_async_pubsub().await {
+            Ok(mut pubsub) => {
+                if let Err(err) = pubsub.subscribe(&channel).await {
+                    tracing::error!(%err, "cannot subscribe to the node channel");
+                } else {
+                    tracing::info!(%channel, "subscribed to node events");
+                    let mut messages = pubsub.on_message();
+                    while let Some(msg) = messages.next().await {
+                        let Ok(payload) = msg.get_payload::<String>() else {
+                            continue;
+                        };
+                        match serde_json::from_str::<NodeEvent>(&payload) {
+                            Ok(event) => {
+                                if local.send(event).await.is_err() {
+                                    return; // the node is gone
+                                }
+                            }
+                            Err(err) => tracing::error!(%err, "bad node event"),
+                        }
+                    }
+                    tracing::warn!("node event subscription ended; reconnecting");
+                }
+            }
+            Err(err) => tracing::error!(%err, "cannot connect the node event subscriber"),
+        }
+        if local.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
