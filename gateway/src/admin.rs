@@ -9,14 +9,16 @@ use serde_json::json;
 use crate::server::AppState;
 
 /// Checks `Authorization: Bearer <server.admin_token>`; an empty token disables the API.
-pub fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+pub fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let expected = state.settings.server.admin_token.expose();
     if expected.is_empty() {
-        return Err((
-            StatusCode::FORBIDDEN,
-            "the admin API is disabled: set server.admin_token (KEFU__SERVER__ADMIN_TOKEN)",
-        )
-            .into_response());
+        return Err(Box::new(
+            (
+                StatusCode::FORBIDDEN,
+                "the admin API is disabled: set server.admin_token (KEFU__SERVER__ADMIN_TOKEN)",
+            )
+                .into_response(),
+        ));
     }
     let given = headers
         .get(header::AUTHORIZATION)
@@ -28,7 +30,9 @@ pub fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> 
     } else {
         metrics::counter!("kefu_auth_failures_total", "socket" => "admin").increment(1);
         tracing::warn!("admin request with a bad or missing token");
-        Err((StatusCode::UNAUTHORIZED, "bad or missing admin token").into_response())
+        Err(Box::new(
+            (StatusCode::UNAUTHORIZED, "bad or missing admin token").into_response(),
+        ))
     }
 }
 
@@ -44,7 +48,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// old one kept. Sessions are not touched.
 pub async fn reload_kb(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Err(refused) = authorize(&state, &headers) {
-        return refused;
+        return *refused;
     }
     match state.bot.reload().await {
         Ok(entries) => Json(json!({"reloaded": true, "entries": entries})).into_response(),

@@ -292,14 +292,14 @@ async fn run_chores(state: AppState) {
         state.agents.reap(Duration::from_millis(
             state.settings.dispatch.agent_grace_ms,
         ));
-        if n % 5 == 0 {
+        if n.is_multiple_of(5) {
             state.roster.reload_if_changed().await;
         }
-        if n % 5 == 0 {
+        if n.is_multiple_of(5) {
             state.metrics.run_upkeep();
         }
         let watch = state.settings.kb.watch_interval_s;
-        if watch > 0 && n % watch == 0 {
+        if watch > 0 && n.is_multiple_of(watch) {
             state.bot.reload_if_changed().await;
         }
     }

@@ -1,5 +1,8 @@
 //! Integration tests: the real gateway on port 0, real WebSocket clients.
 
+// Tests fail loudly on anything unexpected; that is what unwrap is for here.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod agents;
 mod bad_input;
 mod bot;
