@@ -399,3 +399,117 @@ async fn cross_node_chat_through_redis() {
         assert_eq!(agent.recv_type("message").await["id"], format!("c-{i}"));
     }
 }
+
+/// What one racing customer saw.
+#[derive(Debug, Default)]
+struct Seen {
+    joined: bool,
+    /// The last queue position told before joining (or at the end).
+    position: Option<u64>,
+}
+
+#[tokio::test]
+async fn race_of_200_customers_against_10_agents_on_two_nodes() {
+    let backend = Backend::redis();
+    let ids: Vec<String> = (1..=10).map(|i| format!("r{i:02}")).collect();
+    let entries: Vec<(&str, &str, &[&str], u32)> = ids
+        .iter()
+        .map(|id| (id.as_str(), "客服", &["pre_sale"][..], 5))
+        .collect();
+    let roster = write_roster("race", &entries);
+    let nodes = [
+        backend.node(&roster, &[GREETING_OFF]).await,
+        backend.node(&roster, &[GREETING_OFF]).await,
+    ];
+    let mut agents = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let mut agent = nodes[i % 2].connect_agent(&format!("{id}.secret")).await;
+        ready(&mut agent).await;
+        agents.push(agent);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // 200 customers, half on each node, ask for a person at the same moment.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(9);
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(200));
+    let mut racers = Vec::new();
+    for i in 0..200 {
+        let (mut c, _) = nodes[i % 2].connect_customer("").await;
+        let start = start.clone();
+        racers.push(tokio::spawn(async move {
+            start.wait().await;
+            c.send(json!({"type":"request_human"})).await;
+            let mut seen = Seen::default();
+            while let Ok(Some(Ok(msg))) =
+                tokio::time::timeout_at(deadline, futures_util::StreamExt::next(&mut c.ws)).await
+            {
+                let Ok(text) = msg.to_text() else { continue };
+                let Ok(frame) = serde_json::from_str::<Value>(text) else {
+                    continue;
+                };
+                match frame["type"].as_str() {
+                    Some("agent_joined") => {
+                        assert!(!seen.joined, "a customer joined twice");
+                        seen.joined = true;
+                    }
+                    Some("queued") if !seen.joined => seen.position = frame["position"].as_u64(),
+                    _ => {}
+                }
+            }
+            seen
+        }));
+    }
+
+    // First wave: every agent gets exactly its capacity, no session twice.
+    let mut first_wave = std::collections::HashSet::new();
+    for agent in agents.iter_mut() {
+        for _ in 0..5 {
+            let assigned = agent.recv_type("assigned").await;
+            assert!(first_wave.insert(assigned["session"].as_str().unwrap().to_string()));
+        }
+        agent.assert_silent(Duration::from_millis(50)).await; // never above capacity
+    }
+    assert_eq!(first_wave.len(), 50);
+    tokio::time::sleep(Duration::from_millis(1500)).await; // positions settle
+
+    // Second wave: every agent closes its chats; the queue heads take the slots.
+    for agent in agents.iter_mut() {
+        for session in &first_wave {
+            agent.send(json!({"type":"close","session":session})).await;
+        }
+    }
+    let mut second_wave = std::collections::HashSet::new();
+    for agent in agents.iter_mut() {
+        for _ in 0..5 {
+            let assigned = agent.recv_type("assigned").await;
+            let session = assigned["session"].as_str().unwrap().to_string();
+            assert!(!first_wave.contains(&session), "a closed chat came back");
+            assert!(second_wave.insert(session), "assigned twice");
+        }
+    }
+
+    let mut seen = Vec::new();
+    for racer in racers {
+        seen.push(racer.await.unwrap());
+    }
+    assert_eq!(seen.iter().filter(|s| s.joined).count(), 100);
+    // The 150 who queued were told distinct positions 1..=150 before the second wave; the
+    // 50 at the front were served next, in order; the rest moved up to 1..=100.
+    let joined_from_queue: Vec<u64> = seen
+        .iter()
+        .filter(|s| s.joined)
+        .filter_map(|s| s.position)
+        .collect();
+    let mut still_waiting: Vec<u64> = seen
+        .iter()
+        .filter(|s| !s.joined)
+        .map(|s| s.position.expect("a waiting customer knows its position"))
+        .collect();
+    still_waiting.sort_unstable();
+    assert_eq!(still_waiting, (1..=100).collect::<Vec<u64>>());
+    assert_eq!(joined_from_queue.len(), 50);
+    assert!(
+        joined_from_queue.iter().all(|p| (1..=50).contains(p)),
+        "{joined_from_queue:?}"
+    );
+}
