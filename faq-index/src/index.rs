@@ -21,6 +21,7 @@ use tantivy::tokenizer::WhitespaceTokenizer;
 use tantivy::{DocAddress, IndexReader, ReloadPolicy, Searcher, TantivyDocument, Term};
 
 use crate::analysis::{analyze, Terms};
+use crate::bm25::Bm25;
 use crate::confidence::{confidence, Decision, Thresholds};
 use crate::kb::{Entry, KnowledgeBase};
 use crate::vectors::{centroid, dot, SparseVec, Vocab};
@@ -31,15 +32,21 @@ use crate::vectors::{centroid, dot, SparseVec, Vocab};
 const FIELD_BOOSTS: [f32; 4] = [1.0, 0.6, 0.0, 0.3];
 /// Paraphrase documents fetched from tantivy.
 const RETRIEVE: usize = 80;
-/// Entries re-ranked.
-const CANDIDATES: usize = 20;
+/// Entries re-scored by [`crate::bm25`] and re-ranked.
+const CANDIDATES: usize = 30;
 /// Fusion weights: closest paraphrase cosine, centroid cosine, relative BM25.
 const W_MAX: f32 = 0.45;
 const W_CENTROID: f32 = 0.35;
 const W_BM25: f32 = 0.2;
-/// Fusion weights for an entry with a single question: cosine, relative BM25.
-const SINGLE_W_COS: f32 = 0.15;
+/// Fusion weights for an entry with a single question: cosine, relative BM25. With the re-scored
+/// BM25 (short-document k1/b, unigrams), any cosine weight lowered accuracy on near-miss
+/// single-question KBs, so such entries rank by BM25 alone.
+const SINGLE_W_COS: f32 = 0.0;
 const SINGLE_W_BM25: f32 = 0.85;
+
+/// Subtracted from the fused score when the query and the entry's closest question disagree on
+/// negation ("花呗能用" vs "花呗不能用"): a near-miss that shares every other word.
+const NEGATION_PENALTY: f32 = 0.05;
 
 /// Why an index could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +84,8 @@ struct Doc {
     vector: SparseVec,
     /// Keyword documents help retrieval and the centroid but are not a "closest question".
     keywords: bool,
+    /// Whether the question is negated (see [`Terms::negated`]).
+    negated: bool,
 }
 
 /// An in-memory index over a [`KnowledgeBase`]. Immutable, `Send + Sync`: share it in an `Arc`
@@ -95,6 +104,8 @@ pub struct Index {
     entry_docs: Vec<std::ops::Range<usize>>,
     centroids: Vec<SparseVec>,
     vocab: Vocab,
+    /// Re-scores the candidates tantivy retrieves.
+    bm25: Bm25,
     thresholds: Thresholds,
 }
 
@@ -146,6 +157,10 @@ impl Index {
         }
         let vocab = Vocab::build(per_entry.into_iter());
 
+        let bm25 = Bm25::build(
+            analysed.iter().map(|(_, t, _)| vocab.counts(t)).collect(),
+            vocab.len(),
+        );
         let mut writer = index.writer_with_num_threads::<TantivyDocument>(1, 50_000_000)?;
         let mut docs = Vec::with_capacity(analysed.len());
         for (i, (entry, terms, keywords)) in analysed.iter().enumerate() {
@@ -159,6 +174,7 @@ impl Index {
                 entry: *entry,
                 vector: vocab.vector(terms, false),
                 keywords: *keywords,
+                negated: terms.negated,
             });
         }
         writer.commit()?;
@@ -208,6 +224,7 @@ impl Index {
             entry_docs,
             centroids,
             vocab,
+            bm25,
             thresholds,
         })
     }
@@ -256,12 +273,21 @@ impl Index {
         let mut candidates: Vec<(u32, f32)> = best.into_iter().collect();
         candidates.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         candidates.truncate(CANDIDATES.max(limit));
+        // Re-score with our own BM25 (short-document k1/b, unigrams included).
+        let counts = self.vocab.counts(&terms);
+        for c in candidates.iter_mut() {
+            c.1 = self.entry_docs[c.0 as usize]
+                .clone()
+                .map(|d| self.bm25.score(&counts, d))
+                .fold(0.0, f32::max);
+        }
+        candidates.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let top_bm25 = candidates.first().map_or(1.0, |c| c.1).max(f32::EPSILON);
 
         let query = self.vocab.vector(&terms, true);
         let mut scored: Vec<Scored> = candidates
             .into_iter()
-            .map(|(entry, bm25)| self.score_entry(entry, bm25 / top_bm25, &query))
+            .map(|(entry, bm25)| self.score_entry(entry, bm25 / top_bm25, &query, terms.negated))
             .collect();
         scored.sort_unstable_by(|a, b| b.fused.total_cmp(&a.fused).then(a.entry.cmp(&b.entry)));
         let top = scored.first().map_or(0.0, |s| s.similarity);
@@ -313,8 +339,9 @@ impl Index {
             .ok()
     }
 
-    fn score_entry(&self, entry: u32, bm25: f32, query: &SparseVec) -> Scored {
+    fn score_entry(&self, entry: u32, bm25: f32, query: &SparseVec, negated: bool) -> Scored {
         let mut closest = (0.0f32, 0usize);
+        let mut neg_mismatch = false;
         let mut q_index = 0usize;
         for doc in &self.docs[self.entry_docs[entry as usize].clone()] {
             if doc.keywords {
@@ -323,6 +350,7 @@ impl Index {
             let cos = dot(query, &doc.vector);
             if cos > closest.0 {
                 closest = (cos, q_index);
+                neg_mismatch = doc.negated != negated;
             }
             q_index += 1;
         }
@@ -338,7 +366,8 @@ impl Index {
             question: closest.1,
             similarity,
             fused: alpha * (w_max * closest.0 + w_cent * cent + w_bm * bm25)
-                + (1.0 - alpha) * (SINGLE_W_COS * closest.0 + SINGLE_W_BM25 * bm25),
+                + (1.0 - alpha) * (SINGLE_W_COS * closest.0 + SINGLE_W_BM25 * bm25)
+                - if neg_mismatch { NEGATION_PENALTY } else { 0.0 },
         }
     }
 }

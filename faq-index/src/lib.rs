@@ -30,6 +30,7 @@
 //! re-ranking) and `confidence` (similarity and margin over the runner-up).
 
 mod analysis;
+mod bm25;
 mod confidence;
 mod index;
 mod kb;

@@ -74,6 +74,30 @@ impl Vocab {
         }
     }
 
+    /// The known terms of a text with their field and count, sorted by term id.
+    pub fn counts(&self, terms: &Terms) -> Vec<(u32, u8, f32)> {
+        let mut out: Vec<(u32, u8, f32)> = Vec::new();
+        for (f, key) in keyed(terms) {
+            if let Some(&id) = self.ids.get(&key) {
+                out.push((id, f as u8, 1.0));
+            }
+        }
+        out.sort_unstable_by_key(|&(id, _, _)| id);
+        out.dedup_by(|b, a| {
+            let same = a.0 == b.0;
+            if same {
+                a.2 += b.2;
+            }
+            same
+        });
+        out
+    }
+
+    /// The number of distinct terms.
+    pub fn len(&self) -> usize {
+        self.idf.len()
+    }
+
     /// The normalised vector of a text. With `count_unseen`, terms outside the vocabulary still
     /// add to the norm (queries); otherwise they are ignored (KB texts have none anyway).
     pub fn vector(&self, terms: &Terms, count_unseen: bool) -> SparseVec {

@@ -58,6 +58,8 @@ pub(crate) struct Terms {
     pub unigrams: Vec<String>,
     /// Character trigrams of English words, with `#` marking the word boundaries.
     pub trigrams: Vec<String>,
+    /// Whether the text says something does not happen (不/没/无法…).
+    pub negated: bool,
 }
 
 impl Terms {
@@ -163,6 +165,7 @@ pub(crate) fn analyze(text: &str) -> Terms {
                 for pair in chars.windows(2) {
                     terms.bigrams.push(pair.iter().collect());
                 }
+                terms.negated |= negated(&chars);
                 for &c in &chars {
                     if !ZH_STOP_CHARS.contains(c) {
                         terms.unigrams.push(c.to_string());
@@ -190,6 +193,14 @@ pub(crate) fn analyze(text: &str) -> Terms {
         }
     }
     terms
+}
+
+/// Whether a Chinese run negates (A-not-A questions such as 能不能 are not negations).
+fn negated(chars: &[char]) -> bool {
+    chars.iter().enumerate().any(|(i, &c)| {
+        let a_not_a = i > 0 && chars.get(i + 1) == Some(&chars[i - 1]);
+        matches!(c, '不' | '没' | '无' | '未' | '别') && !a_not_a
+    })
 }
 
 fn push_trigrams(word: &str, out: &mut Vec<String>) {

@@ -146,6 +146,87 @@ const GROUPS: &[(&str, &[&str], &[&str])] = &[
     ),
 ];
 
+/// General Chinese customer-service phrasings of the same intent (how/why/can, does not work,
+/// raise/lower, pay off, close, disappear, restore…), independent of the shop domain.
+const ZH_GENERAL: &[(&str, &[&str], &[&str])] = &[
+    ("~how", &["怎么", "如何", "怎样", "咋"], &[]),
+    (
+        "~why",
+        &["为什么", "为啥", "怎么回事", "什么原因", "原因"],
+        &[],
+    ),
+    (
+        "~can",
+        &[
+            "可以",
+            "能否",
+            "能不能",
+            "可不可以",
+            "可否",
+            "能够",
+            "行不行",
+        ],
+        &[],
+    ),
+    (
+        "~broken_use",
+        &[
+            "用不了",
+            "不能用",
+            "无法使用",
+            "没法用",
+            "不可用",
+            "没办法用",
+            "使用不了",
+            "不能使用",
+        ],
+        &[],
+    ),
+    (
+        "~when",
+        &["什么时候", "多久", "多长时间", "何时", "几天"],
+        &[],
+    ),
+    (
+        "~raise",
+        &["提高", "提升", "增加", "提额", "调高", "涨"],
+        &[],
+    ),
+    (
+        "~lower",
+        &["降低", "下降", "降额", "减少", "变少", "调低", "降了"],
+        &[],
+    ),
+    (
+        "~payoff",
+        &["还清", "还完", "结清", "全部还", "一次性还"],
+        &[],
+    ),
+    ("~close", &["关闭", "关掉", "注销", "停用", "取消"], &[]),
+    (
+        "~check",
+        &["查看", "查询", "在哪看", "怎么看", "查一下", "查不到"],
+        &[],
+    ),
+    (
+        "~gone",
+        &["不见了", "没有了", "消失", "找不到", "没了"],
+        &[],
+    ),
+    ("~restore", &["恢复", "重新开通", "再次开通", "重新开"], &[]),
+    (
+        "~deduct",
+        &["扣款", "扣钱", "扣费", "扣了", "自动还款"],
+        &[],
+    ),
+    ("~phone", &["手机号", "电话号码", "号码"], &[]),
+    ("~bind", &["绑定", "关联", "绑卡"], &[]),
+    ("~unbind", &["解绑", "解除绑定", "取消绑定"], &[]),
+    ("~bankcard", &["银行卡", "储蓄卡", "借记卡"], &[]),
+    ("~bill", &["账单", "月结"], &[]),
+    ("~early", &["提前还", "提前结清"], &[]),
+];
+
 /// A synonym group after stemming.
 pub(super) struct Group {
     pub canonical: &'static str,
@@ -162,6 +243,7 @@ pub(super) fn groups(stem: impl Fn(&str) -> String) -> &'static [Group] {
     GROUPS_CELL.get_or_init(|| {
         GROUPS
             .iter()
+            .chain(ZH_GENERAL)
             .map(|&(canonical, zh, en)| Group {
                 canonical,
                 zh,

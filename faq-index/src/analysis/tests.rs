@@ -82,3 +82,11 @@ fn empty_and_punctuation_only_texts_have_no_terms() {
     assert!(analyze("？！…  ").is_empty());
     assert!(analyze("the of to").is_empty());
 }
+
+#[test]
+fn negation_is_detected_but_a_not_a_questions_are_not_negations() {
+    assert!(analyze("花呗不能用了").negated);
+    assert!(analyze("还款没到账").negated);
+    assert!(!analyze("花呗能不能分期").negated);
+    assert!(!analyze("花呗可以分期吗").negated);
+}
