@@ -59,3 +59,18 @@ pub async fn reload_kb(State(state): State<AppState>, headers: HeaderMap) -> Res
             .into_response(),
     }
 }
+
+/// `GET /admin/supervisor`: queues, agents and SLA figures for the supervisor view
+/// (`/supervisor/` polls it); see [`crate::web::supervisor`].
+pub async fn supervisor(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(refused) = authorize(&state, &headers) {
+        return *refused;
+    }
+    match crate::web::supervisor::report(&state).await {
+        Ok(report) => ([(header::CACHE_CONTROL, "no-store")], Json(report)).into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "supervisor report failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "routing state unavailable").into_response()
+        }
+    }
+}

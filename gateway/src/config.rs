@@ -46,6 +46,7 @@ pub struct Settings {
     pub handoff: HandoffSettings,
     pub agents: AgentSettings,
     pub routing: RoutingSettings,
+    pub console: ConsoleSettings,
     pub dispatch: crate::dispatch::DispatchSettings,
 }
 
@@ -63,6 +64,14 @@ pub struct RoutingSettings {
     pub avg_handle_s: u64,
     pub agent_greeting_zh: String,
     pub agent_greeting_en: String,
+}
+
+/// What the agent console offers (served as `/console/config.json`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// Standard scripts an agent inserts with one click.
+    pub canned_replies: Vec<String>,
 }
 
 /// The knowledge base the bot answers from.

@@ -29,6 +29,7 @@ pub mod server;
 pub mod session;
 pub mod shutdown;
 pub mod telemetry;
+pub mod web;
 
 pub use config::Settings;
 pub use server::{Application, StartError};

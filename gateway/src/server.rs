@@ -220,6 +220,8 @@ fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/admin/kb/reload", axum::routing::post(admin::reload_kb))
+        .route("/admin/supervisor", get(admin::supervisor))
+        .merge(crate::web::routes())
         .with_state(state)
 }
 

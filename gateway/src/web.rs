@@ -1,0 +1,147 @@
+//! The browser pages, embedded in the binary so the gateway serves them from anywhere:
+//!
+//! - `/widget/` (a demo shop page) and `/widget.js`, the one-tag embed for a shop's own pages;
+//! - `/console/`, the agent console, and `/console/config.json` (canned replies, groups);
+//! - `/supervisor/`, the live view over `GET /admin/supervisor` (see [`supervisor`]);
+//! - `/`, a page linking the three.
+//!
+//! The files live under `gateway/web/` as plain HTML/CSS/JS (no build step). They are sent with
+//! `Cache-Control: no-cache` (revalidated, so an upgrade is picked up at once) and, for the
+//! scripts and styles, `Access-Control-Allow-Origin: *`, because `/widget.js` on a shop's own
+//! domain loads its modules from the gateway's origin. Nothing here is secret.
+
+pub mod supervisor;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::server::AppState;
+
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+const SVG: &str = "image/svg+xml";
+
+/// One embedded file and the URL path it is served at.
+struct Asset {
+    path: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+macro_rules! asset {
+    ($path:literal, $file:literal, $content_type:expr) => {
+        Asset {
+            path: $path,
+            content_type: $content_type,
+            body: include_bytes!(concat!("../web/", $file)),
+        }
+    };
+}
+
+static ASSETS: &[Asset] = &[
+    asset!("/", "index.html", HTML),
+    asset!("/favicon.svg", "favicon.svg", SVG),
+    asset!("/widget.js", "widget.js", JS),
+    asset!("/widget/", "widget/index.html", HTML),
+    asset!("/widget/app.js", "widget/app.js", JS),
+    asset!("/widget/view.js", "widget/view.js", JS),
+    asset!("/widget/i18n.js", "widget/i18n.js", JS),
+    asset!("/widget/widget.css", "widget/widget.css", CSS),
+    asset!("/console/", "console/index.html", HTML),
+    asset!("/console/app.js", "console/app.js", JS),
+    asset!("/console/chat.js", "console/chat.js", JS),
+    asset!("/console/console.css", "console/console.css", CSS),
+    asset!("/supervisor/", "supervisor/index.html", HTML),
+    asset!("/supervisor/app.js", "supervisor/app.js", JS),
+    asset!(
+        "/supervisor/supervisor.css",
+        "supervisor/supervisor.css",
+        CSS
+    ),
+    asset!("/shared/socket.js", "shared/socket.js", JS),
+    asset!("/shared/journal.js", "shared/journal.js", JS),
+    asset!("/shared/dom.js", "shared/dom.js", JS),
+    asset!("/shared/base.css", "shared/base.css", CSS),
+];
+
+/// The page routes, merged into the gateway's router.
+pub fn routes() -> Router<AppState> {
+    let mut router = Router::new();
+    for asset in ASSETS {
+        router = router.route(asset.path, get(move || async move { serve(asset) }));
+    }
+    for dir in ["/widget", "/console", "/supervisor"] {
+        let to: &'static str = match dir {
+            "/widget" => "/widget/",
+            "/console" => "/console/",
+            _ => "/supervisor/",
+        };
+        router = router.route(dir, get(move || async move { Redirect::permanent(to) }));
+    }
+    router.route("/console/config.json", get(console_config))
+}
+
+fn serve(asset: &'static Asset) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, asset.content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        asset.body,
+    )
+        .into_response()
+}
+
+/// `GET /console/config.json`: what the console needs besides the socket: the canned replies
+/// (`console.canned_replies`) and the groups a chat can be transferred to. No secrets.
+async fn console_config(State(state): State<AppState>) -> Response {
+    let body = Json(json!({
+        "canned_replies": state.settings.console.canned_replies,
+        "groups": known_groups(&state),
+        "first_response_sla_s": state.settings.routing.first_response_sla_s,
+        "agent_grace_ms": state.settings.dispatch.agent_grace_ms,
+    }));
+    ([(header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+/// Every skill group the configuration names: the roster's and the hand-off targets.
+pub(crate) fn known_groups(state: &AppState) -> Vec<String> {
+    let mut groups: Vec<String> = state
+        .roster
+        .current()
+        .agents()
+        .iter()
+        .flat_map(|a| a.groups.iter().cloned())
+        .collect();
+    groups.extend(state.settings.handoff.category_groups.values().cloned());
+    groups.push(state.settings.handoff.complaint_group.clone());
+    groups.push(state.settings.handoff.default_group.clone());
+    groups.sort();
+    groups.dedup();
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_asset_path_is_unique_and_typed() {
+        let mut paths: Vec<&str> = ASSETS.iter().map(|a| a.path).collect();
+        paths.sort_unstable();
+        paths.dedup();
+        assert_eq!(paths.len(), ASSETS.len());
+        for asset in ASSETS {
+            assert!(!asset.body.is_empty(), "{} is empty", asset.path);
+            let js = asset.path.ends_with(".js");
+            assert_eq!(js, asset.content_type == JS, "{}", asset.path);
+        }
+    }
+}

@@ -1,0 +1,192 @@
+// One chat in the agent console: a card with the history, the reply box, canned replies,
+// transfer and close, plus its tab (with the unread count) in the strip above the cards.
+
+import { el } from '/shared/dom.js';
+
+const WHO = { customer: '客户', bot: '机器人', agent: '我', system: '系统' };
+
+export class ChatCard {
+  /**
+   * @param {object} assigned the `assigned` frame
+   * @param {object} o canned (strings), groups (strings), and the callbacks onSend(text),
+   *   onTyping(), onTransfer(group), onClose(), onDismiss()
+   */
+  constructor(assigned, o) {
+    this.session = assigned.session;
+    this.unread = 0;
+    this.ended = false;
+    const short = this.session.slice(0, 8);
+    const c = assigned.customer || {};
+    const headId = `chat-${this.session}`;
+    this.badge = el('span', { class: 'badge', hidden: true });
+    this.tab = el('button', { class: 'tab', type: 'button', 'data-session': this.session }, `客户 ${short}`, this.badge);
+    this.tab.addEventListener('click', () => this.focus());
+    this.sla = el('div', { class: 'sla', role: 'alert', hidden: true });
+    this.state = el('div', { class: 'state', role: 'status', hidden: true });
+    this.log = el('ol', { class: 'log', 'aria-live': 'polite', 'aria-label': `与客户 ${short} 的对话` });
+    this.typingLine = el('div', { class: 'typing', hidden: true, text: '客户正在输入… (typing)' });
+    this.input = el('textarea', { id: `reply-${this.session}`, rows: '2', maxlength: '2000', placeholder: '回复客户，Enter 发送 · Reply, Enter to send' });
+    this.form = el(
+      'form',
+      { class: 'compose' },
+      el('label', { class: 'sr-only', for: `reply-${this.session}`, text: '回复 Reply' }),
+      this.input,
+      el('button', { class: 'btn btn-primary', type: 'submit', text: '发送 Send' }),
+    );
+    this.canned = el(
+      'div',
+      { class: 'canned', role: 'group', 'aria-label': '常用话术 Canned replies' },
+      (o.canned || []).map((text) =>
+        el('button', { type: 'button', title: text, text, onclick: () => this.insert(text) }),
+      ),
+    );
+    const select = el(
+      'select',
+      { id: `group-${this.session}` },
+      (o.groups || []).map((g) => el('option', { value: g, text: g })),
+    );
+    this.transferBtn = el('button', { class: 'btn', type: 'button', text: '转接 Transfer', onclick: () => o.onTransfer(select.value) });
+    this.closeBtn = el('button', { class: 'btn', type: 'button', text: '结束会话 Close', onclick: () => o.onClose() });
+    this.dismissBtn = el('button', { class: 'btn', type: 'button', hidden: true, text: '移除 Dismiss', onclick: () => o.onDismiss() });
+    this.tools = el(
+      'div',
+      { class: 'tools' },
+      el('label', { for: `group-${this.session}`, text: '转接到 to' }),
+      select,
+      this.transferBtn,
+      this.closeBtn,
+      this.dismissBtn,
+    );
+    this.el = el(
+      'article',
+      { class: 'chat', 'aria-labelledby': headId, 'data-session': this.session },
+      el(
+        'header',
+        { class: 'chat-head' },
+        el('h2', { id: headId }, `客户 ${short}`, this.badge.cloneNode()),
+        el('span', { class: 'group', text: assigned.group }),
+        c.complaint_level ? el('span', { class: 'complaint', text: `投诉 ${c.complaint_level} 级` }) : null,
+        el('span', {
+          class: 'chat-meta',
+          text: `${c.channel || ''} · ${c.lang || ''}${c.visitor ? ` · ${c.visitor}` : ''} · 排队 ${Math.round((assigned.waited_ms || 0) / 1000)} 秒`,
+        }),
+      ),
+      this.sla,
+      this.state,
+      this.log,
+      this.typingLine,
+      this.canned,
+      this.form,
+      this.tools,
+    );
+    this.headBadge = this.el.querySelector('h2 .badge');
+    this.form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      this.submit(o.onSend);
+    });
+    this.input.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        this.submit(o.onSend);
+      }
+    });
+    this.input.addEventListener('input', () => o.onTyping());
+    this.el.addEventListener('focusin', () => this.seen());
+    this.el.addEventListener('click', () => this.seen());
+    for (const h of assigned.history || []) this.line(h.from, h.text, { history: true });
+    this.line('system', '已接入，以上为历史记录 · assigned; history above');
+  }
+
+  submit(onSend) {
+    const text = this.input.value.trim();
+    if (!text || this.ended) return;
+    this.input.value = '';
+    onSend(text);
+  }
+
+  insert(text) {
+    const { input } = this;
+    const start = input.selectionStart ?? input.value.length;
+    const end = input.selectionEnd ?? input.value.length;
+    input.value = input.value.slice(0, start) + text + input.value.slice(end);
+    input.focus();
+    input.selectionStart = input.selectionEnd = start + text.length;
+  }
+
+  /** Appends a line; `who` is customer, bot, agent or system. */
+  line(who, text, { history = false, id, note } = {}) {
+    const item = el(
+      'li',
+      { class: `msg ${who}${history ? ' history' : ''}`, 'data-id': id },
+      el('span', { class: 'who', text: note ? `${WHO[who] || who} · ${note}` : WHO[who] || who }),
+      el('span', { class: 'body', text }),
+    );
+    this.log.append(item);
+    this.log.scrollTop = this.log.scrollHeight;
+    if (who === 'customer') this.typingLine.hidden = true;
+    return item;
+  }
+
+  /** Marks one of my messages as delivered (or refused). */
+  settle(id, state) {
+    const who = this.log.querySelector(`[data-id="${CSS.escape(id)}"] .who`);
+    if (who) who.textContent = state === 'sent' ? '我 ✓' : '我 · 未发送 not sent';
+  }
+
+  typing() {
+    this.typingLine.hidden = false;
+    clearTimeout(this.typingTimer);
+    this.typingTimer = setTimeout(() => (this.typingLine.hidden = true), 4000);
+  }
+
+  setSla(waitingS) {
+    const on = waitingS !== null;
+    this.sla.hidden = !on;
+    this.el.dataset.sla = String(on);
+    this.tab.dataset.sla = String(on);
+    if (on) this.sla.textContent = `⚠ 客户已等待 ${waitingS} 秒未获回复 · waiting ${waitingS}s for your answer (SLA)`;
+  }
+
+  setState(text) {
+    this.state.hidden = !text;
+    this.state.textContent = text || '';
+  }
+
+  /** The chat is no longer mine: keep it readable, remove the controls. */
+  end(text) {
+    this.ended = true;
+    this.el.dataset.ended = 'true';
+    this.setSla(null);
+    this.setState(text);
+    this.form.hidden = true;
+    this.canned.hidden = true;
+    this.transferBtn.hidden = true;
+    this.closeBtn.hidden = true;
+    this.dismissBtn.hidden = false;
+  }
+
+  bump() {
+    if (this.el.contains(document.activeElement) && document.visibilityState === 'visible') return;
+    this.unread += 1;
+    this.showUnread();
+  }
+
+  seen() {
+    if (!this.unread) return;
+    this.unread = 0;
+    this.showUnread();
+  }
+
+  showUnread() {
+    for (const badge of [this.badge, this.headBadge]) {
+      badge.hidden = this.unread === 0;
+      badge.textContent = String(this.unread);
+      badge.setAttribute('aria-label', `${this.unread} 条未读 unread`);
+    }
+  }
+
+  focus() {
+    this.el.scrollIntoView({ block: 'nearest' });
+    (this.ended ? this.dismissBtn : this.input).focus();
+  }
+}
