@@ -157,12 +157,9 @@ impl Index {
         }
         let vocab = Vocab::build(per_entry.into_iter());
 
-        let bm25 = Bm25::build(
-            analysed.iter().map(|(_, t, _)| vocab.counts(t)).collect(),
-            vocab.len(),
-        );
         let mut writer = index.writer_with_num_threads::<TantivyDocument>(1, 50_000_000)?;
         let mut docs = Vec::with_capacity(analysed.len());
+        let mut doc_counts = Vec::with_capacity(analysed.len());
         for (i, (entry, terms, keywords)) in analysed.iter().enumerate() {
             let mut doc = TantivyDocument::default();
             for (field, list) in fields.iter().zip(field_terms(terms)) {
@@ -170,14 +167,17 @@ impl Index {
             }
             doc.add_u64(pid, i as u64);
             writer.add_document(doc)?;
+            let (counts, vector) = vocab.lookup(terms, false);
+            doc_counts.push(counts);
             docs.push(Doc {
                 entry: *entry,
-                vector: vocab.vector(terms, false),
+                vector,
                 keywords: *keywords,
                 negated: terms.negated,
             });
         }
         writer.commit()?;
+        let bm25 = Bm25::build(doc_counts, vocab.len());
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -274,7 +274,7 @@ impl Index {
         candidates.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         candidates.truncate(CANDIDATES.max(limit));
         // Re-score with our own BM25 (short-document k1/b, unigrams included).
-        let counts = self.vocab.counts(&terms);
+        let (counts, query) = self.vocab.lookup(&terms, true);
         for c in candidates.iter_mut() {
             c.1 = self.entry_docs[c.0 as usize]
                 .clone()
@@ -284,7 +284,6 @@ impl Index {
         candidates.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let top_bm25 = candidates.first().map_or(1.0, |c| c.1).max(f32::EPSILON);
 
-        let query = self.vocab.vector(&terms, true);
         let mut scored: Vec<Scored> = candidates
             .into_iter()
             .map(|(entry, bm25)| self.score_entry(entry, bm25 / top_bm25, &query, terms.negated))

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use crate::analysis::Terms;
+use crate::bm25::Counts;
 
 /// Weight of each field of [`Terms`] in the vectors: words, bigrams, unigrams, trigrams.
 const FIELD_WEIGHTS: [f32; 4] = [1.0, 0.7, 0.25, 0.35];
@@ -74,57 +75,46 @@ impl Vocab {
         }
     }
 
-    /// The known terms of a text with their field and count, sorted by term id.
-    pub fn counts(&self, terms: &Terms) -> Vec<(u32, u8, f32)> {
-        let mut out: Vec<(u32, u8, f32)> = Vec::new();
+    /// The number of distinct terms.
+    pub fn len(&self) -> usize {
+        self.idf.len()
+    }
+
+    /// In one pass over the text's terms: the counts of its known terms (for [`crate::bm25`])
+    /// and its normalised vector. With `count_unseen`, terms outside the vocabulary still add to
+    /// the norm (queries); otherwise they are ignored (KB texts have none anyway).
+    pub fn lookup(&self, terms: &Terms, count_unseen: bool) -> (Counts, SparseVec) {
+        let mut counts: Counts = Vec::new();
+        let mut unseen: HashMap<String, (usize, f32)> = HashMap::new();
         for (f, key) in keyed(terms) {
-            if let Some(&id) = self.ids.get(&key) {
-                out.push((id, f as u8, 1.0));
+            match self.ids.get(&key) {
+                Some(&id) => counts.push((id, f as u8, 1.0)),
+                None if count_unseen => unseen.entry(key).or_insert((f, 0.0)).1 += 1.0,
+                None => {}
             }
         }
-        out.sort_unstable_by_key(|&(id, _, _)| id);
-        out.dedup_by(|b, a| {
+        counts.sort_unstable_by_key(|&(id, _, _)| id);
+        counts.dedup_by(|b, a| {
             let same = a.0 == b.0;
             if same {
                 a.2 += b.2;
             }
             same
         });
-        out
-    }
-
-    /// The number of distinct terms.
-    pub fn len(&self) -> usize {
-        self.idf.len()
-    }
-
-    /// The normalised vector of a text. With `count_unseen`, terms outside the vocabulary still
-    /// add to the norm (queries); otherwise they are ignored (KB texts have none anyway).
-    pub fn vector(&self, terms: &Terms, count_unseen: bool) -> SparseVec {
-        let mut tf: HashMap<u32, (usize, f32)> = HashMap::new();
-        let mut unseen: HashMap<String, (usize, f32)> = HashMap::new();
-        for (f, key) in keyed(terms) {
-            match self.ids.get(&key) {
-                Some(&id) => tf.entry(id).or_insert((f, 0.0)).1 += 1.0,
-                None if count_unseen => unseen.entry(key).or_insert((f, 0.0)).1 += 1.0,
-                None => {}
-            }
-        }
         let weight = |f: usize, count: f32, idf: f32| FIELD_WEIGHTS[f] * (1.0 + count.ln()) * idf;
-        let mut v: SparseVec = tf
-            .into_iter()
-            .map(|(id, (f, c))| (id, weight(f, c, self.idf[id as usize])))
+        let mut v: SparseVec = counts
+            .iter()
+            .map(|&(id, f, c)| (id, weight(f as usize, c, self.idf[id as usize])))
             .collect();
         let unseen_sq: f32 = unseen
             .values()
             .map(|&(f, c)| weight(f, c, self.unseen_idf).powi(2))
             .sum();
-        v.sort_unstable_by_key(|&(id, _)| id);
         let norm = (v.iter().map(|&(_, w)| w * w).sum::<f32>() + unseen_sq).sqrt();
         if norm > 0.0 {
             v.iter_mut().for_each(|(_, w)| *w /= norm);
         }
-        v
+        (counts, v)
     }
 }
 
