@@ -56,9 +56,16 @@ pub struct Board {
     inner: Mutex<BoardInner>,
 }
 
+/// How long a slot an agent just freed still counts as busy when judging an assignment: the
+/// agent frees it when it sends `close`, the gateway a little later, and routing on the
+/// gateway's view during that moment is not unfair.
+const SETTLE: Duration = Duration::from_millis(500);
+
 #[derive(Debug, Default)]
 struct BoardInner {
     load: Vec<u32>,
+    /// When each agent last freed slots (recent frees count as busy for [`SETTLE`]).
+    freed: Vec<Vec<Instant>>,
     capacity: Vec<u32>,
     online: Vec<bool>,
     groups_of: Vec<Vec<String>>,
@@ -81,6 +88,7 @@ impl Board {
         let mut b = BoardInner::default();
         for s in specs {
             b.load.push(0);
+            b.freed.push(Vec::new());
             b.capacity.push(s.capacity);
             b.online.push(false);
             b.groups_of.push(s.groups.clone());
@@ -110,10 +118,14 @@ impl Board {
     }
 
     /// Records an assignment in `group` and returns the spread it produced: the chosen agent's
-    /// load afterwards minus the lowest load among the group's ready agents. Least-loaded routing
-    /// keeps it at 1 or less.
+    /// load afterwards minus the lowest load among the group's ready agents (slots freed within
+    /// [`SETTLE`] still count). Least-loaded routing keeps it at 1 or less.
     pub fn assign(&self, agent: usize, group: Option<&str>) -> u64 {
         let mut b = self.lock();
+        let now = Instant::now();
+        for f in b.freed.iter_mut() {
+            f.retain(|t| now.duration_since(*t) < SETTLE);
+        }
         let Some(load) = b.load.get_mut(agent) else {
             return 0;
         };
@@ -132,7 +144,7 @@ impl Board {
             let min = b.members[g]
                 .iter()
                 .filter(|&&i| b.online[i] || i == agent)
-                .map(|&i| b.load[i])
+                .map(|&i| b.load[i] + b.freed[i].len() as u32)
                 .min()
                 .unwrap_or(load);
             spread = spread.max(u64::from(load.saturating_sub(min)));
@@ -145,6 +157,7 @@ impl Board {
         let mut b = self.lock();
         if let Some(l) = b.load.get_mut(agent) {
             *l = l.saturating_sub(1);
+            b.freed[agent].push(Instant::now());
         }
     }
 
@@ -410,14 +423,17 @@ mod tests {
         assert_eq!(b.assign(0, Some("pre")), 1);
         assert_eq!(b.assign(1, Some("pre")), 0);
         assert_eq!(b.assign(0, Some("pre")), 1);
-        // A second chat for agent 0 while agent 1 still has one: spread 1.
         b.release(1);
-        // Agent 1 now has 0, agent 0 has 2: assigning to 0 again is unfair (3 - 0).
-        assert_eq!(b.assign(0, Some("pre")), 3);
+        // Agent 1 has just freed its slot; while that settles it still counts as 1, not 0.
+        assert_eq!(b.assign(0, Some("pre")), 2);
+        assert_eq!(b.summary().spread_max, 2);
+        b.lock().freed[1].clear();
+        // Once settled, agent 1 has 0 and agent 0 has 3: assigning to 0 again is unfair (4 - 0).
+        assert_eq!(b.assign(0, Some("pre")), 4);
         let s = b.summary();
-        assert_eq!(s.spread_max, 3);
-        assert_eq!(s.over_capacity, 1);
-        assert_eq!(s.assignments, 4);
+        assert_eq!(s.spread_max, 4);
+        assert_eq!(s.over_capacity, 2);
+        assert_eq!(s.assignments, 5);
     }
 
     #[test]

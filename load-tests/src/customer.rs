@@ -64,8 +64,16 @@ struct Customer {
     got_agent_message: bool,
     agent_messages_unanswered: u32,
     closed: bool,
+    /// This customer sent `close`: a drop now would resume a session that has ended.
+    closing: bool,
     survey: bool,
     resumes_left: u32,
+    /// Messages sent so far, and after which one the socket drops (for `drop_share`).
+    steps: u64,
+    drop_at: Option<u64>,
+    /// `not_in_state` errors after the chat closed: the gateway refusing a message the customer
+    /// sent before it saw `closed`. Each accounts for one unacknowledged message.
+    refused_after_close: u64,
 }
 
 /// Runs customer number `index`; never fails, everything it sees is counted.
@@ -97,8 +105,12 @@ pub async fn run(ctx: Arc<Ctx>, index: u64) {
         got_agent_message: false,
         agent_messages_unanswered: 0,
         closed: false,
+        closing: false,
         survey: false,
         resumes_left: 3,
+        steps: 0,
+        drop_at: None,
+        refused_after_close: 0,
     };
     shared.tally().arrival();
     let cut = tokio::time::timeout_at(deadline, c.script()).await.is_err();
@@ -112,7 +124,7 @@ pub async fn run(ctx: Arc<Ctx>, index: u64) {
             t.ledger.cut_sessions.insert(s.clone());
         }
     } else {
-        t.ledger.customer_unacked += c.pending.len() as u64;
+        t.ledger.customer_unacked += (c.pending.len() as u64).saturating_sub(c.refused_after_close);
     }
     drop(t);
     if c.ws.is_some() {
@@ -143,11 +155,16 @@ impl Customer {
         if matches!(intent, Intent::Human | Intent::Complaint) {
             n_questions = n_questions.max(1);
         }
-        let drop_at = self
-            .rng
-            .chance(cp.drop_share)
-            .then(|| self.rng.below(n_questions + 2));
-        let mut step = 0;
+        // The drop happens after one of the customer's messages: a question, or (for those who
+        // ask for a person) one of the first replies in the agent chat.
+        let chat_steps = if matches!(intent, Intent::Human | Intent::Complaint) {
+            2
+        } else {
+            0
+        };
+        if self.rng.chance(cp.drop_share) {
+            self.drop_at = Some(1 + self.rng.below(n_questions + chat_steps));
+        }
         for i in 0..n_questions {
             self.think().await;
             let kind = match intent {
@@ -157,19 +174,12 @@ impl Customer {
             };
             let text = self.ctx.questions.pick(kind, &mut self.rng).to_owned();
             self.ask(text).await;
-            step += 1;
-            if drop_at == Some(step) {
-                self.drop_and_resume().await;
-            }
             if self.closed || self.handed_off {
                 break;
             }
         }
         if matches!(intent, Intent::Human | Intent::Complaint) && !self.closed {
             self.ask_for_human().await;
-            if drop_at.is_some_and(|d| d > step) {
-                self.drop_and_resume().await;
-            }
             self.chat().await;
         }
         if self.survey && self.rng.chance(cp.survey_share) {
@@ -186,11 +196,15 @@ impl Customer {
             self.pump_until(Instant::now() + linger, |c| c.closed).await;
         }
         if !self.closed {
+            self.closing = true;
             self.send(json!({"type":"close"})).await;
         }
         // Everything the gateway stored before `closed` is delivered before it: wait for it.
-        self.pump_until(Instant::now() + Duration::from_secs(3), |c| c.closed)
-            .await;
+        // Messages sent just before the agent closed are acknowledged after `closed`: wait for them.
+        self.pump_until(Instant::now() + Duration::from_secs(3), |c| {
+            c.closed && c.pending.len() as u64 <= c.refused_after_close
+        })
+        .await;
         if let Some(mut ws) = self.ws.take() {
             let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
             self.shared().active.fetch_sub(1, Ordering::Relaxed);
@@ -272,6 +286,7 @@ impl Customer {
         self.shared().tally().counters.customer_messages += 1;
         self.send(json!({"type":"message","id":id,"text":text}))
             .await;
+        self.after_message().await;
         let until = now + self.reply_timeout();
         let done = self
             .pump_until(until, |c| {
@@ -305,6 +320,7 @@ impl Customer {
             .await;
         if !joined {
             self.shared().tally().counters.abandoned_in_queue += 1;
+            self.closing = true;
             self.send(json!({"type":"close"})).await;
         }
     }
@@ -340,6 +356,17 @@ impl Customer {
             self.shared().tally().counters.customer_messages += 1;
             self.send(json!({"type":"message","id":id,"text":text}))
                 .await;
+            self.after_message().await;
+        }
+    }
+
+    /// Counts a sent message and drops the socket if this is the planned moment. Dropping right
+    /// after a send, before its ack, is the hard case: the message must be acked exactly once
+    /// after the resume, whether or not the gateway stored it before the drop.
+    async fn after_message(&mut self) {
+        self.steps += 1;
+        if self.drop_at == Some(self.steps) && !self.closing && !self.closed {
+            self.drop_and_resume().await;
         }
     }
 
@@ -356,7 +383,7 @@ impl Customer {
 
     /// Reattaches to the session and re-sends what was not acknowledged, with the same ids.
     async fn resume(&mut self) -> bool {
-        if self.resumes_left == 0 || self.session_id.is_none() {
+        if self.resumes_left == 0 || self.session_id.is_none() || self.closing {
             return false;
         }
         self.resumes_left -= 1;
@@ -539,6 +566,9 @@ impl Customer {
             }
             "error" => {
                 let code = f.code.unwrap_or_else(|| "error_without_code".into());
+                if code == "not_in_state" && self.closed {
+                    self.refused_after_close += 1;
+                }
                 if code == "session_expired" || code == "session_unknown" {
                     // The resume landed in a new session: what was pending is gone with the old one.
                     self.ctx.shared.tally().counters.resume_failures += 1;

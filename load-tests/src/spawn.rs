@@ -145,6 +145,12 @@ impl Cluster {
             let mut cmd = Command::new(bin);
             cmd.env("KEFU__AGENTS__FILE", &roster)
                 .env("KEFU__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+                // Spawned nodes run without the conversation store unless the caller sets one
+                // (with its key) in the environment.
+                .env(
+                    "KEFU__STORE__URL",
+                    std::env::var("KEFU__STORE__URL").unwrap_or_default(),
+                )
                 .stdin(Stdio::null())
                 .stdout(log_file(&dir, &format!("node-{i}.log"))?)
                 .stderr(log_file(&dir, &format!("node-{i}.err.log"))?)
