@@ -48,6 +48,7 @@ pub struct Settings {
     pub routing: RoutingSettings,
     pub console: ConsoleSettings,
     pub dispatch: crate::dispatch::DispatchSettings,
+    pub store: crate::store::StoreSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -235,19 +236,23 @@ impl Settings {
             set_path(&mut table, &path, env_value(raw));
         }
         let deserializer = toml::Value::Table(table);
-        serde_path_to_error::deserialize(deserializer).map_err(|err| {
-            let key = err.path().to_string();
-            let origin = origins
-                .iter()
-                .find(|(k, _)| key == **k || key.starts_with(&format!("{k}.")))
-                .map(|(_, var)| format!(" (from {var})"))
-                .unwrap_or_default();
-            ConfigError::Invalid {
-                key,
-                origin,
-                message: err.into_inner().to_string(),
-            }
-        })
+        let mut settings: Settings =
+            serde_path_to_error::deserialize(deserializer).map_err(|err| {
+                let key = err.path().to_string();
+                let origin = origins
+                    .iter()
+                    .find(|(k, _)| key == **k || key.starts_with(&format!("{k}.")))
+                    .map(|(_, var)| format!(" (from {var})"))
+                    .unwrap_or_default();
+                ConfigError::Invalid {
+                    key,
+                    origin,
+                    message: err.into_inner().to_string(),
+                }
+            })?;
+        // The encryption key comes from the environment only, never from a config file.
+        settings.store.key = crate::store::KeySource::from_env(env);
+        Ok(settings)
     }
 }
 

@@ -10,6 +10,8 @@
 //! - [`limits`]: connection budgets and per-session rate limits;
 //! - [`dispatch`]: routing of waiting customers to agents (in-memory or Redis);
 //! - [`server`]: binding, routes, readiness, chores and the drain on shutdown;
+//! - [`store`], [`records`]: the encrypted conversation store, survey and complaints,
+//!   retention, the records admin API and reports;
 //! - [`shutdown`], [`telemetry`]: the stop signal; logs and Prometheus metrics.
 
 pub mod admin;
@@ -23,11 +25,13 @@ pub mod limits;
 pub mod mask;
 pub mod outbox;
 pub mod protocol;
+pub mod records;
 pub mod roster;
 pub mod routing;
 pub mod server;
 pub mod session;
 pub mod shutdown;
+pub mod store;
 pub mod telemetry;
 pub mod web;
 

@@ -26,7 +26,7 @@ use crate::roster::RosterStore;
 use crate::routing::{Bus, NodeEvent};
 use crate::session::{SessionLimits, Sessions};
 use crate::shutdown::Shutdown;
-use crate::{admin, agent, customer, routing, telemetry};
+use crate::{admin, agent, customer, records, routing, telemetry};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,8 @@ pub enum StartError {
     Dispatch(#[from] crate::dispatch::DispatchError),
     #[error(transparent)]
     Bus(#[from] crate::routing::bus::BusError),
+    #[error("conversation store: {0}")]
+    Store(#[from] crate::store::StoreError),
     #[error("cannot bind {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -62,6 +64,8 @@ pub struct Shared {
     pub shutdown: Shutdown,
     pub ready: AtomicBool,
     pub metrics: PrometheusHandle,
+    /// The durable conversation store (`None` when `store.url` is empty).
+    pub store: Option<Arc<crate::store::Store>>,
     next_conn: AtomicU64,
 }
 
@@ -114,6 +118,11 @@ impl Application {
             .await
             .map_err(|_| crate::bot::BotError::PoolClosed)??;
         settings.dispatch.validate()?;
+        let store = if settings.store.enabled() {
+            Some(Arc::new(crate::store::Store::open(&settings.store).await?))
+        } else {
+            None
+        };
         let dispatcher = crate::dispatch::connect(&settings.dispatch).await?;
         let addr = settings.server.listen;
         let listener = TcpListener::bind(addr)
@@ -151,6 +160,7 @@ impl Application {
             shutdown: Shutdown::new(),
             ready: AtomicBool::new(false),
             metrics: telemetry::metrics_handle(),
+            store,
             next_conn: AtomicU64::new(1),
             settings,
         });
@@ -207,6 +217,7 @@ impl Application {
         }
         chores.abort();
         events.abort();
+        crate::records::flush_on_shutdown(&state).await;
         tracing::info!("gateway stopped");
         result
     }
@@ -220,6 +231,22 @@ fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/admin/kb/reload", axum::routing::post(admin::reload_kb))
+        .route("/admin/conversations", get(records::http::search))
+        .route(
+            "/admin/conversations/{id}",
+            get(records::http::conversation),
+        )
+        .route(
+            "/admin/customers/{visitor}/export",
+            get(records::http::export),
+        )
+        .route(
+            "/admin/customers/{visitor}",
+            axum::routing::delete(records::http::delete_customer),
+        )
+        .route("/admin/audit", get(records::http::audit_log))
+        .route("/admin/reports/complaints", get(records::http::complaints))
+        .route("/admin/reports/summary", get(records::http::summary))
         .route("/admin/supervisor", get(admin::supervisor))
         .merge(crate::web::routes())
         .with_state(state)
@@ -282,6 +309,7 @@ async fn run_chores(state: AppState) {
             session.set_state(crate::session::SessionState::Closed {
                 reason: "expired".into(),
             });
+            records::save(&state, &session, Some("expired")).await;
             if matches!(
                 before,
                 crate::session::SessionState::Queued { .. }
@@ -299,6 +327,11 @@ async fn run_chores(state: AppState) {
         }
         if n.is_multiple_of(5) {
             state.metrics.run_upkeep();
+        }
+        let retention_every = state.settings.store.retention_interval_s.max(1);
+        if n == 1 || n.is_multiple_of(retention_every) {
+            let app = state.clone();
+            tokio::spawn(async move { records::retention::run_once(&app).await });
         }
         let watch = state.settings.kb.watch_interval_s;
         if watch > 0 && n.is_multiple_of(watch) {

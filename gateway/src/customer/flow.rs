@@ -23,6 +23,8 @@ pub enum Trigger {
     BotNotConfident,
     UnansweredInARow,
     NotHelpful,
+    /// A survey answer of 4-5 reopened the chat as a complaint.
+    Survey,
 }
 
 impl Trigger {
@@ -33,6 +35,7 @@ impl Trigger {
             Trigger::BotNotConfident => "bot_not_confident",
             Trigger::UnansweredInARow => "unanswered_in_a_row",
             Trigger::NotHelpful => "not_helpful",
+            Trigger::Survey => "survey_escalation",
         }
     }
 }
@@ -102,14 +105,55 @@ pub async fn on_text(app: &AppState, session: &Arc<Session>, text: &str) -> Opti
             session.emit(&ServerFrame::Closed {
                 reason: "customer_closed".into(),
             });
+            crate::records::save(app, session, Some("customer_closed")).await;
             return Some("customer_closed".into());
         }
-        CustomerFrame::SurveyAnswer { .. } => {
-            let message = format!("not possible while the session is {:?}", session.state());
-            send_error(session, ErrorCode::NotInState, message, None);
+        CustomerFrame::SurveyAnswer { score, comment } => {
+            return survey_answer(app, session, score, comment).await;
         }
     }
     None
+}
+
+/// In `survey` state: 1-3 close the session, 4-5 reopen it as a complaint one level higher.
+async fn survey_answer(
+    app: &AppState,
+    session: &Arc<Session>,
+    score: u8,
+    comment: Option<String>,
+) -> Option<String> {
+    use crate::records::survey::{self, Outcome};
+    if !matches!(session.state(), SessionState::Survey) {
+        let message = format!("not possible while the session is {:?}", session.state());
+        send_error(session, ErrorCode::NotInState, message, None);
+        return None;
+    }
+    let max = app.settings.limits.max_text_chars;
+    let long = comment.as_ref().is_some_and(|c| c.chars().count() > max);
+    if !survey::valid_score(score) || long {
+        let message = format!("`score` must be 1-5 and `comment` at most {max} characters");
+        send_error(session, ErrorCode::BadField, message, None);
+        return None;
+    }
+    match survey::record_answer(session, score, comment) {
+        Outcome::Resolved => {
+            session.set_state(SessionState::Closed {
+                reason: "survey_done".into(),
+            });
+            session.emit(&ServerFrame::Closed {
+                reason: "survey_done".into(),
+            });
+            crate::records::save(app, session, Some("survey_done")).await;
+            Some("survey_done".into())
+        }
+        Outcome::Complaint { level } => {
+            let group = app.settings.handoff.complaint_group.clone();
+            hand_off(app, session, group, Trigger::Survey, level).await;
+            // Kept now as reopened; the final record replaces it when the complaint ends.
+            crate::records::save(app, session, None).await;
+            None
+        }
+    }
 }
 
 async fn on_message(app: &AppState, session: &Arc<Session>, id: String, text: String) {

@@ -95,6 +95,7 @@ async fn on_assigned(app: &AppState, a: Assignment) {
         c.agent_replied = false;
         c.sla_warned = false;
         c.awaiting_since = None;
+        c.agents.push(a.agent.clone());
     });
     session.record(
         Speaker::System,

@@ -84,6 +84,8 @@ pub struct Session {
     pub visitor: Option<String>,
     pub channel: Channel,
     pub lang: Lang,
+    /// When the session started (ms since the epoch), for the stored record.
+    pub created_ms: u64,
     outbox: Outbox,
     inner: Mutex<Inner>,
 }
@@ -119,6 +121,12 @@ pub struct Conversation {
     pub awaiting_since: Option<Instant>,
     /// Whether `sla_warning` went out for the current wait.
     pub sla_warned: bool,
+    /// Agent ids that served this conversation, in order (for the stored record).
+    pub agents: Vec<String>,
+    /// The last survey answer: score 1-5 and comment.
+    pub survey: Option<(u8, Option<String>)>,
+    /// Times a survey answer of 4-5 reopened the chat as a complaint.
+    pub escalations: u32,
 }
 
 pub fn now_ms() -> u64 {
@@ -141,6 +149,7 @@ impl Session {
             visitor,
             channel,
             lang,
+            created_ms: now_ms(),
             outbox: Outbox::new(limits.replay_frames),
             inner: Mutex::new(Inner {
                 state: SessionState::Greeting,

@@ -18,6 +18,19 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// The encryption key test gateways get unless a test sets its own (base64 of bytes 0..32).
+pub const TEST_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// A fresh SQLite store URL in a temp directory (the file does not exist yet).
+pub fn temp_store_url(name: &str) -> String {
+    let dir = std::env::temp_dir().join(format!(
+        "kefu-store-{name}-{}-{}",
+        std::process::id(),
+        uuid_like()
+    ));
+    format!("sqlite://{}/kefu.db", dir.display())
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
@@ -61,6 +74,13 @@ pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     env.insert("KEFU__SERVER__LISTEN".into(), "127.0.0.1:0".into());
+    // Every test gateway keeps its conversations in its own temp SQLite store, with a test key.
+    env.entry("KEFU__STORE__URL".into())
+        .or_insert_with(|| temp_store_url("api"));
+    if !env.contains_key("KEFU__STORE__KEY_FILE") {
+        env.entry("KEFU_ENCRYPTION_KEY".into())
+            .or_insert_with(|| TEST_KEY.into());
+    }
     let settings = Settings::load(None, &env).expect("test settings are valid");
     let app = Application::build(settings).await.expect("gateway binds");
     let addr = app.local_addr();

@@ -9,5 +9,6 @@ mod bot;
 mod customer;
 mod helpers;
 mod operations;
+mod records;
 #[path = "../support/mod.rs"]
 mod support;

@@ -1,0 +1,237 @@
+//! Conversation records: what is kept of a chat once it ends (or when the node stops with it
+//! still open), the satisfaction survey and its complaint escalation, retention, the admin
+//! API over the store, and the supervisor reports.
+//!
+//! A record is built from the session in one lock-free snapshot (transcript plus the
+//! conversation facts) and handed to the store's bounded batch writer; encryption and the
+//! database work happen there, off the connection tasks.
+
+pub mod dates;
+pub mod http;
+pub mod reports;
+pub mod retention;
+pub mod survey;
+
+use serde::{Deserialize, Serialize};
+
+use crate::server::AppState;
+use crate::session::{now_ms, Session, SessionState, Speaker, TranscriptEntry};
+
+/// One conversation as stored. Personal data (visitor id, transcript text, survey comment) is
+/// encrypted by the store; the other fields are facts for search and reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConversationRecord {
+    pub id: String,
+    pub visitor: Option<String>,
+    pub channel: String,
+    pub lang: String,
+    /// Skill groups the chat was queued to, in order.
+    pub groups: Vec<String>,
+    /// Agent ids that served it, in order.
+    pub agents: Vec<String>,
+    /// Knowledge-base category of the last question (the complaint category).
+    pub category: Option<String>,
+    pub created_ms: u64,
+    /// First hand-off to a human.
+    pub handoff_ms: Option<u64>,
+    /// First assignment to an agent.
+    pub assigned_ms: Option<u64>,
+    /// First message an agent wrote themselves (not the automatic greeting).
+    pub first_response_ms: Option<u64>,
+    /// When the chat ended; `None` for a chat still open when the node stopped.
+    pub closed_ms: Option<u64>,
+    /// Why it ended (`survey_done`, `customer_closed`, `expired`, …) or `open`.
+    pub end_reason: String,
+    pub survey_score: Option<u8>,
+    pub survey_comment: Option<String>,
+    pub complaint_level: u8,
+    /// When it first became a complaint.
+    pub complaint_ms: Option<u64>,
+    /// Whether a survey answer of 4-5 reopened it as a complaint.
+    pub escalated: bool,
+    pub transfers: u32,
+    /// Whether the customer was greeted by the agent (in person or automatically) within
+    /// `routing.agent_greeting_s` of the assignment; `None` without an agent.
+    pub greeting_sla_met: Option<bool>,
+    pub transcript: Vec<TranscriptEntry>,
+}
+
+/// Snapshot of `session` as a record. `reason` is `None` while the chat is still open.
+pub fn from_session(app: &AppState, session: &Session, reason: Option<&str>) -> ConversationRecord {
+    let transcript = session.transcript();
+    let (category, complaint_level, agents, survey, escalations) = session.with_conversation(|c| {
+        (
+            c.last_category.clone(),
+            c.complaint_level,
+            c.agents.clone(),
+            c.survey.clone(),
+            c.escalations,
+        )
+    });
+    let complaint_group = &app.settings.handoff.complaint_group;
+    let greeting_ms = app.settings.routing.agent_greeting_s * 1000;
+    let facts = TranscriptFacts::of(&transcript, complaint_group);
+    let greeting_sla_met = facts.assigned_ms.map(|assigned| {
+        facts
+            .greeted_ms
+            .is_some_and(|g| g.saturating_sub(assigned) <= greeting_ms + 1000)
+    });
+    let (survey_score, survey_comment) = match survey {
+        Some((score, comment)) => (Some(score), comment),
+        None => (None, None),
+    };
+    ConversationRecord {
+        id: session.id.to_string(),
+        visitor: session.visitor.clone(),
+        channel: wire_name(session.channel),
+        lang: wire_name(session.lang),
+        groups: facts.groups,
+        agents,
+        category,
+        created_ms: session.created_ms,
+        handoff_ms: facts.handoff_ms,
+        assigned_ms: facts.assigned_ms,
+        first_response_ms: facts.first_response_ms,
+        closed_ms: reason.map(|_| now_ms()),
+        end_reason: reason.unwrap_or("open").to_string(),
+        survey_score,
+        survey_comment,
+        complaint_level,
+        complaint_ms: facts.complaint_ms.or(if complaint_level > 0 {
+            facts.handoff_ms
+        } else {
+            None
+        }),
+        escalated: escalations > 0,
+        transfers: facts.transfers,
+        greeting_sla_met,
+        transcript,
+    }
+}
+
+/// The protocol spelling of an enum (`mini_program`, `zh`).
+fn wire_name(value: impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+/// What the system lines of a transcript say about the chat's course.
+struct TranscriptFacts {
+    groups: Vec<String>,
+    handoff_ms: Option<u64>,
+    assigned_ms: Option<u64>,
+    greeted_ms: Option<u64>,
+    first_response_ms: Option<u64>,
+    complaint_ms: Option<u64>,
+    transfers: u32,
+}
+
+impl TranscriptFacts {
+    fn of(transcript: &[TranscriptEntry], complaint_group: &str) -> Self {
+        let mut facts = TranscriptFacts {
+            groups: Vec::new(),
+            handoff_ms: None,
+            assigned_ms: None,
+            greeted_ms: None,
+            first_response_ms: None,
+            complaint_ms: None,
+            transfers: 0,
+        };
+        for entry in transcript {
+            match entry.from {
+                Speaker::System => {
+                    let group = if let Some(rest) = entry.text.strip_prefix("handoff to ") {
+                        facts.handoff_ms.get_or_insert(entry.at_ms);
+                        rest.split(':').next()
+                    } else if let Some(rest) = entry.text.strip_prefix("transferred to ") {
+                        facts.transfers += 1;
+                        Some(rest)
+                    } else {
+                        if entry.text.starts_with("assigned to ") {
+                            facts.assigned_ms.get_or_insert(entry.at_ms);
+                        }
+                        None
+                    };
+                    if let Some(group) = group.map(str::trim) {
+                        if group == complaint_group {
+                            facts.complaint_ms.get_or_insert(entry.at_ms);
+                        }
+                        if facts.groups.last().map(String::as_str) != Some(group) {
+                            facts.groups.push(group.to_string());
+                        }
+                    }
+                }
+                Speaker::Agent => {
+                    if facts.assigned_ms.is_some() {
+                        facts.greeted_ms.get_or_insert(entry.at_ms);
+                    }
+                    // The automatic greeting carries no client id; a message the agent wrote does.
+                    if entry.id.is_some() {
+                        facts.first_response_ms.get_or_insert(entry.at_ms);
+                    }
+                }
+                _ => {}
+            }
+        }
+        facts
+    }
+}
+
+/// Hands the record of `session` to the store (if there is one). Waits when the store's
+/// queue is full rather than dropping a conversation.
+pub async fn save(app: &AppState, session: &Session, reason: Option<&str>) {
+    let Some(store) = &app.store else {
+        return;
+    };
+    let record = from_session(app, session, reason);
+    if reason.is_some() {
+        observe_final(&record);
+    }
+    store.save(record).await;
+}
+
+/// On stop: the record of every live chat so far, then the writer's queue written out. A
+/// later final write of the same conversation replaces the open one.
+pub async fn flush_on_shutdown(app: &AppState) {
+    let Some(store) = &app.store else {
+        return;
+    };
+    let mut open = 0usize;
+    for session in app.sessions.all() {
+        if matches!(session.state(), SessionState::Closed { .. }) {
+            continue;
+        }
+        store.save(from_session(app, &session, None)).await;
+        open += 1;
+    }
+    match store.flush().await {
+        Ok(()) => tracing::info!(open, "conversation store flushed"),
+        Err(err) => tracing::error!(error = %err, open, "conversation store flush failed"),
+    }
+}
+
+/// Supervisor metrics of a chat that ended (counted once, on its final record).
+fn observe_final(r: &ConversationRecord) {
+    metrics::counter!("kefu_conversations_closed_total", "reason" => r.end_reason.clone())
+        .increment(1);
+    if let (Some(from), Some(to)) = (r.handoff_ms, r.first_response_ms) {
+        metrics::histogram!("kefu_first_response_seconds")
+            .record(to.saturating_sub(from) as f64 / 1000.0);
+    }
+    if let Some(closed) = r.closed_ms {
+        metrics::histogram!("kefu_time_to_resolve_seconds")
+            .record(closed.saturating_sub(r.created_ms) as f64 / 1000.0);
+    }
+    let fcr = if reports::first_contact_resolved(r) {
+        "yes"
+    } else {
+        "no"
+    };
+    metrics::counter!("kefu_first_contact_resolution_total", "resolved" => fcr).increment(1);
+    if let Some(met) = r.greeting_sla_met {
+        let label = if met { "yes" } else { "no" };
+        metrics::counter!("kefu_greeting_sla_total", "met" => label).increment(1);
+    }
+}

@@ -1,0 +1,33 @@
+//! Retention: conversations older than `store.retention_days` are deleted by a periodic job,
+//! and every run that deletes something says so in the log.
+
+use crate::server::AppState;
+use crate::session::now_ms;
+
+/// Deletes what is past retention; returns how many conversations went.
+pub async fn run_once(app: &AppState) -> u64 {
+    let Some(store) = &app.store else {
+        return 0;
+    };
+    let days = app.settings.store.retention_days;
+    let cutoff = now_ms().saturating_sub(days.saturating_mul(86_400_000));
+    match store.purge_older_than(cutoff).await {
+        Ok(deleted) => {
+            metrics::counter!("kefu_retention_deleted_total").increment(deleted);
+            if deleted > 0 {
+                tracing::info!(
+                    deleted,
+                    retention_days = days,
+                    "retention: old conversations deleted"
+                );
+            } else {
+                tracing::debug!(retention_days = days, "retention: nothing to delete");
+            }
+            deleted
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "retention job failed");
+            0
+        }
+    }
+}

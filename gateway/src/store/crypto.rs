@@ -1,0 +1,288 @@
+//! Field encryption at rest: AES-256-GCM with a random 96-bit nonce per field, stored as
+//! `keyid:base64(nonce || ciphertext)`, and a keyed blind index for the fields that must be
+//! searchable (the visitor id) without being readable.
+//!
+//! Keys form a ring: the first encrypts, every key decrypts, so rotation is adding a new first
+//! key while the old ones stay until no row uses them. Key material is only ever taken from
+//! the environment or a key file, never from the config file kept in the repository.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::Aes256Gcm;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use blake2::digest::Mac;
+use rand::Rng;
+
+use crate::config::Secret;
+
+/// Environment variable with the base64 of a 32-byte key.
+pub const KEY_ENV: &str = "KEFU_ENCRYPTION_KEY";
+/// Environment variable naming that key's id (default `k1`).
+pub const KEY_ID_ENV: &str = "KEFU_ENCRYPTION_KEY_ID";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error(
+        "the store is enabled (store.url) but no encryption key was given: set {KEY_ENV} to the \
+         base64 of 32 random bytes (e.g. `head -c 32 /dev/urandom | base64`), or name a key file \
+         with KEFU__STORE__KEY_FILE (lines `id=base64key`), or run scripts/run which creates \
+         one; or disable the store with KEFU__STORE__URL=\"\""
+    )]
+    NoKey,
+    #[error("encryption key `{id}` ({origin}): {message}")]
+    BadKey {
+        id: String,
+        origin: String,
+        message: String,
+    },
+    #[error("cannot read key file {path}: {source}")]
+    KeyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("field was encrypted with key `{0}`, which is not in the key ring")]
+    UnknownKey(String),
+    #[error("stored field is malformed (expected `keyid:base64`)")]
+    Malformed,
+    #[error("cannot decrypt a stored field with key `{0}` (wrong key or tampered data)")]
+    Decrypt(String),
+    #[error("encryption failed")]
+    Encrypt,
+}
+
+/// Where the key material comes from, captured from the environment map given to
+/// [`crate::Settings::load`] (so tests inject it the same way an operator sets it).
+#[derive(Debug, Clone, Default)]
+pub struct KeySource {
+    pub env_key: Option<Secret>,
+    pub env_key_id: Option<String>,
+}
+
+impl KeySource {
+    pub fn from_env(env: &HashMap<String, String>) -> Self {
+        Self {
+            env_key: env
+                .get(KEY_ENV)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| Secret::new(v.trim())),
+            env_key_id: env
+                .get(KEY_ID_ENV)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| v.trim().to_string()),
+        }
+    }
+}
+
+/// The keys that decrypt, the first of which encrypts.
+pub struct KeyRing {
+    keys: Vec<(String, Aes256Gcm, [u8; 32])>,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<&str> = self.keys.iter().map(|(id, _, _)| id.as_str()).collect();
+        write!(f, "KeyRing({ids:?})")
+    }
+}
+
+impl KeyRing {
+    /// The environment key first (if any), then the key file's keys in file order.
+    pub fn load(source: &KeySource, key_file: &Path) -> Result<Self, CryptoError> {
+        let mut entries: Vec<(String, String, String)> = Vec::new();
+        if let Some(key) = &source.env_key {
+            let id = source.env_key_id.clone().unwrap_or_else(|| "k1".into());
+            entries.push((id, key.expose().to_string(), KEY_ENV.to_string()));
+        }
+        if !key_file.as_os_str().is_empty() {
+            let text =
+                std::fs::read_to_string(key_file).map_err(|source| CryptoError::KeyFile {
+                    path: key_file.to_path_buf(),
+                    source,
+                })?;
+            let origin = key_file.display().to_string();
+            for line in text.lines().map(str::trim) {
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let (id, key) = match line.split_once('=') {
+                    // base64 may end in `=`, so an id is only what precedes the first `=` when
+                    // it looks like an id; a bare key line gets the id `k1`.
+                    Some((id, key)) if valid_id(id.trim()) => (id.trim(), key.trim()),
+                    _ => ("k1", line),
+                };
+                entries.push((id.to_string(), key.to_string(), origin.clone()));
+            }
+        }
+        let mut keys = Vec::new();
+        for (id, b64, origin) in entries {
+            let bad = |message: String| CryptoError::BadKey {
+                id: id.clone(),
+                origin: origin.clone(),
+                message,
+            };
+            if !valid_id(&id) {
+                return Err(bad("ids are 1-32 letters, digits, `-` or `_`".into()));
+            }
+            let raw = B64
+                .decode(b64.as_bytes())
+                .map_err(|e| bad(format!("not base64: {e}")))?;
+            let bytes: [u8; 32] = raw
+                .try_into()
+                .map_err(|r: Vec<u8>| bad(format!("{} bytes, expected 32", r.len())))?;
+            let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+            if keys.iter().all(|(k, _, _)| *k != id) {
+                keys.push((id, cipher, bytes));
+            }
+        }
+        if keys.is_empty() {
+            return Err(CryptoError::NoKey);
+        }
+        Ok(Self { keys })
+    }
+
+    /// A ring from raw keys, newest first (tests and tools).
+    pub fn from_keys(keys: &[(&str, [u8; 32])]) -> Result<Self, CryptoError> {
+        let mut ring = Vec::new();
+        for (id, bytes) in keys {
+            let cipher = Aes256Gcm::new_from_slice(bytes).map_err(|_| CryptoError::Encrypt)?;
+            ring.push((id.to_string(), cipher, *bytes));
+        }
+        if ring.is_empty() {
+            return Err(CryptoError::NoKey);
+        }
+        Ok(Self { keys: ring })
+    }
+
+    /// The id of the key that encrypts.
+    pub fn current_id(&self) -> &str {
+        self.keys
+            .first()
+            .map(|(id, _, _)| id.as_str())
+            .unwrap_or("")
+    }
+
+    /// `keyid:base64(nonce || ciphertext)` of `plain` under the current key.
+    pub fn encrypt(&self, plain: &str) -> Result<String, CryptoError> {
+        let (id, cipher, _) = self.keys.first().ok_or(CryptoError::NoKey)?;
+        let mut nonce = [0u8; 12];
+        rand::rng().fill(&mut nonce);
+        let n = aes_gcm::Nonce::try_from(&nonce[..]).map_err(|_| CryptoError::Encrypt)?;
+        let sealed = cipher
+            .encrypt(&n, plain.as_bytes())
+            .map_err(|_| CryptoError::Encrypt)?;
+        let mut out = Vec::with_capacity(12 + sealed.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Ok(format!("{id}:{}", B64.encode(out)))
+    }
+
+    /// The plain text of a field written by [`Self::encrypt`] with any key of the ring.
+    pub fn decrypt(&self, stored: &str) -> Result<String, CryptoError> {
+        let (id, b64) = stored.split_once(':').ok_or(CryptoError::Malformed)?;
+        let (_, cipher, _) = self
+            .keys
+            .iter()
+            .find(|(k, _, _)| k == id)
+            .ok_or_else(|| CryptoError::UnknownKey(id.to_string()))?;
+        let raw = B64
+            .decode(b64.as_bytes())
+            .map_err(|_| CryptoError::Malformed)?;
+        if raw.len() < 12 + 16 {
+            return Err(CryptoError::Malformed);
+        }
+        let (nonce, sealed) = raw.split_at(12);
+        let n = aes_gcm::Nonce::try_from(nonce).map_err(|_| CryptoError::Malformed)?;
+        let plain = cipher
+            .decrypt(&n, sealed)
+            .map_err(|_| CryptoError::Decrypt(id.to_string()))?;
+        String::from_utf8(plain).map_err(|_| CryptoError::Decrypt(id.to_string()))
+    }
+
+    /// The blind index of `value` under every key of the ring (current first): equal values
+    /// give equal indexes under one key, and nothing about the value can be read from it.
+    /// Searching with all of them finds rows written before a rotation.
+    pub fn blind_indexes(&self, value: &str) -> Vec<String> {
+        self.keys
+            .iter()
+            .filter_map(|(id, _, key)| {
+                let mut mac = blake2::Blake2bMac512::new_from_slice(key).ok()?;
+                mac.update(b"kefu-visitor-index\0");
+                mac.update(value.as_bytes());
+                let tag = mac.finalize().into_bytes();
+                Some(format!("{id}:{}", B64.encode(&tag[..24])))
+            })
+            .collect()
+    }
+
+    /// The blind index under the current key (what new rows store).
+    pub fn blind_index(&self, value: &str) -> String {
+        self.blind_indexes(value)
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 32
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_random_nonce() {
+        let ring = KeyRing::from_keys(&[("k1", [7; 32])]).unwrap();
+        let a = ring.encrypt("手机 13812345678").unwrap();
+        let b = ring.encrypt("手机 13812345678").unwrap();
+        assert_ne!(a, b, "a fresh nonce per field");
+        assert!(a.starts_with("k1:"));
+        assert!(!a.contains("13812345678"));
+        assert_eq!(ring.decrypt(&a).unwrap(), "手机 13812345678");
+    }
+
+    #[test]
+    fn wrong_key_fails_and_rotation_keeps_old_ids() {
+        let old = KeyRing::from_keys(&[("k1", [1; 32])]).unwrap();
+        let stored = old.encrypt("secret").unwrap();
+        let wrong = KeyRing::from_keys(&[("k1", [2; 32])]).unwrap();
+        assert!(matches!(
+            wrong.decrypt(&stored),
+            Err(CryptoError::Decrypt(_))
+        ));
+        let rotated = KeyRing::from_keys(&[("k2", [2; 32]), ("k1", [1; 32])]).unwrap();
+        assert_eq!(rotated.decrypt(&stored).unwrap(), "secret");
+        assert!(rotated.encrypt("x").unwrap().starts_with("k2:"));
+        assert!(rotated.blind_indexes("v1").contains(&old.blind_index("v1")));
+    }
+
+    #[test]
+    fn key_file_and_env_are_read_and_checked() {
+        let dir = std::env::temp_dir().join(format!("kefu-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("keys");
+        let k2 = B64.encode([2u8; 32]);
+        let k1 = B64.encode([1u8; 32]);
+        std::fs::write(&file, format!("# newest first\nk2={k2}\nk1={k1}\n")).unwrap();
+        let ring = KeyRing::load(&KeySource::default(), &file).unwrap();
+        assert_eq!(ring.current_id(), "k2");
+        let none = KeyRing::load(&KeySource::default(), Path::new(""));
+        assert!(matches!(none, Err(CryptoError::NoKey)));
+        let short = KeySource {
+            env_key: Some(Secret::new(B64.encode([1u8; 16]))),
+            env_key_id: None,
+        };
+        let err = KeyRing::load(&short, Path::new(""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected 32"), "{err}");
+    }
+}

@@ -1,0 +1,252 @@
+//! The durable conversation store: SQLite (embedded default, file created on first start) or
+//! PostgreSQL (several nodes), through one code path (`sqlx`'s `Any` driver).
+//!
+//! Writes go through a bounded queue to a batch writer task ([`writer`]) so closing a chat
+//! never waits on the database; when the queue is full the caller waits (and a metric
+//! counts it) rather than losing a conversation. [`Store::flush`] writes out everything
+//! queued, which the server calls on shutdown. Message text and personal data are encrypted
+//! ([`crypto`]) before they reach the database.
+
+pub mod crypto;
+mod queries;
+mod schema;
+mod writer;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+use tokio::sync::{mpsc, oneshot};
+
+pub use crypto::{CryptoError, KeyRing, KeySource};
+pub use queries::{AuditEntry, ComplaintRecord, ConversationSummary};
+
+use crate::records::ConversationRecord;
+
+/// The shortest retention the gateway accepts (days).
+pub const MIN_RETENTION_DAYS: u64 = 180;
+
+/// `[store]` settings. The key itself never comes from a config file: see [`KeySource`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    pub url: String,
+    pub key_file: PathBuf,
+    pub queue: usize,
+    pub batch: usize,
+    pub max_connections: u32,
+    pub retention_days: u64,
+    pub retention_interval_s: u64,
+    /// Filled from the environment by [`crate::Settings::load`].
+    #[serde(skip)]
+    pub key: KeySource,
+}
+
+impl StoreSettings {
+    pub fn enabled(&self) -> bool {
+        !self.url.trim().is_empty()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error("store database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("store.url `{0}`: use sqlite://PATH or postgres://…")]
+    BadUrl(String),
+    #[error("store.retention_days is {0}; conversations must be kept at least {MIN_RETENTION_DAYS} days")]
+    Retention(u64),
+    #[error("store.queue and store.batch must be at least 1")]
+    Sizes,
+    #[error("cannot create the store directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("a stored record is not readable: {0}")]
+    Corrupt(String),
+    #[error("the store writer has stopped")]
+    WriterGone,
+    #[error("the blocking pool is gone")]
+    PoolClosed,
+}
+
+enum Command {
+    Save(Box<ConversationRecord>),
+    Flush(oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// An open store with its batch writer running.
+pub struct Store {
+    pool: AnyPool,
+    keys: Arc<KeyRing>,
+    tx: mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("keys", &self.keys).finish()
+    }
+}
+
+impl Store {
+    /// Checks the settings and the key, opens (creating the SQLite file and its directory),
+    /// creates the tables, and starts the writer task.
+    pub async fn open(settings: &StoreSettings) -> Result<Store, StoreError> {
+        if settings.retention_days < MIN_RETENTION_DAYS {
+            return Err(StoreError::Retention(settings.retention_days));
+        }
+        if settings.queue == 0 || settings.batch == 0 {
+            return Err(StoreError::Sizes);
+        }
+        let source = settings.key.clone();
+        let key_file = if settings.key_file.as_os_str().is_empty() {
+            PathBuf::new()
+        } else {
+            crate::config::resolve_path(&settings.key_file)
+        };
+        let keys = tokio::task::spawn_blocking(move || KeyRing::load(&source, &key_file))
+            .await
+            .map_err(|_| StoreError::PoolClosed)??;
+        Self::open_with(settings, keys).await
+    }
+
+    /// As [`Self::open`] with a given key ring (tests use it for wrong-key and rotation).
+    pub async fn open_with(settings: &StoreSettings, keys: KeyRing) -> Result<Store, StoreError> {
+        let url = connect_url(&settings.url)?;
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            .connect(&url)
+            .await?;
+        schema::migrate(&pool).await?;
+        let keys = Arc::new(keys);
+        let (tx, rx) = mpsc::channel(settings.queue);
+        tokio::spawn(writer::run(pool.clone(), keys.clone(), rx, settings.batch));
+        tracing::info!(
+            backend = backend(&url),
+            key = keys.current_id(),
+            "conversation store open"
+        );
+        Ok(Store { pool, keys, tx })
+    }
+
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    /// Queues a record for the batch writer; waits while the queue is full.
+    pub async fn save(&self, record: ConversationRecord) {
+        let depth = self.tx.max_capacity() - self.tx.capacity();
+        metrics::gauge!("kefu_store_queue_depth").set(depth as f64);
+        let command = Command::Save(Box::new(record));
+        let command = match self.tx.try_send(command) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(command)) => {
+                metrics::counter!("kefu_store_queue_full_total").increment(1);
+                tracing::warn!("conversation store queue full; waiting for the writer");
+                command
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                metrics::counter!("kefu_store_write_errors_total").increment(1);
+                tracing::error!("conversation store writer stopped; a record was not written");
+                return;
+            }
+        };
+        if self.tx.send(command).await.is_err() {
+            metrics::counter!("kefu_store_write_errors_total").increment(1);
+            tracing::error!("conversation store writer stopped; a record was not written");
+        }
+    }
+
+    /// Writes out everything queued so far.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Command::Flush(done))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        wait.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Writes records at once, bypassing the queue (tools and tests, e.g. backdated data).
+    pub async fn write_now(&self, records: Vec<ConversationRecord>) -> Result<(), StoreError> {
+        writer::write_batch(&self.pool, &self.keys, records).await
+    }
+
+    /// Closes the connections (after [`Self::flush`]).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// The connection URL: SQLite files are created on first start (with their directory).
+fn connect_url(url: &str) -> Result<String, StoreError> {
+    let url = url.trim();
+    if let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if path.is_empty() {
+            return Err(StoreError::BadUrl(url.to_string()));
+        }
+        if path != ":memory:" {
+            if let Some(dir) = std::path::Path::new(path).parent() {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+                        path: dir.to_path_buf(),
+                        source,
+                    })?;
+                }
+            }
+        }
+        let query = if query.contains("mode=") {
+            query.to_string()
+        } else if query.is_empty() {
+            "mode=rwc".to_string()
+        } else {
+            format!("{query}&mode=rwc")
+        };
+        Ok(format!("sqlite://{path}?{query}"))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(url.to_string())
+    } else {
+        Err(StoreError::BadUrl(url.to_string()))
+    }
+}
+
+/// Milliseconds as the database's BIGINT.
+fn writer_ms(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn backend(url: &str) -> &'static str {
+    if url.starts_with("sqlite") {
+        "sqlite"
+    } else {
+        "postgres"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_create_the_file() {
+        assert_eq!(
+            connect_url("sqlite://target/kefu-test-url/x.db").unwrap(),
+            "sqlite://target/kefu-test-url/x.db?mode=rwc"
+        );
+        assert!(connect_url("mysql://x").is_err());
+        assert_eq!(
+            connect_url("postgres://u@h/db").unwrap(),
+            "postgres://u@h/db"
+        );
+    }
+}
