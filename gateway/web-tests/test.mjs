@@ -192,6 +192,17 @@ async function run(context, base) {
     await shot(customer, '06-widget-after-reload');
   });
 
+  await step('after a reload the console still has the chat, nothing twice', async () => {
+    await agent.reload();
+    const chat = agent.locator('article.chat');
+    await chat.locator('.msg.agent', { hasText: REPLY }).waitFor();
+    await agent.locator('#conn[data-state="open"]').waitFor();
+    assert((await chat.count()) === 1, 'one chat');
+    assert((await chat.locator('.msg.agent', { hasText: REPLY }).count()) === 1, 'reply once');
+    assert((await chat.locator('.msg.customer', { hasText: QUESTION }).count()) === 1, 'question once');
+    await agent.locator('#ready[aria-pressed="true"]').waitFor();
+  });
+
   await step('a dropped connection resumes without loss', async () => {
     await customer.evaluate(() => window.kefuWidget.socket.ws.close());
     await customer.getByLabel('输入您的问题').fill('我的订单号是 12345');
@@ -238,8 +249,10 @@ async function run(context, base) {
     await waitFor(async () => customerFrames.length > before, 'the server to answer the survey', 5000);
     const answer = customerFrames.slice(before).find((f) => f.type === 'closed' || f.type === 'error');
     assert(answer, 'server answered the survey');
+    console.log(`     server answered the survey with ${JSON.stringify(answer)}`);
     if (answer.type === 'closed') {
-      assert(typeof answer.reason === 'string', 'closed has a reason');
+      assert(answer.reason === 'survey_done', `closed reason ${answer.reason}`);
+      await log.getByText('感谢您的评价，本次会话已结束').waitFor();
       await customer.getByRole('button', { name: '开始新的会话' }).waitFor();
     } else {
       assert(answer.code === 'not_in_state', `survey error: ${answer.code}`);

@@ -48,12 +48,18 @@ export class ChatCard {
     this.transferBtn = el('button', { class: 'btn', type: 'button', text: '转接 Transfer', onclick: () => o.onTransfer(select.value) });
     this.closeBtn = el('button', { class: 'btn', type: 'button', text: '结束会话 Close', onclick: () => o.onClose() });
     this.dismissBtn = el('button', { class: 'btn', type: 'button', hidden: true, text: '移除 Dismiss', onclick: () => o.onDismiss() });
+    this.transferBox = el(
+      'span',
+      { class: 'transfer' },
+      el('label', { for: `group-${this.session}`, text: '转接到 to ' }),
+      select,
+      ' ',
+      this.transferBtn,
+    );
     this.tools = el(
       'div',
       { class: 'tools' },
-      el('label', { for: `group-${this.session}`, text: '转接到 to' }),
-      select,
-      this.transferBtn,
+      this.transferBox,
       this.closeBtn,
       this.dismissBtn,
     );
@@ -160,7 +166,7 @@ export class ChatCard {
     this.setState(text);
     this.form.hidden = true;
     this.canned.hidden = true;
-    this.transferBtn.hidden = true;
+    this.transferBox.hidden = true;
     this.closeBtn.hidden = true;
     this.dismissBtn.hidden = false;
   }

@@ -211,6 +211,7 @@ class Widget {
     this.ui.humanBtn.hidden = false;
     this.ui.humanBtn.disabled = false;
     this.ui.newBtn.hidden = true;
+    this.ui.endBtn.hidden = false;
     this.ui.form.hidden = false;
     for (const entry of this.journal.entries) this.draw(entry);
   }
@@ -272,9 +273,15 @@ class Widget {
         item.append(el('div', { class: 'kefu-chips' }, chips));
         return add(item);
       }
-      case 'handoff':
+      case 'handoff': {
+        // Also after a poor survey answer: the chat reopens as a complaint.
         ui.humanBtn.hidden = true;
-        return add(line('system', f.reason === 'transfer' ? t.transfer : f.level ? t.handoffComplaint : t.handoff));
+        ui.newBtn.hidden = true;
+        ui.endBtn.hidden = false;
+        ui.form.hidden = false;
+        const text = { transfer: t.transfer, survey: t.surveyHandoff }[f.reason];
+        return add(line('system', text || (f.level ? t.handoffComplaint : t.handoff)));
+      }
       case 'queued':
         ui.humanBtn.hidden = true;
         ui.status.hidden = false;
@@ -311,11 +318,11 @@ class Widget {
     ui.status.hidden = true;
     ui.humanBtn.hidden = true;
     ui.newBtn.hidden = false;
+    ui.endBtn.hidden = true;
+    ui.form.hidden = true; // after agent_closed the survey comes; then a new chat may start
+    ui.sub.textContent = t.botName;
     this.journal.extra.agent = null;
-    if (f.reason !== 'agent_closed') {
-      this.journal.extra.ended = true;
-      ui.form.hidden = true;
-    }
+    if (f.reason !== 'agent_closed') this.journal.extra.ended = true;
   }
 
   showTyping() {

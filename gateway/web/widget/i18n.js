@@ -20,6 +20,7 @@ export const STRINGS = {
     handoff: '正在为您转接人工客服…',
     handoffComplaint: '已为您优先转接投诉专员…',
     transfer: '正在为您转接其他客服…',
+    surveyHandoff: '很抱歉让您不满意，已为您转接投诉专员优先处理…',
     queued: (p, s) => `排队中：您前面还有 ${p - 1} 位，当前第 ${p} 位，预计等待 ${formatWait(s, 'zh')}`,
     joined: (name) => `客服 ${name} 为您服务`,
     withAgent: (name) => `客服 ${name}`,
@@ -32,6 +33,7 @@ export const STRINGS = {
     closed: {
       agent_closed: '客服已结束本次会话',
       customer_closed: '您已结束本次会话',
+      survey_done: '感谢您的评价，本次会话已结束',
       shutting_down: '服务器维护中，正在为您重新连接…',
       other: '会话已结束',
     },
@@ -69,6 +71,7 @@ export const STRINGS = {
     handoff: 'Connecting you to a person…',
     handoffComplaint: 'Connecting you to our complaints team first…',
     transfer: 'Transferring you to a colleague…',
+    surveyHandoff: 'We are sorry; a complaints specialist will take this up with you first…',
     queued: (p, s) => `In the queue: position ${p}, estimated wait ${formatWait(s, 'en')}`,
     joined: (name) => `${name} has joined the chat`,
     withAgent: (name) => `with ${name}`,
@@ -81,6 +84,7 @@ export const STRINGS = {
     closed: {
       agent_closed: 'The agent ended the chat',
       customer_closed: 'You ended the chat',
+      survey_done: 'Thank you; the chat has ended',
       shutting_down: 'Server maintenance, reconnecting…',
       other: 'The chat has ended',
     },
