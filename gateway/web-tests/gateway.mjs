@@ -45,6 +45,8 @@ export async function startGateway(bin) {
       ...process.env,
       KEFU__SERVER__ADMIN_TOKEN: ADMIN_TOKEN,
       KEFU__STORE__URL: '',
+      // Short enough that the test sees the console's SLA warning.
+      KEFU__ROUTING__FIRST_RESPONSE_SLA_S: '2',
       RUST_LOG: process.env.RUST_LOG || 'warn',
     },
     stdio: ['ignore', 'pipe', 'pipe'],

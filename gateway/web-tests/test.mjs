@@ -212,6 +212,13 @@ async function run(context, base) {
     await customer.locator('.kefu-customer .kefu-note', { hasText: '已送达' }).last().waitFor();
   });
 
+  await step('an unanswered customer message raises the SLA warning on the console', async () => {
+    const sla = agent.locator('article.chat .sla');
+    await sla.waitFor({ state: 'visible' });
+    assert((await sla.textContent()).includes('SLA'), 'warning text');
+    await shot(agent, '07a-console-sla-warning');
+  });
+
   await step('the supervisor sees the agent with its load', async () => {
     const supervisor = await context.newPage();
     await supervisor.goto(`${base}/supervisor/`);
