@@ -38,6 +38,10 @@ pub struct IdleReport {
     pub rss_after_bytes: u64,
     pub bytes_per_session: f64,
     pub kib_per_session: f64,
+    /// Resident memory at the half-way point, and the cost of the second half of the sessions
+    /// alone: robust against a baseline disturbed by memory an earlier run left behind.
+    pub rss_half_bytes: u64,
+    pub marginal_kib_per_session: f64,
 }
 
 /// VmRSS of a process, in bytes.
@@ -154,10 +158,21 @@ pub async fn idle(opts: IdleOptions) -> anyhow::Result<IdleReport> {
     let mut tasks = JoinSet::new();
     let gap = Duration::from_secs_f64(1.0 / f64::from(opts.rate.max(1)));
     let t0 = Instant::now();
+    let half = opts.sessions / 2;
+    let mut rss_half = (0, 0u64);
     for i in 0..opts.sessions {
-        tokio::time::sleep_until(t0 + gap * i).await;
+        if i == half && half > 0 {
+            wait_open(&open, &failures, u64::from(half)).await;
+            tokio::time::sleep(opts.settle).await;
+            rss_half = (
+                open.load(Ordering::Relaxed),
+                measure(&opts.targets, &pids).await?.0,
+            );
+        }
+        tokio::time::sleep_until(Instant::now().max(t0 + gap * i)).await;
         let target = opts.targets[i as usize % opts.targets.len()];
-        let source = Some(net::source_addr(i % 4));
+        // The gateway caps connections per client address (1,000 by default): 500 per address.
+        let source = Some(net::source_addr(i / 500));
         let (open, failures, greetings, mut stop) = (
             open.clone(),
             failures.clone(),
@@ -198,13 +213,7 @@ pub async fn idle(opts: IdleOptions) -> anyhow::Result<IdleReport> {
             let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
         });
     }
-    // Wait until every session is greeted or failed (at most 30 s after the last was started).
-    let until = Instant::now() + Duration::from_secs(30);
-    while open.load(Ordering::Relaxed) + failures.load(Ordering::Relaxed) < u64::from(opts.sessions)
-        && Instant::now() < until
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_open(&open, &failures, u64::from(opts.sessions)).await;
     tokio::time::sleep(opts.settle).await;
     let (after, _) = measure(&opts.targets, &pids).await?;
     let n = open.load(Ordering::Relaxed);
@@ -215,6 +224,8 @@ pub async fn idle(opts: IdleOptions) -> anyhow::Result<IdleReport> {
     .await;
     let bytes = after.saturating_sub(before) as f64 / n.max(1) as f64;
     let greeting_ms = greetings.lock().map(|h| h.summary()).unwrap_or_default();
+    let second_half = n.saturating_sub(rss_half.0).max(1) as f64;
+    let marginal = after.saturating_sub(rss_half.1) as f64 / second_half / 1024.0;
     Ok(IdleReport {
         sessions_requested: opts.sessions,
         sessions_open: n,
@@ -225,7 +236,19 @@ pub async fn idle(opts: IdleOptions) -> anyhow::Result<IdleReport> {
         rss_after_bytes: after,
         bytes_per_session: bytes.round(),
         kib_per_session: (bytes / 1024.0 * 100.0).round() / 100.0,
+        rss_half_bytes: rss_half.1,
+        marginal_kib_per_session: (marginal * 100.0).round() / 100.0,
     })
+}
+
+/// Waits until `n` sessions are greeted or failed (at most 30 s).
+async fn wait_open(open: &AtomicU64, failures: &AtomicU64, n: u64) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while open.load(Ordering::Relaxed) + failures.load(Ordering::Relaxed) < n
+        && Instant::now() < until
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[cfg(test)]

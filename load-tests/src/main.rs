@@ -185,9 +185,10 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             .await?;
             println!("{}", serde_json::to_string_pretty(&r)?);
             println!(
-                "idle: {} sessions open, {:.2} KiB resident per session ({} -> {} bytes, {})",
+                "idle: {} sessions open, {:.2} KiB resident per session ({:.2} KiB for the second half) ({} -> {} bytes, {})",
                 r.sessions_open,
                 r.kib_per_session,
+                r.marginal_kib_per_session,
                 r.rss_before_bytes,
                 r.rss_after_bytes,
                 r.rss_source
