@@ -367,9 +367,12 @@ async fn disconnected_agent_is_reaped_after_grace(env: Env) {
 }
 
 async fn dead_node_is_reaped_after_grace(env: Env) {
+    // Generous timings measured from one start instant, so a loaded CI machine does not
+    // turn "still alive" into "expired": liveness 1 s, grace 1.5 s.
     let d = &env.d;
-    d.heartbeat("n1", 100).await.unwrap();
-    d.heartbeat("n2", 10_000).await.unwrap();
+    let t0 = tokio::time::Instant::now();
+    d.heartbeat("n1", 1_000).await.unwrap();
+    d.heartbeat("n2", 60_000).await.unwrap();
     d.agent_online(&spec("a1", &["g"], 1), "n1").await.unwrap();
     d.agent_online(&spec("a2", &["g"], 1), "n2").await.unwrap();
     d.agent_ready("a1", None).await.unwrap();
@@ -378,16 +381,16 @@ async fn dead_node_is_reaped_after_grace(env: Env) {
         d.enqueue(ticket(s, "g", 0)).await.unwrap();
     }
     assert!(
-        d.reap(150).await.unwrap().tickets.is_empty(),
+        d.reap(1_500).await.unwrap().tickets.is_empty(),
         "n1 still alive"
     );
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep_until(t0 + Duration::from_millis(1_300)).await;
     assert!(
-        d.reap(150).await.unwrap().tickets.is_empty(),
+        d.reap(1_500).await.unwrap().tickets.is_empty(),
         "n1 expired, within grace"
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let r = d.reap(150).await.unwrap();
+    tokio::time::sleep_until(t0 + Duration::from_millis(2_800)).await;
+    let r = d.reap(1_500).await.unwrap();
     assert_eq!(
         r.tickets
             .iter()
@@ -412,7 +415,7 @@ async fn dead_node_is_reaped_after_grace(env: Env) {
         ["a2"]
     );
     assert_eq!(snap.agents[0].sessions, ["s2"]);
-    assert!(d.reap(150).await.unwrap().tickets.is_empty(), "reaped once");
+    assert!(d.reap(1_500).await.unwrap().tickets.is_empty(), "reaped once");
 }
 
 /// 200 customers against 10 agents of capacity 5, enqueued concurrently from two nodes.
