@@ -7,7 +7,9 @@
 //! aggregated per entry (best paraphrase), and the top candidates are re-ranked by a fusion of
 //! BM25 (relative to the best candidate) with two cosines: to the closest paraphrase and to the
 //! entry's centroid (all its paraphrases together, which is what an entry with many paraphrases
-//! "means").
+//! "means"). The BM25 of the candidates is recomputed by [`crate::bm25`] (parameters for short
+//! questions, unigrams included); entries with a single question, whose near-misses share most
+//! terms, also weigh in the character order ([`crate::sequence`]) and a negation mismatch.
 
 use std::collections::HashMap;
 
@@ -20,10 +22,11 @@ use tantivy::schema::{
 use tantivy::tokenizer::WhitespaceTokenizer;
 use tantivy::{DocAddress, IndexReader, ReloadPolicy, Searcher, TantivyDocument, Term};
 
-use crate::analysis::{analyze, Terms};
+use crate::analysis::{analyze, normalize, Terms};
 use crate::bm25::Bm25;
 use crate::confidence::{confidence, Decision, Thresholds};
 use crate::kb::{Entry, KnowledgeBase};
+use crate::sequence;
 use crate::vectors::{centroid, dot, SparseVec, Vocab};
 
 /// BM25 boost of each field: words, bigrams, unigrams, trigrams. Unigrams are left out of the
@@ -44,6 +47,9 @@ const W_BM25: f32 = 0.2;
 const SINGLE_W_COS: f32 = 0.0;
 const SINGLE_W_BM25: f32 = 0.85;
 
+/// Weight of the character-sequence similarity ([`crate::sequence`]) for an entry with a single
+/// question (scaled down like the other single-question weights as paraphrases add up).
+const W_SEQUENCE: f32 = 0.7;
 /// Subtracted from the fused score when the query and the entry's closest question disagree on
 /// negation ("花呗能用" vs "花呗不能用"): a near-miss that shares every other word.
 const NEGATION_PENALTY: f32 = 0.05;
@@ -86,6 +92,8 @@ struct Doc {
     keywords: bool,
     /// Whether the question is negated (see [`Terms::negated`]).
     negated: bool,
+    /// The question's characters, for [`crate::sequence`].
+    chars: Vec<char>,
 }
 
 /// An in-memory index over a [`KnowledgeBase`]. Immutable, `Send + Sync`: share it in an `Arc`
@@ -142,17 +150,22 @@ impl Index {
             .register("kefu_terms", WhitespaceTokenizer::default());
 
         // Analyse every paraphrase once: the same terms feed tantivy and the vectors.
-        let mut analysed: Vec<(u32, Terms, bool)> = Vec::new();
+        let mut analysed: Vec<(u32, Terms, bool, Vec<char>)> = Vec::new();
         for (e, entry) in kb.entries().iter().enumerate() {
             for q in &entry.questions {
-                analysed.push((e as u32, analyze(q), false));
+                analysed.push((e as u32, analyze(q), false, sequence::chars(&normalize(q))));
             }
             if !entry.keywords.is_empty() {
-                analysed.push((e as u32, analyze(&entry.keywords.join(" ")), true));
+                analysed.push((
+                    e as u32,
+                    analyze(&entry.keywords.join(" ")),
+                    true,
+                    Vec::new(),
+                ));
             }
         }
         let mut per_entry: Vec<Vec<&Terms>> = vec![Vec::new(); kb.len()];
-        for (e, terms, _) in &analysed {
+        for (e, terms, _, _) in &analysed {
             per_entry[*e as usize].push(terms);
         }
         let vocab = Vocab::build(per_entry.into_iter());
@@ -160,7 +173,7 @@ impl Index {
         let mut writer = index.writer_with_num_threads::<TantivyDocument>(1, 50_000_000)?;
         let mut docs = Vec::with_capacity(analysed.len());
         let mut doc_counts = Vec::with_capacity(analysed.len());
-        for (i, (entry, terms, keywords)) in analysed.iter().enumerate() {
+        for (i, (entry, terms, keywords, chars)) in analysed.iter().enumerate() {
             let mut doc = TantivyDocument::default();
             for (field, list) in fields.iter().zip(field_terms(terms)) {
                 doc.add_text(*field, list.join(" "));
@@ -174,6 +187,7 @@ impl Index {
                 vector,
                 keywords: *keywords,
                 negated: terms.negated,
+                chars: chars.clone(),
             });
         }
         writer.commit()?;
@@ -250,6 +264,7 @@ impl Index {
             matches: Vec::new(),
         };
         let terms = analyze(question);
+        let qchars = sequence::chars(&normalize(question));
         if terms.is_empty() {
             return handoff;
         }
@@ -286,7 +301,9 @@ impl Index {
 
         let mut scored: Vec<Scored> = candidates
             .into_iter()
-            .map(|(entry, bm25)| self.score_entry(entry, bm25 / top_bm25, &query, terms.negated))
+            .map(|(entry, bm25)| {
+                self.score_entry(entry, bm25 / top_bm25, &query, terms.negated, &qchars)
+            })
             .collect();
         scored.sort_unstable_by(|a, b| b.fused.total_cmp(&a.fused).then(a.entry.cmp(&b.entry)));
         let top = scored.first().map_or(0.0, |s| s.similarity);
@@ -338,9 +355,17 @@ impl Index {
             .ok()
     }
 
-    fn score_entry(&self, entry: u32, bm25: f32, query: &SparseVec, negated: bool) -> Scored {
+    fn score_entry(
+        &self,
+        entry: u32,
+        bm25: f32,
+        query: &SparseVec,
+        negated: bool,
+        qchars: &[char],
+    ) -> Scored {
         let mut closest = (0.0f32, 0usize);
         let mut neg_mismatch = false;
+        let mut closest_chars: &[char] = &[];
         let mut q_index = 0usize;
         for doc in &self.docs[self.entry_docs[entry as usize].clone()] {
             if doc.keywords {
@@ -350,6 +375,7 @@ impl Index {
             if cos > closest.0 {
                 closest = (cos, q_index);
                 neg_mismatch = doc.negated != negated;
+                closest_chars = &doc.chars;
             }
             q_index += 1;
         }
@@ -366,6 +392,7 @@ impl Index {
             similarity,
             fused: alpha * (w_max * closest.0 + w_cent * cent + w_bm * bm25)
                 + (1.0 - alpha) * (SINGLE_W_COS * closest.0 + SINGLE_W_BM25 * bm25)
+                + (1.0 - alpha) * W_SEQUENCE * sequence::similarity(qchars, closest_chars)
                 - if neg_mismatch { NEGATION_PENALTY } else { 0.0 },
         }
     }

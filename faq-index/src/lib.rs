@@ -26,14 +26,16 @@
 //!   [`Decision`] (serde lowercase), [`Thresholds`] (serde, defaults tuned on the dev sets).
 //!
 //! How it matches: see `analysis` (normalisation, jieba words, character n-grams, stemming,
-//! synonyms), `index` (tantivy BM25 over the analyzer's terms, per-entry aggregation, TF-IDF
-//! re-ranking) and `confidence` (similarity and margin over the runner-up).
+//! synonyms), `index` (tantivy BM25 over the analyzer's terms for candidates, re-scored by `bm25`
+//! with short-document parameters, per-entry aggregation, TF-IDF and character-sequence
+//! (`sequence`) re-ranking) and `confidence` (similarity and margin over the runner-up).
 
 mod analysis;
 mod bm25;
 mod confidence;
 mod index;
 mod kb;
+mod sequence;
 mod vectors;
 
 pub use confidence::{Decision, Thresholds};
