@@ -22,7 +22,7 @@ use tantivy::schema::{
 use tantivy::tokenizer::WhitespaceTokenizer;
 use tantivy::{DocAddress, IndexReader, ReloadPolicy, Searcher, TantivyDocument, Term};
 
-use crate::analysis::{analyze, normalize, Terms};
+use crate::analysis::{analyze, Terms};
 use crate::bm25::Bm25;
 use crate::confidence::{confidence, Decision, Thresholds};
 use crate::kb::{Entry, KnowledgeBase};
@@ -150,22 +150,17 @@ impl Index {
             .register("kefu_terms", WhitespaceTokenizer::default());
 
         // Analyse every paraphrase once: the same terms feed tantivy and the vectors.
-        let mut analysed: Vec<(u32, Terms, bool, Vec<char>)> = Vec::new();
+        let mut analysed: Vec<(u32, Terms, bool)> = Vec::new();
         for (e, entry) in kb.entries().iter().enumerate() {
             for q in &entry.questions {
-                analysed.push((e as u32, analyze(q), false, sequence::chars(&normalize(q))));
+                analysed.push((e as u32, analyze(q), false));
             }
             if !entry.keywords.is_empty() {
-                analysed.push((
-                    e as u32,
-                    analyze(&entry.keywords.join(" ")),
-                    true,
-                    Vec::new(),
-                ));
+                analysed.push((e as u32, analyze(&entry.keywords.join(" ")), true));
             }
         }
         let mut per_entry: Vec<Vec<&Terms>> = vec![Vec::new(); kb.len()];
-        for (e, terms, _, _) in &analysed {
+        for (e, terms, _) in &analysed {
             per_entry[*e as usize].push(terms);
         }
         let vocab = Vocab::build(per_entry.into_iter());
@@ -173,7 +168,7 @@ impl Index {
         let mut writer = index.writer_with_num_threads::<TantivyDocument>(1, 50_000_000)?;
         let mut docs = Vec::with_capacity(analysed.len());
         let mut doc_counts = Vec::with_capacity(analysed.len());
-        for (i, (entry, terms, keywords, chars)) in analysed.iter().enumerate() {
+        for (i, (entry, terms, keywords)) in analysed.iter().enumerate() {
             let mut doc = TantivyDocument::default();
             for (field, list) in fields.iter().zip(field_terms(terms)) {
                 doc.add_text(*field, list.join(" "));
@@ -187,7 +182,7 @@ impl Index {
                 vector,
                 keywords: *keywords,
                 negated: terms.negated,
-                chars: chars.clone(),
+                chars: terms.chars.clone(),
             });
         }
         writer.commit()?;
@@ -264,7 +259,6 @@ impl Index {
             matches: Vec::new(),
         };
         let terms = analyze(question);
-        let qchars = sequence::chars(&normalize(question));
         if terms.is_empty() {
             return handoff;
         }
@@ -302,7 +296,7 @@ impl Index {
         let mut scored: Vec<Scored> = candidates
             .into_iter()
             .map(|(entry, bm25)| {
-                self.score_entry(entry, bm25 / top_bm25, &query, terms.negated, &qchars)
+                self.score_entry(entry, bm25 / top_bm25, &query, terms.negated, &terms.chars)
             })
             .collect();
         scored.sort_unstable_by(|a, b| b.fused.total_cmp(&a.fused).then(a.entry.cmp(&b.entry)));

@@ -60,6 +60,8 @@ pub(crate) struct Terms {
     pub trigrams: Vec<String>,
     /// Whether the text says something does not happen (不/没/无法…).
     pub negated: bool,
+    /// The normalised characters, for [`crate::sequence`].
+    pub chars: Vec<char>,
 }
 
 impl Terms {
@@ -148,7 +150,10 @@ fn stem(word: &str) -> String {
 /// The index/query terms of `text`.
 pub(crate) fn analyze(text: &str) -> Terms {
     let norm = normalize(text);
-    let mut terms = Terms::default();
+    let mut terms = Terms {
+        chars: crate::sequence::chars(&norm),
+        ..Terms::default()
+    };
     let mut stems = Vec::new();
     // Default mode, not search mode: the parts of a long word are already in its bigrams, and
     // counting them again as words over-weights long words (measured on the AFQMC dev set).
