@@ -201,8 +201,15 @@ impl Application {
             drain_state.ready.store(false, Ordering::Release);
             drain_state.shutdown.trigger();
         };
+        // Chat frames are small and often come in pairs (ack, then the answer): without
+        // TCP_NODELAY the second waits for the client's delayed ACK (40-200 ms).
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(%err, "cannot set TCP_NODELAY");
+            }
+        });
         let serve = axum::serve(
-            self.listener,
+            listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(graceful);

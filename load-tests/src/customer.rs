@@ -178,7 +178,9 @@ impl Customer {
                 break;
             }
         }
-        if matches!(intent, Intent::Human | Intent::Complaint) && !self.closed {
+        // Customers the bot handed off (not sure, unanswered twice) talk to their agent too.
+        if (matches!(intent, Intent::Human | Intent::Complaint) || self.handed_off) && !self.closed
+        {
             self.ask_for_human().await;
             self.chat().await;
         }
@@ -197,6 +199,13 @@ impl Customer {
         }
         if !self.closed {
             self.closing = true;
+            if self.agent_joined_at.is_some() {
+                // Leaving while an agent is still in the chat (after a survey escalation, say):
+                // what the agent sends from now on cannot reach this customer.
+                if let Some(s) = &self.session_id {
+                    self.shared().tally().ledger.left_sessions.insert(s.clone());
+                }
+            }
             self.send(json!({"type":"close"})).await;
         }
         // Everything the gateway stored before `closed` is delivered before it: wait for it.

@@ -202,6 +202,10 @@ pub struct Ledger {
     pub agent_sent: HashMap<String, Sent>,
     /// Sessions the run's deadline cut short: what was sent to them is not judged.
     pub cut_sessions: HashSet<String>,
+    /// Sessions whose customer closed while an agent was still in the chat: agent messages
+    /// not received by then had nobody to reach.
+    #[serde(default)]
+    pub left_sessions: HashSet<String>,
     /// Agent messages customers received: id -> how often and when.
     pub agent_seen: HashMap<String, Seen>,
     /// Customer messages acknowledged while an agent was in the chat (must reach that agent).
@@ -239,6 +243,7 @@ impl Ledger {
     pub fn merge(&mut self, o: Ledger) {
         self.agent_sent.extend(o.agent_sent);
         self.cut_sessions.extend(o.cut_sessions);
+        self.left_sessions.extend(o.left_sessions);
         for (id, s) in o.agent_seen {
             let e = self.agent_seen.entry(id).or_default();
             if e.count == 0 || s.first_us < e.first_us {
@@ -266,6 +271,7 @@ impl Ledger {
                 .iter()
                 .filter(|(id, s)| {
                     !self.cut_sessions.contains(&s.session)
+                        && !self.left_sessions.contains(&s.session)
                         && self.agent_seen.get(*id).is_none_or(|s| s.count == 0)
                 })
                 .count() as u64,

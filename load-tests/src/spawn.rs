@@ -98,8 +98,10 @@ impl Cluster {
             std::env::temp_dir().join(format!("kefu-load-{}-{}", std::process::id(), now_us()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let agents = profile.agents.total() as usize;
+        // `AGENT_ID.SECRET`: the gateway checks such a token against that agent's hash only,
+        // instead of trying every hash of the roster (argon2 is slow on purpose).
         let tokens: Vec<String> = (1..=agents)
-            .map(|i| format!("kl-{:x}-{i:03}", now_us() ^ 0x5eed))
+            .map(|i| format!("a{i:03}.kl-{:x}", now_us() ^ 0x5eed))
             .collect();
         let mut hashes = Vec::with_capacity(agents);
         for t in &tokens {
