@@ -54,6 +54,10 @@ struct Customer {
     session_id: Option<String>,
     last_seq: u64,
     conn_us: u64,
+    /// When the current connection (after a resume) was made: replies to messages sent
+    /// before it were held for the customer while away, so they time the outage, not the
+    /// gateway, and are left out of the ack and bot-answer latencies.
+    resumed_at: Option<Instant>,
     next_msg: u32,
     msg_prefix: String,
     pending: HashMap<String, Pending>,
@@ -96,6 +100,7 @@ pub async fn run(ctx: Arc<Ctx>, index: u64) {
         session_id: None,
         last_seq: 0,
         conn_us: 0,
+        resumed_at: None,
         next_msg: 0,
         pending: HashMap::new(),
         awaiting_bot: HashMap::new(),
@@ -403,6 +408,7 @@ impl Customer {
             Ok(ws) => {
                 self.ws = Some(ws);
                 self.conn_us = now_us();
+                self.resumed_at = Some(Instant::now());
                 self.shared().active.fetch_add(1, Ordering::Relaxed);
                 let mut t = self.shared().tally();
                 t.counters.resumes += 1;
@@ -505,7 +511,9 @@ impl Customer {
                 }
                 if let Some(p) = self.pending.remove(&id) {
                     t.counters.customer_acked += 1;
-                    t.hists.ack.record(now - p.first_sent);
+                    if self.resumed_at.is_none_or(|at| p.first_sent >= at) {
+                        t.hists.ack.record(now - p.first_sent);
+                    }
                     if p.to_agent && !self.closed {
                         t.ledger.to_agent_acked.insert(id);
                     }
@@ -519,7 +527,9 @@ impl Customer {
                     t.counters.bot_suggestions += 1;
                 }
                 if let Some(sent) = f.reply_to.and_then(|r| self.awaiting_bot.remove(&r)) {
-                    t.bot_answer(now - sent);
+                    if self.resumed_at.is_none_or(|at| sent >= at) {
+                        t.bot_answer(now - sent);
+                    }
                 }
             }
             "handoff" | "queued" => {
