@@ -415,7 +415,10 @@ async fn dead_node_is_reaped_after_grace(env: Env) {
         ["a2"]
     );
     assert_eq!(snap.agents[0].sessions, ["s2"]);
-    assert!(d.reap(1_500).await.unwrap().tickets.is_empty(), "reaped once");
+    assert!(
+        d.reap(1_500).await.unwrap().tickets.is_empty(),
+        "reaped once"
+    );
 }
 
 /// 200 customers against 10 agents of capacity 5, enqueued concurrently from two nodes.
