@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const ADMIN_TOKEN = 'web-tests-admin-token';
 
-/** The gateway binary: $KEFU_GATEWAY_BIN, or target/debug/kefu-gateway built now. */
+/** The gateway binary: $KEFU_GATEWAY_BIN, or kefu-gateway built now in the debug profile
+ * (under $CARGO_TARGET_DIR when set, else target/). */
 export function gatewayBinary() {
   if (process.env.KEFU_GATEWAY_BIN) return process.env.KEFU_GATEWAY_BIN;
   const built = spawnSync('cargo', ['build', '-p', 'gateway', '--bin', 'kefu-gateway'], {
@@ -18,7 +19,8 @@ export function gatewayBinary() {
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   if (built.status !== 0) throw new Error('cargo build -p gateway failed');
-  const bin = join(ROOT, 'target', 'debug', 'kefu-gateway');
+  const targetDir = process.env.CARGO_TARGET_DIR || join(ROOT, 'target');
+  const bin = join(targetDir, 'debug', 'kefu-gateway');
   if (!existsSync(bin)) throw new Error(`no gateway binary at ${bin}`);
   return bin;
 }
