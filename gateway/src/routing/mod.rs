@@ -200,6 +200,10 @@ fn on_requeued(app: &AppState, ticket: Ticket, reason: &str) {
 /// On the customer's node: something the agent did.
 fn on_customer_event(app: &AppState, session_id: &str, event: CustomerEvent) {
     let Some(session) = app.sessions.get(session_id) else {
+        tracing::info!(
+            ?event,
+            "agent event dropped: the customer session has ended"
+        );
         return;
     };
     let agent_now = match session.state() {
@@ -256,7 +260,11 @@ fn on_customer_event(app: &AppState, session_id: &str, event: CustomerEvent) {
             });
             tell_position(app, &session, &group, position);
         }
-        stale => tracing::debug!(?stale, "event for an agent no longer on the chat"),
+        stale => tracing::info!(
+            ?stale,
+            state = ?session.state(),
+            "agent event dropped: the session is no longer with that agent"
+        ),
     }
 }
 
