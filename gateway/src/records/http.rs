@@ -45,6 +45,14 @@ fn open(state: &AppState, headers: &HeaderMap) -> Result<Arc<Store>, Refused> {
     })
 }
 
+/// The store and the person reading it: every read of personal data needs both.
+fn open_as_operator(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(Arc<Store>, String), Refused> {
+    Ok((open(state, headers)?, operator(headers)?))
+}
+
 fn operator(headers: &HeaderMap) -> Result<String, Refused> {
     headers
         .get(OPERATOR_HEADER)
@@ -95,7 +103,7 @@ pub async fn conversation(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let (store, who) = match open(&state, &headers).and_then(|s| Ok((s, operator(&headers)?))) {
+    let (store, who) = match open_as_operator(&state, &headers) {
         Ok(v) => v,
         Err(refused) => return *refused,
     };
@@ -135,7 +143,7 @@ pub async fn search(
     headers: HeaderMap,
     Query(q): Query<SearchQuery>,
 ) -> Response {
-    let (store, who) = match open(&state, &headers).and_then(|s| Ok((s, operator(&headers)?))) {
+    let (store, who) = match open_as_operator(&state, &headers) {
         Ok(v) => v,
         Err(refused) => return *refused,
     };
@@ -173,7 +181,7 @@ pub async fn export(
     headers: HeaderMap,
     Path(visitor): Path<String>,
 ) -> Response {
-    let (store, who) = match open(&state, &headers).and_then(|s| Ok((s, operator(&headers)?))) {
+    let (store, who) = match open_as_operator(&state, &headers) {
         Ok(v) => v,
         Err(refused) => return *refused,
     };
@@ -208,7 +216,7 @@ pub async fn delete_customer(
     headers: HeaderMap,
     Path(visitor): Path<String>,
 ) -> Response {
-    let (store, who) = match open(&state, &headers).and_then(|s| Ok((s, operator(&headers)?))) {
+    let (store, who) = match open_as_operator(&state, &headers) {
         Ok(v) => v,
         Err(refused) => return *refused,
     };
