@@ -13,9 +13,11 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global log subscriber (stderr, `RUST_LOG` filter, default `info`).
+/// Installs the global log subscriber (stderr, `RUST_LOG` filter, default `info`; tantivy's
+/// own info lines about every index commit are noise to an operator, so only its warnings).
 pub fn init_logs(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tantivy=warn"));
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Text => builder.try_init(),

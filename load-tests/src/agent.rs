@@ -29,6 +29,8 @@ pub struct AgentSpec {
     pub groups: Vec<String>,
     pub capacity: u32,
     pub target: Target,
+    /// Index of `target` among the run's targets.
+    pub node: u32,
 }
 
 /// Builds the agent list from the profile's pools, spreading agents over the targets.
@@ -44,6 +46,7 @@ pub fn specs(profile: &Profile, tokens: &[String], targets: &[Target]) -> Vec<Ag
                 groups: pool.groups.clone(),
                 capacity: pool.capacity,
                 target: targets[index % targets.len()],
+                node: (index % targets.len()) as u32,
             });
         }
     }
@@ -320,6 +323,7 @@ impl Agent {
                     Sent {
                         at_us,
                         session: session.clone(),
+                        node: self.spec.node,
                     },
                 );
                 let frame = json!({"type":"message","session":session,"id":id,"text":text});
@@ -410,6 +414,7 @@ mod tests {
             groups: groups.iter().map(|g| (*g).to_owned()).collect(),
             capacity: 2,
             target: Target("127.0.0.1:1".parse().unwrap()),
+            node: 0,
         }
     }
 

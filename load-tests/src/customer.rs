@@ -48,6 +48,8 @@ struct Customer {
     ctx: Arc<Ctx>,
     rng: Rng,
     target: Target,
+    /// Index of `target` among the run's targets.
+    node: u32,
     source: Option<IpAddr>,
     lang: &'static str,
     ws: Option<Ws>,
@@ -83,7 +85,8 @@ struct Customer {
 /// Runs customer number `index`; never fails, everything it sees is counted.
 pub async fn run(ctx: Arc<Ctx>, index: u64) {
     let rng = Rng::derive(ctx.seed, 1, index);
-    let target = ctx.targets[(index % ctx.targets.len() as u64) as usize];
+    let node = (index % ctx.targets.len() as u64) as u32;
+    let target = ctx.targets[node as usize];
     let slot = index / u64::from(ctx.workers.max(1));
     let source =
         (!ctx.sources.is_empty()).then(|| ctx.sources[(slot % ctx.sources.len() as u64) as usize]);
@@ -94,6 +97,7 @@ pub async fn run(ctx: Arc<Ctx>, index: u64) {
         ctx,
         rng,
         target,
+        node,
         source,
         lang: "zh",
         ws: None,
@@ -189,29 +193,13 @@ impl Customer {
             self.ask_for_human().await;
             self.chat().await;
         }
-        if self.survey && self.rng.chance(cp.survey_share) {
-            let score = self.rng.range_u64(1, 5);
-            if self
-                .send(json!({"type":"survey_answer","score":score,"comment":"ok"}))
-                .await
-            {
-                self.shared().tally().counters.surveys_answered += 1;
-            }
-        }
+        self.answer_surveys().await;
         let linger = cp.linger.sample(&mut self.rng);
         if !self.closed {
             self.pump_until(Instant::now() + linger, |c| c.closed).await;
         }
         if !self.closed {
-            self.closing = true;
-            if self.agent_joined_at.is_some() {
-                // Leaving while an agent is still in the chat (after a survey escalation, say):
-                // what the agent sends from now on cannot reach this customer.
-                if let Some(s) = &self.session_id {
-                    self.shared().tally().ledger.left_sessions.insert(s.clone());
-                }
-            }
-            self.send(json!({"type":"close"})).await;
+            self.leave().await;
         }
         // Everything the gateway stored before `closed` is delivered before it: wait for it.
         // Messages sent just before the agent closed are acknowledged after `closed`: wait for them.
@@ -223,6 +211,57 @@ impl Customer {
             let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
             self.shared().active.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    /// Answers the survey after an agent closed the chat (for `survey_share` of customers).
+    /// A 4 or 5 reopens the chat as a complaint: the customer waits for the complaint agent
+    /// and talks to them, as a dissatisfied customer would. The second survey is answered
+    /// satisfied, so every customer's chat ends.
+    async fn answer_surveys(&mut self) {
+        let p = self.ctx.profile.clone();
+        if !self.survey || !self.rng.chance(p.customer.survey_share) {
+            return;
+        }
+        for round in 1..=2 {
+            if !self.survey || self.closing {
+                return;
+            }
+            self.survey = false;
+            let score = self.rng.range_u64(1, if round == 1 { 5 } else { 3 });
+            if !self
+                .send(json!({"type":"survey_answer","score":score,"comment":"ok"}))
+                .await
+            {
+                return;
+            }
+            self.shared().tally().counters.surveys_answered += 1;
+            if score < 4 {
+                return;
+            }
+            let until = Instant::now() + self.reply_timeout();
+            if !self.pump_until(until, |c| !c.closed).await {
+                return;
+            }
+            self.shared().tally().counters.reopened_as_complaint += 1;
+            self.ask_for_human().await;
+            self.chat().await;
+        }
+    }
+
+    /// Sends `close` while the chat is open. A message an agent sends around that moment
+    /// cannot reach this customer any more, so the ledger notes when the customer left.
+    async fn leave(&mut self) {
+        self.closing = true;
+        if self.handed_off || self.agent_joined_at.is_some() {
+            if let Some(s) = self.session_id.clone() {
+                self.shared()
+                    .tally()
+                    .ledger
+                    .left_sessions
+                    .insert(s, now_us());
+            }
+        }
+        self.send(json!({"type":"close"})).await;
     }
 
     fn path(&self) -> String {
@@ -334,8 +373,7 @@ impl Customer {
             .await;
         if !joined {
             self.shared().tally().counters.abandoned_in_queue += 1;
-            self.closing = true;
-            self.send(json!({"type":"close"})).await;
+            self.leave().await;
         }
     }
 
@@ -537,6 +575,14 @@ impl Customer {
                 if f.kind == "handoff" {
                     t.counters.handoffs += 1;
                     self.handed_off = true;
+                    if self.closed && !self.closing {
+                        // The survey answer reopened the chat as a complaint.
+                        self.closed = false;
+                        self.survey = false;
+                        self.agent_joined_at = None;
+                        self.got_agent_message = false;
+                        self.agent_messages_unanswered = 0;
+                    }
                 }
                 if let Some(pos) = f.position {
                     t.counters.max_queue_position = t.counters.max_queue_position.max(pos);
@@ -563,6 +609,7 @@ impl Customer {
                 if seen.count == 0 {
                     seen.first_us = now_us();
                     seen.conn_us = self.conn_us;
+                    seen.node = self.node;
                 }
                 seen.count += 1;
                 if !self.got_agent_message {

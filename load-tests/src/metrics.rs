@@ -150,6 +150,9 @@ pub struct Counters {
     pub closed_by_agent: u64,
     pub cut_at_deadline: u64,
     pub max_queue_position: u64,
+    /// Chats a survey answer of 4 or 5 reopened as a complaint.
+    #[serde(default)]
+    pub reopened_as_complaint: u64,
 }
 
 impl Counters {
@@ -175,8 +178,13 @@ impl Counters {
         self.closed_by_agent += o.closed_by_agent;
         self.cut_at_deadline += o.cut_at_deadline;
         self.max_queue_position = self.max_queue_position.max(o.max_queue_position);
+        self.reopened_as_complaint += o.reopened_as_complaint;
     }
 }
+
+/// How long before a customer's `close` an agent message may still cross it unseen: the
+/// agent's node acknowledges at once and relays after, so the two can pass each other.
+pub const LEAVE_RACE_US: u64 = 2_000_000;
 
 /// An agent message as a customer saw it.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -186,6 +194,9 @@ pub struct Seen {
     /// When the connection that first carried it was established; a message the agent sent
     /// before that was replayed after a resume and is left out of the relay latency.
     pub conn_us: u64,
+    /// The customer's gateway node (index into the run's targets).
+    #[serde(default)]
+    pub node: u32,
 }
 
 /// An agent message the gateway acknowledged.
@@ -193,6 +204,9 @@ pub struct Seen {
 pub struct Sent {
     pub at_us: u64,
     pub session: String,
+    /// The agent's gateway node (index into the run's targets).
+    #[serde(default)]
+    pub node: u32,
 }
 
 /// Message ids for loss and duplicate accounting across processes.
@@ -202,10 +216,11 @@ pub struct Ledger {
     pub agent_sent: HashMap<String, Sent>,
     /// Sessions the run's deadline cut short: what was sent to them is not judged.
     pub cut_sessions: HashSet<String>,
-    /// Sessions whose customer closed while an agent was still in the chat: agent messages
-    /// not received by then had nobody to reach.
+    /// Sessions whose customer closed while queued or with an agent -> when. An agent message
+    /// sent within [`LEAVE_RACE_US`] before that (or after) may cross the customer's `close`
+    /// and have nobody to reach; anything sent earlier must have arrived.
     #[serde(default)]
-    pub left_sessions: HashSet<String>,
+    pub left_sessions: HashMap<String, u64>,
     /// Agent messages customers received: id -> how often and when.
     pub agent_seen: HashMap<String, Seen>,
     /// Customer messages acknowledged while an agent was in the chat (must reach that agent).
@@ -220,14 +235,36 @@ pub struct Ledger {
     pub assigned_us: HashMap<String, u64>,
 }
 
+/// Relay latencies, split by whether the message crossed gateway nodes.
+#[derive(Debug, Clone, Default)]
+pub struct Relay {
+    pub all: Hist,
+    pub same_node: Hist,
+    pub cross_node: Hist,
+}
+
 /// The outcome of joining what was sent with what arrived.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Loss {
     pub agent_to_customer_lost: u64,
+    /// Not received, but sent as the customer was leaving (not counted as lost).
+    #[serde(default)]
+    pub agent_to_customer_crossed_close: u64,
     pub agent_to_customer_duplicated: u64,
     pub customer_to_agent_lost: u64,
     pub customer_to_agent_duplicated: u64,
     pub customer_unacked: u64,
+}
+
+/// A message counted as lost, for the report.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LostMessage {
+    pub direction: String,
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent_unix_us: Option<u64>,
 }
 
 impl Loss {
@@ -261,19 +298,36 @@ impl Ledger {
         self.assigned_us.extend(o.assigned_us);
     }
 
+    /// Whether `sent` went out so close to (or after) its customer leaving that it may have
+    /// crossed the `close`.
+    fn crossed_leave(&self, sent: &Sent) -> bool {
+        self.left_sessions
+            .get(&sent.session)
+            .is_some_and(|&left| sent.at_us + LEAVE_RACE_US >= left)
+    }
+
+    fn was_seen(&self, id: &str) -> bool {
+        self.agent_seen.get(id).is_some_and(|s| s.count > 0)
+    }
+
+    /// Agent messages the gateway acknowledged that their customer should have received
+    /// and did not.
+    fn unseen_agent_messages(&self) -> impl Iterator<Item = (&String, &Sent)> {
+        self.agent_sent.iter().filter(|(id, s)| {
+            !self.cut_sessions.contains(&s.session) && !self.crossed_leave(s) && !self.was_seen(id)
+        })
+    }
+
     /// Lost = sent and acknowledged but never received; duplicated = every receipt after the first.
     pub fn loss(&self) -> Loss {
         let dup =
             |m: &mut dyn Iterator<Item = u32>| m.map(|n| u64::from(n.saturating_sub(1))).sum();
         Loss {
-            agent_to_customer_lost: self
+            agent_to_customer_lost: self.unseen_agent_messages().count() as u64,
+            agent_to_customer_crossed_close: self
                 .agent_sent
                 .iter()
-                .filter(|(id, s)| {
-                    !self.cut_sessions.contains(&s.session)
-                        && !self.left_sessions.contains(&s.session)
-                        && self.agent_seen.get(*id).is_none_or(|s| s.count == 0)
-                })
+                .filter(|(id, s)| self.crossed_leave(s) && !self.was_seen(id))
                 .count() as u64,
             agent_to_customer_duplicated: dup(&mut self.agent_seen.values().map(|s| s.count)),
             customer_to_agent_lost: self
@@ -286,17 +340,54 @@ impl Ledger {
         }
     }
 
-    /// Agent send -> customer receipt, for messages delivered live (not replayed on a resume).
-    pub fn relay(&self) -> Hist {
-        let mut h = Hist::new();
+    /// Up to `n` lost messages, oldest first, so a failed run says where to look in the
+    /// gateway's logs.
+    pub fn lost_examples(&self, n: usize) -> Vec<LostMessage> {
+        let mut out: Vec<LostMessage> = self
+            .unseen_agent_messages()
+            .map(|(id, s)| LostMessage {
+                direction: "agent_to_customer".into(),
+                id: id.clone(),
+                session: Some(s.session.clone()),
+                sent_unix_us: Some(s.at_us),
+            })
+            .collect();
+        out.sort_by_key(|m| m.sent_unix_us);
+        let mut to_agent: Vec<&String> = self
+            .to_agent_acked
+            .iter()
+            .filter(|id| !self.to_agent_seen.contains_key(*id))
+            .collect();
+        to_agent.sort();
+        out.extend(to_agent.into_iter().map(|id| LostMessage {
+            direction: "customer_to_agent".into(),
+            id: id.clone(),
+            session: None,
+            sent_unix_us: None,
+        }));
+        out.truncate(n);
+        out
+    }
+
+    /// Agent send -> customer receipt, for messages delivered live (not replayed on a resume):
+    /// all of them, those where agent and customer were on the same node, and those relayed
+    /// from one node to another.
+    pub fn relay(&self) -> Relay {
+        let mut r = Relay::default();
         for (id, sent) in &self.agent_sent {
             if let Some(s) = self.agent_seen.get(id) {
                 if s.count > 0 && sent.at_us >= s.conn_us {
-                    h.record_us(s.first_us.saturating_sub(sent.at_us));
+                    let us = s.first_us.saturating_sub(sent.at_us);
+                    r.all.record_us(us);
+                    if s.node == sent.node {
+                        r.same_node.record_us(us);
+                    } else {
+                        r.cross_node.record_us(us);
+                    }
                 }
             }
         }
-        h
+        r
     }
 
     /// Customer's human request -> `assigned` at the agent.
@@ -363,6 +454,7 @@ mod tests {
             count,
             first_us,
             conn_us,
+            node: 0,
         }
     }
 
@@ -370,6 +462,7 @@ mod tests {
         Sent {
             at_us,
             session: "s".into(),
+            node: 0,
         }
     }
 
@@ -391,6 +484,10 @@ mod tests {
         assert_eq!(loss.customer_to_agent_lost, 1); // c2
         assert_eq!(loss.lost(), 3);
         assert_eq!(loss.duplicated(), 1);
+        let examples = l.lost_examples(10);
+        let ids: Vec<&str> = examples.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["a3", "c2"]);
+        assert_eq!(l.lost_examples(1).len(), 1);
     }
 
     #[test]
@@ -407,7 +504,7 @@ mod tests {
             .insert("a10".into(), seen(1, 5_700, 8_000 - 8_000));
         parent.merge(worker);
         assert_eq!(parent.loss(), Loss::default());
-        let relay = parent.relay();
+        let relay = parent.relay().all;
         assert_eq!(relay.len(), 1);
         assert!((relay.quantile_ms(0.5) - 0.7).abs() < 0.01);
     }
@@ -434,10 +531,52 @@ mod tests {
             Sent {
                 at_us: 1,
                 session: "cut".into(),
+                node: 0,
             },
         );
         l.cut_sessions.insert("cut".into());
         assert_eq!(l.loss().lost(), 0);
+    }
+
+    #[test]
+    fn relay_is_split_by_node() {
+        let mut l = Ledger::default();
+        for (id, agent_node, customer_node, delay) in
+            [("x", 0, 0, 1_000), ("y", 1, 0, 5_000), ("z", 2, 2, 2_000)]
+        {
+            l.agent_sent.insert(
+                id.into(),
+                Sent {
+                    at_us: 10,
+                    session: "s".into(),
+                    node: agent_node,
+                },
+            );
+            let mut s = seen(1, 10 + delay, 0);
+            s.node = customer_node;
+            l.agent_seen.insert(id.into(), s);
+        }
+        let r = l.relay();
+        assert_eq!(
+            (r.all.len(), r.same_node.len(), r.cross_node.len()),
+            (3, 2, 1)
+        );
+        assert!((r.cross_node.quantile_ms(1.0) - 5.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn only_messages_crossing_the_customers_close_are_excused() {
+        let mut l = Ledger::default();
+        let left = 10_000_000;
+        l.left_sessions.insert("s".into(), left);
+        l.agent_sent
+            .insert("early".into(), sent(left - LEAVE_RACE_US - 1));
+        l.agent_sent.insert("crossing".into(), sent(left - 500_000));
+        l.agent_sent.insert("after".into(), sent(left + 1));
+        let lost: Vec<String> = l.lost_examples(10).into_iter().map(|m| m.id).collect();
+        assert_eq!(lost, ["early"]);
+        assert_eq!(l.loss().agent_to_customer_lost, 1);
+        assert_eq!(l.loss().agent_to_customer_crossed_close, 2);
     }
 
     #[test]

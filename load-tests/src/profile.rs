@@ -280,6 +280,8 @@ pub struct Slo {
     pub greeting_within_6s_ratio: Option<f64>,
     pub bot_answer_p99_ms: Option<f64>,
     pub relay_p99_ms: Option<f64>,
+    pub relay_same_node_p99_ms: Option<f64>,
+    pub relay_cross_node_p99_ms: Option<f64>,
     pub queue_wait_p99_ms: Option<f64>,
     pub assign_p99_ms: Option<f64>,
     pub lost_messages: Option<u64>,
@@ -302,6 +304,8 @@ pub const LATENCY_METRICS: &[&str] = &[
     "queue_wait_ms",
     "assign_ms",
     "relay_ms",
+    "relay_same_node_ms",
+    "relay_cross_node_ms",
     "agent_first_reply_ms",
 ];
 

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::metrics::{Counters, Latency, Loss};
+use crate::metrics::{Counters, Latency, Loss, LostMessage};
 use crate::profile::Slo;
 
 /// One second of the whole run (all processes summed).
@@ -51,6 +51,10 @@ pub struct Report {
     pub queue_wait_ms: Latency,
     pub assign_ms: Latency,
     pub relay_ms: Latency,
+    /// Agent and customer on the same gateway node.
+    pub relay_same_node_ms: Latency,
+    /// Agent and customer on different nodes (relayed through Redis).
+    pub relay_cross_node_ms: Latency,
     pub agent_first_reply_ms: Latency,
     pub resume_ms: Latency,
     pub max_queue_len: u64,
@@ -62,6 +66,8 @@ pub struct Report {
     pub lost_messages: u64,
     pub duplicate_messages: u64,
     pub loss: Loss,
+    /// The first lost messages (at most 20), to look up in the gateway's logs.
+    pub lost_examples: Vec<LostMessage>,
     pub errors: BTreeMap<String, u64>,
     pub connect_failures: u64,
     pub counters: Counters,
@@ -79,6 +85,8 @@ impl Report {
             "queue_wait_ms" => &self.queue_wait_ms,
             "assign_ms" => &self.assign_ms,
             "relay_ms" => &self.relay_ms,
+            "relay_same_node_ms" => &self.relay_same_node_ms,
+            "relay_cross_node_ms" => &self.relay_cross_node_ms,
             "agent_first_reply_ms" => &self.agent_first_reply_ms,
             _ => return None,
         })
@@ -92,6 +100,16 @@ impl Report {
             ("greeting_p99_ms", "greeting_ms", slo.greeting_p99_ms),
             ("bot_answer_p99_ms", "bot_answer_ms", slo.bot_answer_p99_ms),
             ("relay_p99_ms", "relay_ms", slo.relay_p99_ms),
+            (
+                "relay_same_node_p99_ms",
+                "relay_same_node_ms",
+                slo.relay_same_node_p99_ms,
+            ),
+            (
+                "relay_cross_node_p99_ms",
+                "relay_cross_node_ms",
+                slo.relay_cross_node_p99_ms,
+            ),
             ("queue_wait_p99_ms", "queue_wait_ms", slo.queue_wait_p99_ms),
             ("assign_p99_ms", "assign_ms", slo.assign_p99_ms),
         ];
@@ -217,6 +235,10 @@ impl Report {
         let _ = writeln!(s, "  queue wait    {}", l(&self.queue_wait_ms));
         let _ = writeln!(s, "  assign        {}", l(&self.assign_ms));
         let _ = writeln!(s, "  relay         {}", l(&self.relay_ms));
+        if self.relay_cross_node_ms.count > 0 {
+            let _ = writeln!(s, "    same node   {}", l(&self.relay_same_node_ms));
+            let _ = writeln!(s, "    cross node  {}", l(&self.relay_cross_node_ms));
+        }
         let _ = writeln!(s, "  first reply   {}", l(&self.agent_first_reply_ms));
         let _ = writeln!(s, "  resume        {}", l(&self.resume_ms));
         let _ = writeln!(
@@ -235,6 +257,13 @@ impl Report {
             self.lost_messages,
             self.duplicate_messages
         );
+        if self.loss.agent_to_customer_crossed_close > 0 {
+            let _ = writeln!(
+                s,
+                "                (not counted: {} agent messages sent as their customer left)",
+                self.loss.agent_to_customer_crossed_close
+            );
+        }
         let errors: Vec<String> = self
             .errors
             .iter()

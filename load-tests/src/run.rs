@@ -472,6 +472,7 @@ impl Aggregate {
             })
             .collect();
         let loss = ledger.loss();
+        let relay = ledger.relay();
         let within =
             hists.greeting.ratio_within(Duration::from_secs(6)) * hists.greeting.len() as f64;
         let agent_delivered = ledger
@@ -498,7 +499,9 @@ impl Aggregate {
             ack_ms: hists.ack.summary(),
             queue_wait_ms: hists.queue_wait.summary(),
             assign_ms: ledger.assign().summary(),
-            relay_ms: ledger.relay().summary(),
+            relay_ms: relay.all.summary(),
+            relay_same_node_ms: relay.same_node.summary(),
+            relay_cross_node_ms: relay.cross_node.summary(),
             agent_first_reply_ms: hists.agent_first_reply.summary(),
             resume_ms: hists.resume.summary(),
             max_queue_len: timeline
@@ -512,6 +515,7 @@ impl Aggregate {
             lost_messages: loss.lost(),
             duplicate_messages: loss.duplicated(),
             loss,
+            lost_examples: ledger.lost_examples(20),
             errors,
             connect_failures: counters.connect_failures,
             counters,
