@@ -7,6 +7,12 @@
 //! lists) but useful on colloquial Chinese with typos and one-character variants (借/借款, 还/还款).
 //! Scoring a few dozen candidates is a merge of two short sorted lists each: microseconds.
 //! tantivy still does the retrieval.
+//!
+//! BM25 only counts the terms both texts have. [`Bm25::disagreement`] counts the others, as the
+//! binary independence model does: a term one text has and the other lacks is evidence against
+//! a match in proportion to how common the term is (`-ln(1 - df/N)`). A rare term missing says
+//! little; a common one (the product or topic a question is about: 花呗 vs 借呗) says a lot,
+//! while its IDF is too low for BM25 to tell the two topics apart.
 
 /// Weight of each field: words, bigrams, unigrams, trigrams (tuned on the dev sets).
 const FIELD_BOOSTS: [f32; 4] = [1.0, 0.6, 0.8, 0.3];
@@ -14,6 +20,9 @@ const FIELD_BOOSTS: [f32; 4] = [1.0, 0.6, 0.8, 0.3];
 const K1: f32 = 0.5;
 /// Length normalisation.
 const B: f32 = 0.5;
+
+/// Document frequency above which a term's absence weighs no more (caps `-ln(1 - df/N)`).
+const MAX_DF: f32 = 0.9;
 
 /// A document's terms: (term id, field, count), sorted by term id and deduplicated.
 pub(crate) type Counts = Vec<(u32, u8, f32)>;
@@ -24,6 +33,8 @@ pub(crate) struct Bm25 {
     lens: Vec<[f32; 4]>,
     avg: [f32; 4],
     idf: Vec<f32>,
+    /// `-ln(1 - df/N)` per term, for [`Bm25::disagreement`].
+    absent: Vec<f32>,
 }
 
 impl Bm25 {
@@ -49,11 +60,16 @@ impl Bm25 {
             .iter()
             .map(|&d| (1.0 + (n - d as f32 + 0.5) / (d as f32 + 0.5)).ln())
             .collect();
+        let absent = df
+            .iter()
+            .map(|&d| -(1.0 - (d as f32 / n).min(MAX_DF)).ln())
+            .collect();
         Self {
             docs,
             lens,
             avg,
             idf,
+            absent,
         }
     }
 
@@ -81,6 +97,43 @@ impl Bm25 {
     }
 }
 
+impl Bm25 {
+    /// The summed absence weight of the terms of `field` that only one of the query and the
+    /// document has.
+    pub fn disagreement(&self, query: &Counts, doc: usize, field: u8) -> f32 {
+        let d = &self.docs[doc];
+        let (mut i, mut j, mut sum) = (0, 0, 0.0);
+        loop {
+            let q = query.get(i).map(|t| (t.0, t.1));
+            let e = d.get(j).map(|t| (t.0, t.1));
+            let one_side = match (q, e) {
+                (None, None) => break,
+                (Some(q), Some(e)) if q.0 == e.0 => {
+                    i += 1;
+                    j += 1;
+                    continue;
+                }
+                (Some(q), Some(e)) if q.0 < e.0 => {
+                    i += 1;
+                    q
+                }
+                (Some(q), None) => {
+                    i += 1;
+                    q
+                }
+                (_, Some(e)) => {
+                    j += 1;
+                    e
+                }
+            };
+            if one_side.1 == field {
+                sum += self.absent[one_side.0 as usize];
+            }
+        }
+        sum
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +152,24 @@ mod tests {
         assert!(bm25.score(&rare, 0) > bm25.score(&common, 0));
         assert!(bm25.score(&common, 1) > bm25.score(&common, 2));
         assert_eq!(bm25.score(&rare, 1), 0.0);
+    }
+
+    #[test]
+    fn disagreement_weighs_common_terms_either_side_lacks() {
+        // Term 0 is in 3 documents of 4, term 1 in one; field 1 is ignored.
+        let docs = vec![
+            vec![(0, 0, 1.0), (1, 0, 1.0)],
+            vec![(0, 0, 1.0), (2, 1, 1.0)],
+            vec![(0, 0, 1.0)],
+            vec![(3, 0, 1.0)],
+        ];
+        let bm25 = Bm25::build(docs, 4);
+        let query = vec![(0, 0, 1.0)];
+        assert_eq!(bm25.disagreement(&query, 2, 0), 0.0);
+        assert_eq!(bm25.disagreement(&query, 1, 0), 0.0);
+        let missing_common = bm25.disagreement(&query, 3, 0);
+        let extra_rare = bm25.disagreement(&query, 0, 0);
+        assert!(missing_common > extra_rare && extra_rare > 0.0);
+        assert!((extra_rare + 0.75f32.ln()).abs() < 1e-6, "{extra_rare}");
     }
 }

@@ -9,7 +9,8 @@
 //! entry's centroid (all its paraphrases together, which is what an entry with many paraphrases
 //! "means"). The BM25 of the candidates is recomputed by [`crate::bm25`] (parameters for short
 //! questions, unigrams included); entries with a single question, whose near-misses share most
-//! terms, also weigh in the character order ([`crate::sequence`]) and a negation mismatch.
+//! terms, also weigh in the character order ([`crate::sequence`]), the common characters only one
+//! side has ([`Bm25::disagreement`]) and a negation mismatch (see `rerank`).
 
 use std::collections::HashMap;
 
@@ -26,8 +27,8 @@ use crate::analysis::{analyze, Terms};
 use crate::bm25::Bm25;
 use crate::confidence::{confidence, Decision, Thresholds};
 use crate::kb::{Entry, KnowledgeBase};
-use crate::sequence;
-use crate::vectors::{centroid, dot, SparseVec, Vocab};
+use crate::vectors::{centroid, SparseVec, Vocab};
+use rerank::{QueryView, Scored};
 
 /// BM25 boost of each field: words, bigrams, unigrams, trigrams. Unigrams are left out of the
 /// BM25 query (0: skipped): their long posting lists cost more than half the query time for a
@@ -37,23 +38,6 @@ const FIELD_BOOSTS: [f32; 4] = [1.0, 0.6, 0.0, 0.3];
 const RETRIEVE: usize = 80;
 /// Entries re-scored by [`crate::bm25`] and re-ranked.
 const CANDIDATES: usize = 30;
-/// Fusion weights: closest paraphrase cosine, centroid cosine, relative BM25.
-const W_MAX: f32 = 0.45;
-const W_CENTROID: f32 = 0.35;
-const W_BM25: f32 = 0.2;
-/// Fusion weights for an entry with a single question: cosine, relative BM25. With the re-scored
-/// BM25 (short-document k1/b, unigrams), any cosine weight lowered accuracy on near-miss
-/// single-question KBs, so such entries rank by BM25 alone.
-const SINGLE_W_COS: f32 = 0.0;
-const SINGLE_W_BM25: f32 = 0.85;
-
-/// Weight of the character-sequence similarity ([`crate::sequence`]) for an entry with a single
-/// question (scaled down like the other single-question weights as paraphrases add up).
-const W_SEQUENCE: f32 = 0.7;
-/// Subtracted from the fused score when the query and the entry's closest question disagree on
-/// negation ("花呗能用" vs "花呗不能用"): a near-miss that shares every other word.
-const NEGATION_PENALTY: f32 = 0.05;
-
 /// Why an index could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -92,8 +76,8 @@ struct Doc {
     keywords: bool,
     /// Whether the question is negated (see [`Terms::negated`]).
     negated: bool,
-    /// The question's characters, for [`crate::sequence`].
-    chars: Vec<char>,
+    /// The question's character sounds, for [`crate::sequence`].
+    sounds: Vec<u32>,
 }
 
 /// An in-memory index over a [`KnowledgeBase`]. Immutable, `Send + Sync`: share it in an `Arc`
@@ -182,7 +166,7 @@ impl Index {
                 vector,
                 keywords: *keywords,
                 negated: terms.negated,
-                chars: terms.chars.clone(),
+                sounds: terms.sounds.clone(),
             });
         }
         writer.commit()?;
@@ -293,11 +277,15 @@ impl Index {
         candidates.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let top_bm25 = candidates.first().map_or(1.0, |c| c.1).max(f32::EPSILON);
 
+        let view = QueryView {
+            vector: &query,
+            counts: &counts,
+            negated: terms.negated,
+            sounds: &terms.sounds,
+        };
         let mut scored: Vec<Scored> = candidates
             .into_iter()
-            .map(|(entry, bm25)| {
-                self.score_entry(entry, bm25 / top_bm25, &query, terms.negated, &terms.chars)
-            })
+            .map(|(entry, bm25)| self.score_entry(entry, bm25 / top_bm25, &view))
             .collect();
         scored.sort_unstable_by(|a, b| b.fused.total_cmp(&a.fused).then(a.entry.cmp(&b.entry)));
         let top = scored.first().map_or(0.0, |s| s.similarity);
@@ -348,56 +336,8 @@ impl Index {
             .search(&query, &TopDocs::with_limit(RETRIEVE).order_by_score())
             .ok()
     }
-
-    fn score_entry(
-        &self,
-        entry: u32,
-        bm25: f32,
-        query: &SparseVec,
-        negated: bool,
-        qchars: &[char],
-    ) -> Scored {
-        let mut closest = (0.0f32, 0usize);
-        let mut neg_mismatch = false;
-        let mut closest_chars: &[char] = &[];
-        let mut q_index = 0usize;
-        for doc in &self.docs[self.entry_docs[entry as usize].clone()] {
-            if doc.keywords {
-                continue;
-            }
-            let cos = dot(query, &doc.vector);
-            if cos > closest.0 {
-                closest = (cos, q_index);
-                neg_mismatch = doc.negated != negated;
-                closest_chars = &doc.chars;
-            }
-            q_index += 1;
-        }
-        let cent = dot(query, &self.centroids[entry as usize]);
-        let (w_max, w_cent, w_bm) = (W_MAX, W_CENTROID, W_BM25);
-        // How much the entry's paraphrases say about it as a whole: nothing for one question
-        // (rank by BM25, which handles near-miss single questions best), much for ten.
-        let k = self.entry_docs[entry as usize].len() as f32;
-        let alpha = (k - 1.0) / (k + 1.0);
-        let similarity = (w_max * closest.0 + w_cent * cent) / (w_max + w_cent);
-        Scored {
-            entry,
-            question: closest.1,
-            similarity,
-            fused: alpha * (w_max * closest.0 + w_cent * cent + w_bm * bm25)
-                + (1.0 - alpha) * (SINGLE_W_COS * closest.0 + SINGLE_W_BM25 * bm25)
-                + (1.0 - alpha) * W_SEQUENCE * sequence::similarity(qchars, closest_chars)
-                - if neg_mismatch { NEGATION_PENALTY } else { 0.0 },
-        }
-    }
 }
 
-struct Scored {
-    entry: u32,
-    question: usize,
-    similarity: f32,
-    fused: f32,
-}
-
+mod rerank;
 #[cfg(test)]
 mod tests;

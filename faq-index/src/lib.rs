@@ -27,8 +27,9 @@
 //!
 //! How it matches: see `analysis` (normalisation, jieba words, character n-grams, stemming,
 //! synonyms), `index` (tantivy BM25 over the analyzer's terms for candidates, re-scored by `bm25`
-//! with short-document parameters, per-entry aggregation, TF-IDF and character-sequence
-//! (`sequence`) re-ranking) and `confidence` (similarity and margin over the runner-up).
+//! with short-document parameters and term disagreement, per-entry aggregation, TF-IDF and
+//! homophone-tolerant character-sequence (`sequence`) re-ranking) and `confidence` (similarity
+//! and margin over the runner-up).
 
 mod analysis;
 mod bm25;

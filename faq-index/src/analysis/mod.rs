@@ -5,7 +5,8 @@
 //! into one exact phrase: "退款怎么申请" would then never find "怎么申请退款").
 //!
 //! Pipeline: [`normalize`] (full-width → half-width, Traditional → Simplified, lowercase, order
-//! numbers and punctuation dropped), then per script:
+//! numbers and punctuation dropped, colloquial spellings folded: see [`colloquial`]), then per
+//! script:
 //! - Chinese runs: jieba words (default mode), character bigrams (recall when jieba segments two
 //!   wordings differently, the parts of long words, and typo tolerance) and
 //!   character unigrams (a weak last resort);
@@ -13,6 +14,7 @@
 //!   each word (typo tolerance: "unsubsrcibe" still shares most trigrams with "unsubscribe");
 //! - synonym groups add a canonical word (see [`synonyms`]).
 
+mod colloquial;
 mod synonyms;
 mod t2s;
 
@@ -60,8 +62,8 @@ pub(crate) struct Terms {
     pub trigrams: Vec<String>,
     /// Whether the text says something does not happen (不/没/无法…).
     pub negated: bool,
-    /// The normalised characters, for [`crate::sequence`].
-    pub chars: Vec<char>,
+    /// The normalised characters as sounds, for [`crate::sequence`].
+    pub sounds: Vec<u32>,
 }
 
 impl Terms {
@@ -83,8 +85,8 @@ pub(crate) fn is_cjk(c: char) -> bool {
 /// Full-width ASCII (ＡＢＣ１２３, typed with a Chinese IME) becomes half-width, Traditional
 /// becomes Simplified, letters are lowercased, apostrophes are dropped ("don't" → "dont"),
 /// letters and digits are split ("order732201" → "order 732201"), numbers of three or more digits
-/// (order numbers, amounts, masked `***`) are dropped as noise, and every other non-word character
-/// becomes a space.
+/// (order numbers, amounts, masked `***`) are dropped as noise, every other non-word character
+/// becomes a space, and colloquial spellings become standard ones (啥 → 什么).
 pub(crate) fn normalize(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
     let mut digits = String::new();
@@ -123,7 +125,7 @@ pub(crate) fn normalize(text: &str) -> String {
     if !digits.is_empty() {
         flush_digits(&mut digits, &mut out);
     }
-    out
+    colloquial::fold(out)
 }
 
 thread_local! {
@@ -151,7 +153,7 @@ fn stem(word: &str) -> String {
 pub(crate) fn analyze(text: &str) -> Terms {
     let norm = normalize(text);
     let mut terms = Terms {
-        chars: crate::sequence::chars(&norm),
+        sounds: crate::sequence::sounds(&norm),
         ..Terms::default()
     };
     let mut stems = Vec::new();

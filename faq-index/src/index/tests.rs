@@ -112,6 +112,24 @@ fn thresholds_drive_the_decision() {
 }
 
 #[test]
+fn single_questions_about_another_topic_lose() {
+    // 花 and 借 are in half the questions, so BM25 barely weighs them; their disagreement does
+    // (without it, "a" shares more with the first query and wins).
+    let kb = KnowledgeBase::from_entries(vec![
+        entry("a", &["花呗账单在哪看"], "zh"),
+        entry("b", &["借呗账单去哪看"], "zh"),
+        entry("c", &["花呗怎么开通"], "zh"),
+        entry("d", &["借呗怎么开通"], "zh"),
+        entry("e", &["花呗额度怎么提高"], "zh"),
+        entry("f", &["借呗额度怎么提高"], "zh"),
+    ])
+    .unwrap();
+    let index = Index::build(&kb).unwrap();
+    assert_eq!(top(&index, "借呗账单在哪里看"), "b");
+    assert_eq!(top(&index, "花呗账单在哪里看"), "a");
+}
+
+#[test]
 fn index_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Index>();
