@@ -603,8 +603,14 @@ impl Customer {
                 self.agent_joined_at = Some(now);
             }
             "message" => {
-                let Some(id) = f.id else { return };
+                let Some(mut id) = f.id else { return };
                 let mut t = self.ctx.shared.tally();
+                if f.auto {
+                    // The gateway numbers its agent greetings per session (`auto-<seq>`):
+                    // the session makes them unique in the run-wide ledger.
+                    t.counters.auto_greetings += 1;
+                    id = format!("{}/{id}", self.session_id.as_deref().unwrap_or_default());
+                }
                 let seen = t.ledger.agent_seen.entry(id).or_default();
                 if seen.count == 0 {
                     seen.first_us = now_us();

@@ -153,6 +153,9 @@ pub struct Counters {
     /// Chats a survey answer of 4 or 5 reopened as a complaint.
     #[serde(default)]
     pub reopened_as_complaint: u64,
+    /// Agent greetings the gateway sent for agents who had not written within 6 s.
+    #[serde(default)]
+    pub auto_greetings: u64,
 }
 
 impl Counters {
@@ -179,6 +182,7 @@ impl Counters {
         self.cut_at_deadline += o.cut_at_deadline;
         self.max_queue_position = self.max_queue_position.max(o.max_queue_position);
         self.reopened_as_complaint += o.reopened_as_complaint;
+        self.auto_greetings += o.auto_greetings;
     }
 }
 

@@ -137,6 +137,9 @@ pub struct Frame {
     pub group: Option<String>,
     pub reason: Option<String>,
     pub from: Option<String>,
+    /// A `message` the gateway wrote in the agent's name (the 6-second agent greeting).
+    #[serde(default)]
+    pub auto: bool,
 }
 
 /// What came off the socket.

@@ -60,6 +60,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use memory::MemoryDispatcher;
+pub(crate) use redis::manager as redis_manager;
 pub use redis::RedisDispatcher;
 pub use settings::{connect, Backend, DispatchSettings};
 

@@ -35,6 +35,7 @@
 //! node clocks do not matter. Mutating scripts reply `[status, result, assignments, tickets]`.
 
 mod conn;
+pub(crate) use conn::manager;
 mod reply;
 
 use std::sync::Arc;
@@ -88,13 +89,22 @@ impl RedisDispatcher {
     /// The connection reconnects by itself; operations during an outage fail with
     /// [`DispatchError::Redis`].
     pub async fn connect(url: &str, key_prefix: &str) -> Result<Self, DispatchError> {
+        Self::connect_with_timeout(url, key_prefix, conn::DEFAULT_TIMEOUT).await
+    }
+
+    /// [`connect`](Self::connect), with commands failing after `timeout`.
+    pub async fn connect_with_timeout(
+        url: &str,
+        key_prefix: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Self, DispatchError> {
         if key_prefix.is_empty() || key_prefix.contains(['{', '}']) {
             return Err(DispatchError::Config(format!(
                 "key prefix must be non-empty without braces, got {key_prefix:?}"
             )));
         }
         Ok(Self {
-            conn: Conn::open(url).await?,
+            conn: Conn::open(url, timeout).await?,
             base: format!("{{{key_prefix}}}"),
             scripts: Arc::new(Scripts::load()),
         })

@@ -34,6 +34,9 @@ pub struct DispatchSettings {
     pub agent_grace_ms: u64,
     /// Lifetime of a node's liveness key; a node heartbeats well within it (e.g. every third).
     pub node_ttl_ms: u64,
+    /// How long a Redis command may take before it fails. A busy Redis at a sale-day peak
+    /// answers late rather than not at all; a short timeout turns that into lost hand-offs.
+    pub redis_timeout_ms: u64,
 }
 
 impl Default for DispatchSettings {
@@ -44,6 +47,7 @@ impl Default for DispatchSettings {
             key_prefix: "kefu".to_owned(),
             agent_grace_ms: 30_000,
             node_ttl_ms: 10_000,
+            redis_timeout_ms: 5_000,
         }
     }
 }
@@ -67,6 +71,11 @@ impl DispatchSettings {
                 "dispatch.redis_url is required when dispatch.backend = \"redis\"".to_owned(),
             ));
         }
+        if self.redis_timeout_ms == 0 {
+            return Err(DispatchError::Config(
+                "dispatch.redis_timeout_ms must be > 0".to_owned(),
+            ));
+        }
         if self.node_ttl_ms == 0 {
             return Err(DispatchError::Config(
                 "dispatch.node_ttl_ms must be > 0".to_owned(),
@@ -84,7 +93,12 @@ pub async fn connect(settings: &DispatchSettings) -> Result<Arc<dyn Dispatcher>,
         Backend::Redis => {
             let url = settings.redis_url.as_deref().unwrap_or_default();
             Ok(Arc::new(
-                RedisDispatcher::connect(url, &settings.key_prefix).await?,
+                RedisDispatcher::connect_with_timeout(
+                    url,
+                    &settings.key_prefix,
+                    std::time::Duration::from_millis(settings.redis_timeout_ms),
+                )
+                .await?,
             ))
         }
     }

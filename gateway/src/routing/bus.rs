@@ -99,7 +99,8 @@ impl Bus {
                     .trim()
                     .to_string();
                 let client = redis::Client::open(url.as_str())?;
-                let publisher = ConnectionManager::new(client.clone()).await?;
+                let timeout = Duration::from_millis(settings.redis_timeout_ms);
+                let publisher = crate::dispatch::redis_manager(client.clone(), timeout).await?;
                 let prefix = format!("{{{}}}:node:", settings.key_prefix);
                 tokio::spawn(subscribe(client, format!("{prefix}{node}"), local.clone()));
                 Some((publisher, prefix))

@@ -6,6 +6,8 @@
 //! changes an agent's view runs on the agent's node; the dispatcher's shared state decides.
 
 pub mod bus;
+mod periodic;
+mod positions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,14 +15,22 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use bus::{Bus, CustomerEvent, NodeEvent};
+pub use periodic::tick;
+use positions::tell_position;
 
-use crate::dispatch::{AgentStatus, Assignment, Enqueued, Ticket};
+use crate::dispatch::{Assignment, DispatchError, Enqueued, Ticket};
 use crate::mask::mask_text;
-use crate::protocol::{AgentServerFrame, CustomerInfo, Lang, ServerFrame};
+use crate::protocol::{AgentServerFrame, CustomerInfo, ErrorCode, Lang, ServerFrame};
 use crate::server::AppState;
 use crate::session::{Session, SessionState, Speaker, TranscriptEntry};
 
+/// Tries of an enqueue that failed on the way to Redis. The script is idempotent (a known
+/// session keeps its place), so a retry after a timeout cannot queue a customer twice.
+const ENQUEUE_ATTEMPTS: u32 = 3;
+
 /// Puts a session that asked for a human into its group's queue (or straight to an agent).
+/// If the dispatcher cannot be reached even after retries, the customer is told so and stays
+/// with the bot, free to ask again, rather than waiting in a queue that does not hold them.
 pub async fn enqueue(app: &AppState, session: &Arc<Session>, group: &str, priority: u8) {
     let ticket = Ticket {
         session: session.id.to_string(),
@@ -29,7 +39,19 @@ pub async fn enqueue(app: &AppState, session: &Arc<Session>, group: &str, priori
         node: app.node_id.clone(),
         enqueued_at_ms: crate::session::now_ms(),
     };
-    match app.dispatcher.enqueue(ticket).await {
+    let mut attempt = 1;
+    let result = loop {
+        match app.dispatcher.enqueue(ticket.clone()).await {
+            Err(DispatchError::Redis(err)) if attempt < ENQUEUE_ATTEMPTS => {
+                metrics::counter!("kefu_dispatch_retries_total").increment(1);
+                tracing::warn!(error = %err, attempt, "enqueue failed; retrying");
+                tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            other => break other,
+        }
+    };
+    match result {
         Ok(Enqueued::Assigned(assignment)) => {
             let node = assignment.customer_node.clone();
             app.bus
@@ -40,25 +62,16 @@ pub async fn enqueue(app: &AppState, session: &Arc<Session>, group: &str, priori
         Err(err) => {
             metrics::counter!("kefu_dispatch_errors_total").increment(1);
             tracing::error!(error = %err, "cannot enqueue for a human");
+            if matches!(session.state(), SessionState::Queued { .. }) {
+                session.set_state(SessionState::Bot);
+            }
+            crate::customer::send_error(
+                session,
+                ErrorCode::Internal,
+                "the queue for a person cannot be reached right now; send request_human again in a moment",
+                None,
+            );
         }
-    }
-}
-
-/// Sends `queued` with the estimated wait when the position changed.
-fn tell_position(app: &AppState, session: &Session, group: &str, position: usize) {
-    let changed = session.with_conversation(|c| {
-        let changed = c.last_position != Some(position);
-        c.last_position = Some(position);
-        changed
-    });
-    if changed {
-        let agents = app.group_capacity(group).max(1) as u64;
-        let estimated_wait_s =
-            (position as u64 * app.settings.routing.avg_handle_s).div_ceil(agents);
-        session.emit(&ServerFrame::Queued {
-            position,
-            estimated_wait_s,
-        });
     }
 }
 
@@ -318,107 +331,5 @@ pub async fn announce(app: &AppState, assignments: Vec<Assignment>) {
         app.bus
             .send(&node, NodeEvent::Assigned { assignment })
             .await;
-    }
-}
-
-/// Once a second: requeue the chats of agents (or nodes) gone past the grace period,
-/// refresh queue positions, raise first-response SLA warnings.
-pub async fn tick(app: &AppState) {
-    match app
-        .dispatcher
-        .reap(app.settings.dispatch.agent_grace_ms)
-        .await
-    {
-        Ok(requeued) => {
-            for ticket in requeued.tickets {
-                let node = ticket.node.clone();
-                let event = NodeEvent::Requeued {
-                    ticket,
-                    reason: "agent_disconnected".into(),
-                };
-                app.bus.send(&node, event).await;
-            }
-            announce(app, requeued.assignments).await;
-        }
-        Err(err) => tracing::error!(error = %err, "reap failed"),
-    }
-    refresh_capacity(app).await;
-    refresh_positions(app).await;
-    check_sla(app).await;
-}
-
-/// Ready capacity per group (for estimated waits) and queue lengths (for metrics).
-async fn refresh_capacity(app: &AppState) {
-    let Ok(snapshot) = app.dispatcher.snapshot().await else {
-        return;
-    };
-    let mut capacity = std::collections::HashMap::new();
-    for agent in snapshot
-        .agents
-        .iter()
-        .filter(|a| a.status == AgentStatus::Ready)
-    {
-        for group in &agent.groups {
-            *capacity.entry(group.clone()).or_insert(0) += agent.capacity;
-        }
-    }
-    for (group, len) in &snapshot.queues {
-        metrics::gauge!("kefu_queue_length", "group" => group.clone()).set(*len as f64);
-    }
-    *app.ready_capacity
-        .write()
-        .unwrap_or_else(|e| e.into_inner()) = capacity;
-}
-
-async fn refresh_positions(app: &AppState) {
-    let mut groups = std::collections::BTreeSet::new();
-    for session in app.sessions.all() {
-        if let SessionState::Queued { group } = session.state() {
-            groups.insert(group);
-        }
-    }
-    for group in groups {
-        match app.dispatcher.positions(&group).await {
-            Ok(positions) => {
-                for (id, position) in positions {
-                    if let Some(session) = app.sessions.get(&id) {
-                        tell_position(app, &session, &group, position);
-                    }
-                }
-            }
-            Err(err) => tracing::error!(error = %err, %group, "cannot read queue positions"),
-        }
-    }
-}
-
-async fn check_sla(app: &AppState) {
-    let sla = Duration::from_secs(app.settings.routing.first_response_sla_s);
-    for session in app.sessions.all() {
-        let SessionState::WithAgent {
-            agent, agent_node, ..
-        } = session.state()
-        else {
-            continue;
-        };
-        let waiting = session.with_conversation(|c| match c.awaiting_since {
-            Some(since) if !c.sla_warned && since.elapsed() >= sla => {
-                c.sla_warned = true;
-                Some(since.elapsed())
-            }
-            _ => None,
-        });
-        if let Some(waiting) = waiting {
-            metrics::counter!("kefu_sla_warnings_total").increment(1);
-            let frame = AgentServerFrame::SlaWarning {
-                session: session.id.to_string(),
-                waiting_s: waiting.as_secs(),
-            };
-            let event = NodeEvent::ToAgent {
-                agent,
-                frame,
-                customer_node: None,
-            };
-            app.bus.send(&agent_node, event).await;
-        }
     }
 }

@@ -1,11 +1,25 @@
 //! One connection type for a single Redis and for Redis Cluster.
 
-use ::redis::aio::{ConnectionLike, ConnectionManager};
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClient;
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::{Client, Cmd, Pipeline, RedisFuture, Value};
 
 use crate::dispatch::DispatchError;
+
+/// The default command timeout (`dispatch.redis_timeout_ms`).
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One server's connection manager, its commands timing out after `timeout`.
+pub(crate) async fn manager(
+    client: Client,
+    timeout: Duration,
+) -> ::redis::RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new().set_response_timeout(Some(timeout));
+    ConnectionManager::new_with_config(client, config).await
+}
 
 /// Both variants multiplex one connection and are cheap to clone per call; both reconnect on
 /// their own. The Cluster variant routes each script by its first key (`{prefix}`), which is
@@ -18,7 +32,7 @@ pub(super) enum Conn {
 
 impl Conn {
     /// `redis://host:port/db` for one server; `redis://a:7000,redis://b:7001,…` for Cluster.
-    pub(super) async fn open(url: &str) -> Result<Self, DispatchError> {
+    pub(super) async fn open(url: &str, timeout: Duration) -> Result<Self, DispatchError> {
         let urls: Vec<&str> = url
             .split(',')
             .map(str::trim)
@@ -28,10 +42,12 @@ impl Conn {
             [] => Err(DispatchError::Config("empty redis url".to_owned())),
             [one] => {
                 let client = Client::open(*one)?;
-                Ok(Conn::Single(ConnectionManager::new(client).await?))
+                Ok(Conn::Single(manager(client, timeout).await?))
             }
             many => {
-                let client = ClusterClient::new(many.to_vec())?;
+                let client = ClusterClient::builder(many.to_vec())
+                    .response_timeout(timeout)
+                    .build()?;
                 Ok(Conn::Cluster(client.get_async_connection().await?))
             }
         }

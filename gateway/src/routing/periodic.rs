@@ -1,0 +1,112 @@
+//! The once-a-second work of every node: reaping, capacity, queue positions, SLA warnings.
+
+use std::time::Duration;
+
+use super::positions::tell_position;
+use super::{announce, NodeEvent};
+use crate::dispatch::AgentStatus;
+use crate::protocol::AgentServerFrame;
+use crate::server::AppState;
+use crate::session::SessionState;
+
+/// Once a second: requeue the chats of agents (or nodes) gone past the grace period,
+/// refresh queue positions, raise first-response SLA warnings.
+pub async fn tick(app: &AppState) {
+    match app
+        .dispatcher
+        .reap(app.settings.dispatch.agent_grace_ms)
+        .await
+    {
+        Ok(requeued) => {
+            for ticket in requeued.tickets {
+                let node = ticket.node.clone();
+                let event = NodeEvent::Requeued {
+                    ticket,
+                    reason: "agent_disconnected".into(),
+                };
+                app.bus.send(&node, event).await;
+            }
+            announce(app, requeued.assignments).await;
+        }
+        Err(err) => tracing::error!(error = %err, "reap failed"),
+    }
+    refresh_capacity(app).await;
+    refresh_positions(app).await;
+    check_sla(app).await;
+}
+
+/// Ready capacity per group (for estimated waits) and queue lengths (for metrics).
+async fn refresh_capacity(app: &AppState) {
+    let Ok(snapshot) = app.dispatcher.snapshot().await else {
+        return;
+    };
+    let mut capacity = std::collections::HashMap::new();
+    for agent in snapshot
+        .agents
+        .iter()
+        .filter(|a| a.status == AgentStatus::Ready)
+    {
+        for group in &agent.groups {
+            *capacity.entry(group.clone()).or_insert(0) += agent.capacity;
+        }
+    }
+    for (group, len) in &snapshot.queues {
+        metrics::gauge!("kefu_queue_length", "group" => group.clone()).set(*len as f64);
+    }
+    *app.ready_capacity
+        .write()
+        .unwrap_or_else(|e| e.into_inner()) = capacity;
+}
+
+async fn refresh_positions(app: &AppState) {
+    let mut groups = std::collections::BTreeSet::new();
+    for session in app.sessions.all() {
+        if let SessionState::Queued { group } = session.state() {
+            groups.insert(group);
+        }
+    }
+    for group in groups {
+        match app.dispatcher.positions(&group).await {
+            Ok(positions) => {
+                for (id, position) in positions {
+                    if let Some(session) = app.sessions.get(&id) {
+                        tell_position(app, &session, &group, position);
+                    }
+                }
+            }
+            Err(err) => tracing::error!(error = %err, %group, "cannot read queue positions"),
+        }
+    }
+}
+
+async fn check_sla(app: &AppState) {
+    let sla = Duration::from_secs(app.settings.routing.first_response_sla_s);
+    for session in app.sessions.all() {
+        let SessionState::WithAgent {
+            agent, agent_node, ..
+        } = session.state()
+        else {
+            continue;
+        };
+        let waiting = session.with_conversation(|c| match c.awaiting_since {
+            Some(since) if !c.sla_warned && since.elapsed() >= sla => {
+                c.sla_warned = true;
+                Some(since.elapsed())
+            }
+            _ => None,
+        });
+        if let Some(waiting) = waiting {
+            metrics::counter!("kefu_sla_warnings_total").increment(1);
+            let frame = AgentServerFrame::SlaWarning {
+                session: session.id.to_string(),
+                waiting_s: waiting.as_secs(),
+            };
+            let event = NodeEvent::ToAgent {
+                agent,
+                frame,
+                customer_node: None,
+            };
+            app.bus.send(&agent_node, event).await;
+        }
+    }
+}
