@@ -5,7 +5,12 @@
 //! async workers: a semaphore bounds how many run at once, and a timeout keeps an overloaded
 //! node from answering late. Reloads build the new index off to the side and swap an `Arc`,
 //! so searches in flight finish on the index they started with.
+//!
+//! At a sale-day peak most customers ask the same few dozen questions, so each index version
+//! keeps its recent answers ([`AnswerCache`]): a repeat is answered from memory and leaves the
+//! search pool to the questions that need it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
@@ -39,12 +44,62 @@ pub struct Found {
     pub outcome: Outcome,
 }
 
+/// Questions longer than this are not cached (they are rarely repeated word for word).
+const CACHE_MAX_CHARS: usize = 200;
+
+/// Recent outcomes of one index version, keyed by the exact question and result size.
+/// Bounded: when full it starts over, which is simpler than LRU and costs little, since
+/// the questions asked most are back in it within a second.
+struct AnswerCache {
+    entries: usize,
+    map: Mutex<HashMap<(String, usize), Outcome>>,
+}
+
+impl AnswerCache {
+    fn new(entries: usize) -> Self {
+        Self {
+            entries,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cacheable(&self, question: &str) -> bool {
+        self.entries > 0 && question.chars().count() <= CACHE_MAX_CHARS
+    }
+
+    fn get(&self, question: &str, limit: usize) -> Option<Outcome> {
+        if !self.cacheable(question) {
+            return None;
+        }
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&(question.to_owned(), limit)).cloned()
+    }
+
+    fn put(&self, question: String, limit: usize, outcome: &Outcome) {
+        if !self.cacheable(&question) {
+            return;
+        }
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= self.entries {
+            map.clear();
+        }
+        map.insert((question, limit), outcome.clone());
+    }
+}
+
+/// One version of the knowledge base: its index and the answers given from it.
+struct Loaded {
+    index: Arc<Index>,
+    cache: AnswerCache,
+}
+
 pub struct Bot {
-    current: RwLock<Arc<Index>>,
+    current: RwLock<Arc<Loaded>>,
     path: PathBuf,
     thresholds: Thresholds,
     permits: Arc<Semaphore>,
     timeout: Duration,
+    cache_entries: usize,
     /// Fingerprint of the KB files when last loaded, to notice edits.
     fingerprint: Mutex<Option<Fingerprint>>,
 }
@@ -62,8 +117,13 @@ impl Bot {
         };
         let (index, entries) = build(&path, thresholds)?;
         tracing::info!(path = %path.display(), entries, "knowledge base loaded");
+        let cache_entries = settings.answer_cache_entries;
         Ok(Bot {
-            current: RwLock::new(Arc::new(index)),
+            current: RwLock::new(Arc::new(Loaded {
+                index: Arc::new(index),
+                cache: AnswerCache::new(cache_entries),
+            })),
+            cache_entries,
             fingerprint: Mutex::new(fingerprint(&path)),
             path,
             thresholds,
@@ -72,21 +132,34 @@ impl Bot {
         })
     }
 
-    /// The index in use now.
-    pub fn index(&self) -> Arc<Index> {
+    fn loaded(&self) -> Arc<Loaded> {
         self.current
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 
+    /// The index in use now.
+    pub fn index(&self) -> Arc<Index> {
+        self.loaded().index.clone()
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Searches on the blocking pool; waits for a slot, gives up after the timeout.
+    /// Answers from the cache, or searches on the blocking pool: waits for a slot, gives up
+    /// after the timeout.
     pub async fn search(&self, question: String, limit: usize) -> Result<Found, BotError> {
-        let index = self.index();
+        let loaded = self.loaded();
+        if let Some(outcome) = loaded.cache.get(&question, limit) {
+            metrics::counter!("kefu_bot_cache_total", "result" => "hit").increment(1);
+            let index = loaded.index.clone();
+            return Ok(Found { index, outcome });
+        }
+        metrics::counter!("kefu_bot_cache_total", "result" => "miss").increment(1);
+        let key = loaded.cache.cacheable(&question).then(|| question.clone());
+        let index = loaded.index.clone();
         let permits = self.permits.clone();
         let work = async move {
             let _permit = permits
@@ -100,9 +173,13 @@ impl Bot {
             .await
             .map_err(|_| BotError::PoolClosed)
         };
-        tokio::time::timeout(self.timeout, work)
+        let found = tokio::time::timeout(self.timeout, work)
             .await
-            .map_err(|_| BotError::Timeout(self.timeout))?
+            .map_err(|_| BotError::Timeout(self.timeout))??;
+        if let Some(key) = key {
+            loaded.cache.put(key, limit, &found.outcome);
+        }
+        Ok(found)
     }
 
     /// Rebuilds the index from the KB path; on error the old index stays in use.
@@ -117,7 +194,11 @@ impl Bot {
         .map_err(|_| BotError::PoolClosed)?;
         match built {
             Ok(((index, entries), print)) => {
-                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(index);
+                let loaded = Loaded {
+                    index: Arc::new(index),
+                    cache: AnswerCache::new(self.cache_entries),
+                };
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
                 *self.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) = print;
                 metrics::counter!("kefu_kb_reloads_total", "result" => "ok").increment(1);
                 tracing::info!(path = %self.path.display(), entries, "knowledge base reloaded");
@@ -175,4 +256,47 @@ pub(crate) fn fingerprint(path: &Path) -> Option<Fingerprint> {
         newest = newest.max(modified);
     }
     Some((count, newest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faq_index::Decision;
+
+    fn outcome(confidence: f32) -> Outcome {
+        Outcome {
+            decision: Decision::Handoff,
+            confidence,
+            matches: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn repeats_are_answered_from_the_cache_per_question_and_size() {
+        let cache = AnswerCache::new(8);
+        assert!(cache.get("退货运费谁出", 5).is_none());
+        cache.put("退货运费谁出".into(), 5, &outcome(0.9));
+        assert_eq!(cache.get("退货运费谁出", 5), Some(outcome(0.9)));
+        assert!(
+            cache.get("退货运费谁出", 3).is_none(),
+            "another result size"
+        );
+        assert!(cache.get("退货运费谁出？", 5).is_none(), "another question");
+    }
+
+    #[test]
+    fn the_cache_stays_bounded_and_skips_long_questions() {
+        let cache = AnswerCache::new(2);
+        cache.put("a".into(), 1, &outcome(0.1));
+        cache.put("b".into(), 1, &outcome(0.2));
+        cache.put("c".into(), 1, &outcome(0.3)); // full: starts over
+        assert!(cache.get("a", 1).is_none());
+        assert_eq!(cache.get("c", 1), Some(outcome(0.3)));
+        let long = "问".repeat(CACHE_MAX_CHARS + 1);
+        cache.put(long.clone(), 1, &outcome(0.4));
+        assert!(cache.get(&long, 1).is_none());
+        let off = AnswerCache::new(0);
+        off.put("a".into(), 1, &outcome(0.1));
+        assert!(off.get("a", 1).is_none());
+    }
 }

@@ -86,6 +86,7 @@ pub struct KbSettings {
     pub search_concurrency: usize,
     pub search_timeout_ms: u64,
     pub watch_interval_s: u64,
+    pub answer_cache_entries: usize,
 }
 
 /// When and where the bot hands a customer to a human.
