@@ -73,6 +73,8 @@ struct Customer {
     /// This customer sent `close`: a drop now would resume a session that has ended.
     closing: bool,
     survey: bool,
+    /// The agent ended the chat (`closed` with `agent_closed`): a survey follows.
+    agent_closed: bool,
     resumes_left: u32,
     /// Messages sent so far, and after which one the socket drops (for `drop_share`).
     steps: u64,
@@ -116,6 +118,7 @@ pub async fn run(ctx: Arc<Ctx>, index: u64) {
         closed: false,
         closing: false,
         survey: false,
+        agent_closed: false,
         resumes_left: 3,
         steps: 0,
         drop_at: None,
@@ -219,11 +222,11 @@ impl Customer {
     /// satisfied, so every customer's chat ends.
     async fn answer_surveys(&mut self) {
         let p = self.ctx.profile.clone();
-        if !self.survey || !self.rng.chance(p.customer.survey_share) {
+        if !self.survey_offered().await || !self.rng.chance(p.customer.survey_share) {
             return;
         }
         for round in 1..=2 {
-            if !self.survey || self.closing {
+            if !self.survey_offered().await || self.closing {
                 return;
             }
             self.survey = false;
@@ -246,6 +249,16 @@ impl Customer {
             self.ask_for_human().await;
             self.chat().await;
         }
+    }
+
+    /// Whether a survey is waiting for an answer; after an agent's `closed` it may still be
+    /// on its way, so it is waited for.
+    async fn survey_offered(&mut self) -> bool {
+        if self.agent_closed && !self.survey {
+            let until = Instant::now() + self.reply_timeout();
+            self.pump_until(until, |c| c.survey).await;
+        }
+        self.survey
     }
 
     /// Sends `close` while the chat is open. A message an agent sends around that moment
@@ -579,6 +592,7 @@ impl Customer {
                         // The survey answer reopened the chat as a complaint.
                         self.closed = false;
                         self.survey = false;
+                        self.agent_closed = false;
                         self.agent_joined_at = None;
                         self.got_agent_message = false;
                         self.agent_messages_unanswered = 0;
@@ -630,6 +644,7 @@ impl Customer {
             "closed" => {
                 self.closed = true;
                 if f.reason.as_deref() == Some("agent_closed") {
+                    self.agent_closed = true;
                     self.ctx.shared.tally().counters.closed_by_agent += 1;
                 }
                 if self.queued_at.take().is_some() {
