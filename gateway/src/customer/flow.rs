@@ -64,7 +64,7 @@ pub async fn on_text(app: &AppState, session: &Arc<Session>, text: &str) -> Opti
             let frame = AgentServerFrame::Typing {
                 session: session.id.to_string(),
             };
-            routing::forward_to_agent(app, session, frame).await;
+            routing::forward_to_agent(app, session, session.state(), frame).await;
         }
         CustomerFrame::RequestHuman {} => {
             if matches!(session.state(), SessionState::Bot) {
@@ -183,11 +183,14 @@ async fn on_message(app: &AppState, session: &Arc<Session>, id: String, text: St
             return send_error(session, ErrorCode::RateLimited, message, Some(id));
         }
     }
+    // The state the message is accepted in decides where it goes, even if an agent's close
+    // lands between the ack and the forwarding.
+    let state = session.state();
     session.emit(&ServerFrame::Ack {
         id: id.clone(),
         duplicate: false,
     });
-    match session.state() {
+    match state.clone() {
         SessionState::Bot => {
             let handoff = &app.settings.handoff;
             if let Some(level) = complaint_level(handoff, &text) {
@@ -215,7 +218,7 @@ async fn on_message(app: &AppState, session: &Arc<Session>, id: String, text: St
                 id,
                 text: mask_text(&text).into_owned(),
             };
-            routing::forward_to_agent(app, session, frame).await;
+            routing::forward_to_agent(app, session, state, frame).await;
         }
         _ => {}
     }

@@ -281,11 +281,18 @@ fn on_customer_event(app: &AppState, session_id: &str, event: CustomerEvent) {
     }
 }
 
-/// A customer message or typing while with an agent: forward it.
-pub async fn forward_to_agent(app: &AppState, session: &Session, frame: AgentServerFrame) {
+/// A customer message or typing while with an agent: forward it to the agent of `state`, the
+/// state the frame was accepted in. An agent closing the chat at that moment still gets a
+/// message the customer was acknowledged for while the chat was theirs.
+pub async fn forward_to_agent(
+    app: &AppState,
+    session: &Session,
+    state: SessionState,
+    frame: AgentServerFrame,
+) {
     let SessionState::WithAgent {
         agent, agent_node, ..
-    } = session.state()
+    } = state
     else {
         return;
     };
