@@ -1,29 +1,41 @@
 //! Queue positions: what a waiting customer is told, and how often.
 
+use std::time::Duration;
+
+use tokio::time::Instant;
+
 use crate::protocol::ServerFrame;
 use crate::server::AppState;
 use crate::session::Session;
 
 /// Positions up to this are told at every change; farther back, see [`worth_telling`].
-const ALWAYS_TELL_WITHIN: usize = 20;
+const ALWAYS_TELL_WITHIN: usize = 100;
 
-/// Whether a customer told `last` should hear of `now`. Near the front every step counts;
-/// far back (thousands queued at a sale-day peak) a step of one is noise, and a frame to each
-/// of them every second is real work, so they hear of every 10% of progress (or a step back).
-fn worth_telling(last: Option<usize>, now: usize) -> bool {
+/// A customer far back is told a changed position at least this often.
+const STALE_AFTER: Duration = Duration::from_secs(10);
+
+/// Whether a customer told `last` (`since` ago) should hear of `now`. In the first hundred
+/// every step counts; far back (thousands queued at a sale-day peak) a step of one is noise and
+/// a frame to each of them every second is real work, so they hear of every 10% of progress, a
+/// step back, or any change once what they were told is 10 s old.
+fn worth_telling(last: Option<usize>, since: Duration, now: usize) -> bool {
     match last {
         None => true,
         Some(last) if now == last => false,
-        Some(last) => now <= ALWAYS_TELL_WITHIN || now > last || now * 10 <= last * 9,
+        Some(last) => {
+            now <= ALWAYS_TELL_WITHIN || now > last || now * 10 <= last * 9 || since >= STALE_AFTER
+        }
     }
 }
 
 /// Sends `queued` with the estimated wait when the position changed enough to tell.
 pub(super) fn tell_position(app: &AppState, session: &Session, group: &str, position: usize) {
     let changed = session.with_conversation(|c| {
-        let tell = worth_telling(c.last_position, position);
+        let since = c.position_told_at.map_or(Duration::MAX, |at| at.elapsed());
+        let tell = worth_telling(c.last_position, since, position);
         if tell {
             c.last_position = Some(position);
+            c.position_told_at = Some(Instant::now());
         }
         tell
     });
@@ -40,23 +52,27 @@ pub(super) fn tell_position(app: &AppState, session: &Session, group: &str, posi
 
 #[cfg(test)]
 mod tests {
-    use super::worth_telling;
+    use super::*;
+
+    const JUST: Duration = Duration::from_secs(1);
 
     #[test]
-    fn positions_near_the_front_are_told_at_every_step() {
-        assert!(worth_telling(None, 500));
-        assert!(worth_telling(Some(3), 2));
-        assert!(worth_telling(Some(21), 20));
-        assert!(!worth_telling(Some(2), 2));
+    fn positions_in_the_first_hundred_are_told_at_every_step() {
+        assert!(worth_telling(None, JUST, 500));
+        assert!(worth_telling(Some(3), JUST, 2));
+        assert!(worth_telling(Some(104), JUST, 100));
+        assert!(!worth_telling(Some(2), JUST, 2));
+        assert!(!worth_telling(Some(2), STALE_AFTER, 2));
     }
 
     #[test]
-    fn far_back_only_every_tenth_of_progress_or_a_step_back() {
-        assert!(!worth_telling(Some(1000), 999));
-        assert!(!worth_telling(Some(1000), 901));
-        assert!(worth_telling(Some(1000), 900));
-        assert!(worth_telling(Some(1000), 1001));
-        assert!(worth_telling(Some(60), 54));
-        assert!(!worth_telling(Some(60), 55));
+    fn far_back_every_tenth_of_progress_a_step_back_or_when_stale() {
+        assert!(!worth_telling(Some(1000), JUST, 999));
+        assert!(!worth_telling(Some(1000), JUST, 901));
+        assert!(worth_telling(Some(1000), JUST, 900));
+        assert!(worth_telling(Some(1000), JUST, 1001));
+        assert!(worth_telling(Some(1000), STALE_AFTER, 999));
+        assert!(worth_telling(Some(120), JUST, 108));
+        assert!(!worth_telling(Some(120), JUST, 109));
     }
 }

@@ -111,8 +111,9 @@ pub struct Conversation {
     pub suggested: Vec<String>,
     /// Highest complaint level heard (0: none).
     pub complaint_level: u8,
-    /// Queue position last told to the customer.
+    /// Queue position last told to the customer, and when.
     pub last_position: Option<usize>,
+    pub position_told_at: Option<Instant>,
     /// When the current agent was assigned.
     pub assigned_at: Option<Instant>,
     /// Whether the current agent has written (or the auto greeting went out for them).
