@@ -8,9 +8,10 @@
 use std::time::Duration;
 
 use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::SinkExt;
 use tokio::time::Instant;
 
-use crate::outbox::Attachment;
+use crate::outbox::{Attachment, Kicked};
 use crate::server::AppState;
 
 /// Why a connection loop ended.
@@ -40,11 +41,6 @@ pub async fn run<H: FrameHandler>(
     handler: &mut H,
 ) -> End {
     let write_timeout = Duration::from_millis(app.settings.limits.write_timeout_ms);
-    for frame in std::mem::take(&mut attachment.replay) {
-        if !write(socket, frame, write_timeout, H::SOCKET).await {
-            return End::Dropped("write failed");
-        }
-    }
     let mut shutdown = app.shutdown.listen();
     let ping_every = app.settings.websocket.ping_interval_s;
     let mut ping = tokio::time::interval(Duration::from_secs(ping_every.max(1)));
@@ -60,14 +56,14 @@ pub async fn run<H: FrameHandler>(
                 close(socket, close_code::AWAY, "server shutting down").await;
                 return End::Dropped("shutdown");
             }
-            _ = attachment.kick.notified() => {
-                close(socket, close_code::AGAIN, "too slow or replaced; resume the session").await;
-                return End::Dropped("kicked");
-            }
-            out = attachment.rx.recv() => {
-                let Some(frame) = out else { return End::Dropped("queue closed") };
-                if !write(socket, frame, write_timeout, H::SOCKET).await {
-                    return End::Dropped("write failed");
+            _ = attachment.wake.notified() => {
+                match write_ready(socket, attachment, write_timeout, H::SOCKET).await {
+                    Ok(true) => {}
+                    Ok(false) => return End::Dropped("write failed"),
+                    Err(Kicked) => {
+                        close(socket, close_code::AGAIN, "too slow or replaced; resume the session").await;
+                        return End::Dropped("kicked");
+                    }
                 }
             }
             incoming = socket.recv() => {
@@ -84,7 +80,9 @@ pub async fn run<H: FrameHandler>(
                     }
                     Some(Ok(Message::Text(text))) => {
                         metrics::counter!("kefu_frames_in_total", "socket" => H::SOCKET).increment(1);
-                        if let Some(reason) = handler.on_text(&text).await {
+                        // Boxed: handling a frame (bot search, routing, the store) is a deep
+                        // future, and inline it would sit in every idle connection's task.
+                        if let Some(reason) = Box::pin(handler.on_text(&text)).await {
                             // Let the closing frames reach the client before the socket goes.
                             flush(socket, attachment, write_timeout, H::SOCKET).await;
                             close(socket, close_code::NORMAL, "session closed").await;
@@ -112,34 +110,44 @@ pub async fn run<H: FrameHandler>(
     }
 }
 
-/// Writes what is queued right now.
+/// Writes what is ready right now.
 async fn flush(
     socket: &mut WebSocket,
     attachment: &mut Attachment,
     timeout: Duration,
     label: &'static str,
 ) {
-    while let Ok(frame) = attachment.rx.try_recv() {
-        if !write(socket, frame, timeout, label).await {
-            break;
-        }
-    }
+    let _ = write_ready(socket, attachment, timeout, label).await;
 }
 
-/// Writes one frame, giving up after `timeout` (a stuck client must not hold its task).
-pub async fn write(
+/// Writes every frame the attachment has ready, in one flush (a burst, such as a replay or
+/// an agent's history, costs one write to the socket rather than one per frame); gives up
+/// after `timeout` (a stuck client must not hold its task). `Ok(false)`: the write failed.
+pub async fn write_ready(
     socket: &mut WebSocket,
-    frame: Utf8Bytes,
+    attachment: &Attachment,
     timeout: Duration,
     label: &'static str,
-) -> bool {
-    match tokio::time::timeout(timeout, socket.send(Message::Text(frame))).await {
-        Ok(Ok(())) => {
-            metrics::counter!("kefu_frames_out_total", "socket" => label).increment(1);
-            true
+) -> Result<bool, Kicked> {
+    let burst = async {
+        let mut written = 0u64;
+        while let Some(frame) = attachment.pull()? {
+            if socket.feed(Message::Text(frame)).await.is_err() {
+                return Ok(false);
+            }
+            written += 1;
         }
-        _ => false,
-    }
+        if written > 0 {
+            if socket.flush().await.is_err() {
+                return Ok(false);
+            }
+            metrics::counter!("kefu_frames_out_total", "socket" => label).increment(written);
+        }
+        Ok(true)
+    };
+    tokio::time::timeout(timeout, burst)
+        .await
+        .unwrap_or(Ok(false))
 }
 
 pub async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {

@@ -47,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
         println!("{}", gateway::roster::hash_token(token)?);
         return Ok(());
     }
-    telemetry::init_logs(cli.log_format);
+    let _logs = telemetry::init_logs(cli.log_format);
     let env: HashMap<String, String> = std::env::vars().collect();
     let mut settings =
         Settings::load(cli.config.as_deref(), &env).context("invalid configuration")?;

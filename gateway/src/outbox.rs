@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
 use serde::Serialize;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// A frame with its sequence number, as written on the wire.
@@ -34,7 +34,7 @@ impl<T: Serialize> Envelope<'_, T> {
 }
 
 pub struct Outbox {
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
 }
 
 struct Inner {
@@ -45,87 +45,108 @@ struct Inner {
     detached_since: Option<Instant>,
 }
 
-/// The attached connection: its outbound queue and a way to tell it to go.
+/// The attached connection: where it is in the log, how far behind it may fall, and how to
+/// wake it. There is no per-connection queue: the replay log is the queue, and the
+/// connection pulls from it. A channel per idle connection cost more memory than the rest
+/// of the session together.
 struct Link {
     conn: u64,
-    tx: mpsc::Sender<Utf8Bytes>,
-    kick: Arc<Notify>,
+    /// The first `seq` the connection has not taken yet.
+    next: u64,
+    /// How many frames may wait for it before it counts as a slow consumer: `queue`, or
+    /// more while it writes a replay that is longer than that.
+    max_pending: u64,
+    queue: u64,
+    wake: Arc<Notify>,
 }
 
-/// What a connection gets when it attaches.
+/// The connection was dropped by the outbox: too slow, or another connection took over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kicked;
+
+/// What a connection gets when it attaches: a cursor into the outbox's log.
 pub struct Attachment {
-    /// Frames to write first, in order, before anything from `rx`.
-    pub replay: Vec<Utf8Bytes>,
-    pub rx: mpsc::Receiver<Utf8Bytes>,
-    /// Notified when the outbox drops this connection (slow consumer, or taken over).
-    pub kick: Arc<Notify>,
+    inner: Arc<Mutex<Inner>>,
+    conn: u64,
+    /// Notified when frames are ready (first: the replay) or the connection was kicked.
+    pub wake: Arc<Notify>,
+}
+
+fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    // A panic while holding this lock leaves plain data behind; keep serving.
+    inner.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Outbox {
     pub fn new(replay_cap: usize) -> Self {
         Self {
-            inner: Mutex::new(Inner {
+            inner: Arc::new(Mutex::new(Inner {
                 next_seq: 1,
                 replay: VecDeque::new(),
                 replay_cap: replay_cap.max(1),
                 link: None,
                 detached_since: Some(Instant::now()),
-            }),
+            })),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding this lock leaves plain data behind; keep serving.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.inner)
     }
 
-    /// Numbers `frame`, logs it for replay and pushes it to the attached connection.
+    /// Numbers `frame`, logs it for replay and wakes the attached connection.
     /// Returns its `seq`.
     pub fn emit<T: Serialize>(&self, frame: &T) -> u64 {
         let mut inner = self.lock();
         let seq = inner.next_seq;
         inner.next_seq += 1;
         let text = Utf8Bytes::from(Envelope { seq, frame }.to_json());
-        inner.replay.push_back((seq, text.clone()));
+        inner.replay.push_back((seq, text));
         if inner.replay.len() > inner.replay_cap {
             inner.replay.pop_front();
         }
         if let Some(link) = &inner.link {
-            if let Err(err) = link.tx.try_send(text) {
-                if matches!(err, mpsc::error::TrySendError::Full(_)) {
-                    metrics::counter!("kefu_slow_consumers_total").increment(1);
-                    tracing::info!("client too slow, disconnecting");
-                }
-                link.kick.notify_one();
+            if seq + 1 - link.next > link.max_pending {
+                metrics::counter!("kefu_slow_consumers_total").increment(1);
+                tracing::info!("client too slow, disconnecting");
+                link.wake.notify_one();
                 inner.link = None;
                 inner.detached_since = Some(Instant::now());
+            } else {
+                link.wake.notify_one();
             }
         }
         seq
     }
 
-    /// Attaches connection `conn`, replacing (and kicking) any other, and returns the frames
-    /// after `last_seq` to write first. `queue` bounds the outbound queue.
+    /// Attaches connection `conn`, replacing (and kicking) any other; the connection then
+    /// pulls the frames after `last_seq` first. At most `queue` frames may wait for it.
     pub fn attach(&self, conn: u64, last_seq: u64, queue: usize) -> Attachment {
-        let (tx, rx) = mpsc::channel(queue.max(1));
-        let kick = Arc::new(Notify::new());
+        let wake = Arc::new(Notify::new());
         let mut inner = self.lock();
         if let Some(old) = inner.link.take() {
-            old.kick.notify_one();
+            old.wake.notify_one();
         }
-        let replay = inner
-            .replay
-            .iter()
-            .filter(|(seq, _)| *seq > last_seq)
-            .map(|(_, text)| text.clone())
-            .collect();
+        let oldest = inner.replay.front().map_or(inner.next_seq, |(seq, _)| *seq);
+        // Pending frames are read from the replay log, so they can be no more than it holds.
+        let queue = queue.max(1).min(inner.replay_cap) as u64;
+        let next = last_seq.saturating_add(1).max(oldest);
+        // A replay longer than the live queue is written in one go, not counted as lag.
+        let backlog = inner.next_seq.saturating_sub(next);
         inner.link = Some(Link {
             conn,
-            tx,
-            kick: kick.clone(),
+            next,
+            max_pending: backlog + queue,
+            queue,
+            wake: wake.clone(),
         });
         inner.detached_since = None;
-        Attachment { replay, rx, kick }
+        wake.notify_one();
+        Attachment {
+            inner: self.inner.clone(),
+            conn,
+            wake,
+        }
     }
 
     /// Detaches `conn` if it is still the attached one; the grace period starts now.
@@ -148,6 +169,37 @@ impl Outbox {
     }
 }
 
+impl Attachment {
+    /// The next frame to write, `None` when the connection is up to date, `Err` when the
+    /// outbox dropped this connection.
+    pub fn pull(&self) -> Result<Option<Utf8Bytes>, Kicked> {
+        let mut inner = lock(&self.inner);
+        let Some(link) = inner.link.as_ref().filter(|l| l.conn == self.conn) else {
+            return Err(Kicked);
+        };
+        let next = link.next;
+        let Some((front, _)) = inner.replay.front() else {
+            return Ok(None);
+        };
+        let Some(index) = next.checked_sub(*front) else {
+            return Err(Kicked); // its frames left the log before it took them
+        };
+        let Some((_, text)) = inner.replay.get(index as usize) else {
+            return Ok(None);
+        };
+        let text = text.clone();
+        let next_seq = inner.next_seq;
+        if let Some(link) = inner.link.as_mut() {
+            link.next = next + 1;
+            // Once the replay is written, the live bound applies again (see `attach`).
+            if next_seq - link.next <= link.queue {
+                link.max_pending = link.queue;
+            }
+        }
+        Ok(Some(text))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,14 +210,18 @@ mod tests {
         Typing {},
     }
 
-    fn seqs(frames: &[Utf8Bytes]) -> Vec<u64> {
-        frames
-            .iter()
-            .map(|t| {
-                let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
-                v["seq"].as_u64().unwrap()
-            })
-            .collect()
+    fn seq_of(t: &Utf8Bytes) -> u64 {
+        let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+        v["seq"].as_u64().unwrap()
+    }
+
+    /// Everything the attachment can take right now.
+    fn drain(a: &Attachment) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        while let Some(t) = a.pull().unwrap() {
+            seqs.push(seq_of(&t));
+        }
+        seqs
     }
 
     #[tokio::test]
@@ -175,21 +231,26 @@ mod tests {
             out.emit(&Frame::Typing {});
         }
         let a = out.attach(1, 1, 8);
-        assert_eq!(seqs(&a.replay), vec![2, 3]);
+        assert_eq!(drain(&a), vec![2, 3]);
         // The replay log is bounded: the oldest frames go first.
         for _ in 0..3 {
             out.emit(&Frame::Typing {});
         }
         let b = out.attach(2, 0, 8);
-        assert_eq!(seqs(&b.replay), vec![3, 4, 5, 6]);
+        assert_eq!(drain(&b), vec![3, 4, 5, 6]);
     }
 
     #[tokio::test]
-    async fn live_frames_go_to_the_attached_connection() {
+    async fn live_frames_wake_the_attached_connection() {
         let out = Outbox::new(4);
-        let mut a = out.attach(1, 0, 8);
+        let a = out.attach(1, 0, 8);
+        a.wake.notified().await; // the (empty) replay
+        assert_eq!(drain(&a), Vec::<u64>::new());
         let seq = out.emit(&Frame::Typing {});
-        assert_eq!(seqs(&[a.rx.recv().await.unwrap()]), vec![seq]);
+        tokio::time::timeout(std::time::Duration::from_secs(1), a.wake.notified())
+            .await
+            .unwrap();
+        assert_eq!(drain(&a), vec![seq]);
     }
 
     #[tokio::test]
@@ -197,13 +258,28 @@ mod tests {
         let out = Outbox::new(4);
         let a = out.attach(1, 0, 1);
         out.emit(&Frame::Typing {});
-        out.emit(&Frame::Typing {}); // queue full: kicked
-        tokio::time::timeout(std::time::Duration::from_secs(1), a.kick.notified())
-            .await
-            .unwrap();
+        out.emit(&Frame::Typing {}); // one frame may wait, two may not: kicked
+        assert_eq!(a.pull(), Err(Kicked));
         assert!(out.detached_since().is_some());
         let b = out.attach(2, 0, 8);
-        assert_eq!(seqs(&b.replay), vec![1, 2]);
+        assert_eq!(drain(&b), vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_replay_longer_than_the_queue_is_not_lag() {
+        let out = Outbox::new(16);
+        for _ in 0..10 {
+            out.emit(&Frame::Typing {});
+        }
+        let a = out.attach(1, 0, 2);
+        assert_eq!(a.pull().unwrap().map(|t| seq_of(&t)), Some(1));
+        out.emit(&Frame::Typing {}); // 10 waiting, but they are the replay
+        assert_eq!(drain(&a), (2..=11).collect::<Vec<_>>());
+        // Caught up: the live bound of 2 applies again.
+        for _ in 0..3 {
+            out.emit(&Frame::Typing {});
+        }
+        assert_eq!(a.pull(), Err(Kicked));
     }
 
     #[tokio::test]
@@ -211,9 +287,7 @@ mod tests {
         let out = Outbox::new(4);
         let a = out.attach(1, 0, 8);
         let _b = out.attach(2, 0, 8);
-        tokio::time::timeout(std::time::Duration::from_secs(1), a.kick.notified())
-            .await
-            .unwrap();
+        assert_eq!(a.pull(), Err(Kicked));
         out.detach(1); // the old connection ending must not detach the new one
         assert!(out.detached_since().is_none());
     }

@@ -13,12 +13,28 @@ pub enum LogFormat {
     Json,
 }
 
+/// Log lines that may wait for the writer thread; past that they are dropped (and counted by
+/// the writer), never waited for.
+const LOG_QUEUE_LINES: usize = 65_536;
+
+/// Keeps the log writer thread alive; dropping it flushes what is queued.
+pub type LogGuard = tracing_appender::non_blocking::WorkerGuard;
+
 /// Installs the global log subscriber (stderr, `RUST_LOG` filter, default `info`; tantivy's
 /// own info lines about every index commit are noise to an operator, so only its warnings).
-pub fn init_logs(format: LogFormat) {
+///
+/// Lines go through a bounded queue to a writer thread: a runtime thread never waits for
+/// stderr (a pipe nobody reads, a disk busy writing back), which at a peak would hold up
+/// every connection scheduled on that thread.
+pub fn init_logs(format: LogFormat) -> LogGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .lossy(true)
+        .thread_name("kefu-log")
+        .finish(std::io::stderr());
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tantivy=warn"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = fmt().with_env_filter(filter).with_writer(writer);
     let result = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -26,6 +42,7 @@ pub fn init_logs(format: LogFormat) {
     if let Err(err) = result {
         eprintln!("logging already initialised: {err}");
     }
+    guard
 }
 
 /// Latency buckets in seconds: fine below 100 ms where the promises are, coarse up to 10 s.

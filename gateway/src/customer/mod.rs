@@ -171,11 +171,12 @@ async fn serve(
     );
     // The greeting (or the replay) is written first, straight to the socket.
     let write_timeout = Duration::from_millis(app.settings.limits.write_timeout_ms);
-    for frame in std::mem::take(&mut attachment.replay) {
-        if !connection::write(&mut socket, frame, write_timeout, "customer").await {
-            session.detach(conn);
-            return;
-        }
+    if !matches!(
+        connection::write_ready(&mut socket, &attachment, write_timeout, "customer").await,
+        Ok(true)
+    ) {
+        session.detach(conn);
+        return;
     }
     if fresh {
         metrics::histogram!("kefu_greeting_latency_seconds")

@@ -67,7 +67,13 @@ fn uuid_like() -> u64 {
 /// (`KEFU__…` keys, as an operator would set them).
 pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
-        gateway::telemetry::init_logs(gateway::telemetry::LogFormat::Text);
+        static LOGS: std::sync::Once = std::sync::Once::new();
+        // The writer thread lives as long as the test process.
+        LOGS.call_once(|| {
+            std::mem::forget(gateway::telemetry::init_logs(
+                gateway::telemetry::LogFormat::Text,
+            ))
+        });
     }
     let mut env: HashMap<String, String> = env
         .iter()
