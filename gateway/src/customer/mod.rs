@@ -32,13 +32,21 @@ pub struct CustomerQuery {
     lang: Option<String>,
     session: Option<String>,
     last_seq: Option<String>,
+    resume_token: Option<String>,
+}
+
+/// A resume request: the session id, its token (empty when none was sent) and `last_seq`.
+struct Resume {
+    id: String,
+    token: String,
+    last_seq: u64,
 }
 
 struct Params {
     visitor: Option<String>,
     channel: Channel,
     lang: Lang,
-    resume: Option<(String, u64)>,
+    resume: Option<Resume>,
 }
 
 impl CustomerQuery {
@@ -60,14 +68,23 @@ impl CustomerQuery {
         if self.visitor.as_ref().is_some_and(|v| v.len() > 128) {
             return Err("visitor id is longer than 128 bytes".into());
         }
+        if self.session.as_ref().is_some_and(|v| v.len() > 64) {
+            return Err("session id is longer than 64 bytes".into());
+        }
+        // A token too long to be ours is simply wrong (answered as an unknown session).
+        let token = self
+            .resume_token
+            .filter(|t| t.len() <= crate::session::token::MAX_TOKEN_LEN)
+            .unwrap_or_default();
         Ok(Params {
             visitor: self.visitor.filter(|v| !v.is_empty()),
             channel,
             lang,
-            resume: self
-                .session
-                .filter(|s| !s.is_empty())
-                .map(|s| (s, last_seq)),
+            resume: self.session.filter(|s| !s.is_empty()).map(|id| Resume {
+                id,
+                token,
+                last_seq,
+            }),
         })
     }
 }
@@ -121,7 +138,7 @@ async fn serve(
 ) {
     let conn = app.next_conn_id();
     let (requested, last_seq) = match &params.resume {
-        Some((id, seq)) => (Some(id.as_str()), *seq),
+        Some(r) => (Some((r.id.as_str(), r.token.as_str())), r.last_seq),
         None => (None, 0),
     };
     let resolved = app.sessions.resolve(
@@ -130,30 +147,31 @@ async fn serve(
         params.channel,
         params.lang,
     );
-    let (session, fresh) = match resolved {
-        Resolved::Resumed(s) => (s, false),
-        Resolved::New(s) => (s, true),
-        Resolved::Expired(s) => {
-            // Precedes the new session, so it carries seq 0 and the greeting stays seq 1.
-            let notice = ServerFrame::error(
-                ErrorCode::SessionExpired,
-                "the session to resume has ended (grace period over); a new session starts",
-            );
-            count_error(ErrorCode::SessionExpired);
-            let text = Envelope {
-                seq: 0,
-                frame: &notice,
-            }
-            .to_json();
-            if socket.send(Message::Text(text.into())).await.is_err() {
-                app.sessions.remove(&s.id);
+    let (session, token) = match resolved {
+        Resolved::Resumed(s) => (s, None),
+        Resolved::New(f) => (f.session, Some(f.token)),
+        Resolved::Expired(f) => {
+            let message =
+                "the session to resume has ended (grace period over); a new session starts";
+            if !notice(&mut socket, ErrorCode::SessionExpired, message).await {
+                app.sessions.remove(&f.session.id);
                 return;
             }
-            (s, true)
+            (f.session, Some(f.token))
+        }
+        Resolved::Unknown(f) => {
+            // Same words whether the id never existed or the token is wrong: no probing.
+            let message = "no session with this id and resume_token; a new session starts";
+            if !notice(&mut socket, ErrorCode::SessionUnknown, message).await {
+                app.sessions.remove(&f.session.id);
+                return;
+            }
+            (f.session, Some(f.token))
         }
     };
+    let fresh = token.is_some();
     tracing::Span::current().record("session", &*session.id);
-    if fresh {
+    if let Some(resume_token) = token {
         let text = app
             .settings
             .greeting
@@ -161,6 +179,7 @@ async fn serve(
             .to_string();
         session.emit(&ServerFrame::Greeting {
             session_id: session.id.to_string(),
+            resume_token,
             text,
         });
     }
@@ -199,6 +218,19 @@ async fn serve(
         }
         End::Dropped(reason) => tracing::debug!(reason, "connection ended, session resumable"),
     }
+}
+
+/// Writes a notice that precedes a new session, so it carries seq 0 and the greeting stays
+/// seq 1. Returns whether the socket took it.
+async fn notice(socket: &mut WebSocket, code: ErrorCode, message: &str) -> bool {
+    count_error(code);
+    let frame = ServerFrame::error(code, message);
+    let text = Envelope {
+        seq: 0,
+        frame: &frame,
+    }
+    .to_json();
+    socket.send(Message::Text(text.into())).await.is_ok()
 }
 
 struct CustomerHandler {

@@ -89,6 +89,8 @@ pub struct Suggestion {
 pub enum ServerFrame {
     Greeting {
         session_id: String,
+        /// The secret a resume must present with `session_id` (see `session::token`).
+        resume_token: String,
         text: String,
     },
     Ack {

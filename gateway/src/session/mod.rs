@@ -4,8 +4,9 @@
 //! bounded), so a customer who reconnects within the grace period resumes where they were.
 
 mod registry;
+pub mod token;
 
-pub use registry::{Resolved, Sessions};
+pub use registry::{Fresh, Resolved, Sessions};
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -86,6 +87,8 @@ pub struct Session {
     pub lang: Lang,
     /// When the session started (ms since the epoch), for the stored record.
     pub created_ms: u64,
+    /// Hash of the `resume_token` handed out in the greeting; the token itself is never kept.
+    token_hash: [u8; 32],
     outbox: Outbox,
     inner: Mutex<Inner>,
 }
@@ -144,6 +147,7 @@ impl Session {
         channel: Channel,
         lang: Lang,
         limits: SessionLimits,
+        token_hash: [u8; 32],
     ) -> Self {
         Self {
             id,
@@ -151,6 +155,7 @@ impl Session {
             channel,
             lang,
             created_ms: now_ms(),
+            token_hash,
             outbox: Outbox::new(limits.replay_frames),
             inner: Mutex::new(Inner {
                 state: SessionState::Greeting,
@@ -162,6 +167,11 @@ impl Session {
                 conversation: Conversation::default(),
             }),
         }
+    }
+
+    /// Whether `token` is this session's resume token (compared in constant time).
+    pub fn token_matches(&self, token: &str) -> bool {
+        crate::session::token::matches(&self.token_hash, token)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -269,6 +279,7 @@ mod tests {
                 messages_per_second: 100.0,
                 message_burst: 100,
             },
+            token::hash("t"),
         )
     }
 

@@ -200,6 +200,15 @@ impl TestApp {
     }
 }
 
+/// The query that resumes the session of `greeting` after `last_seq` (id and resume token).
+pub fn resume_query(greeting: &Value, last_seq: u64) -> String {
+    format!(
+        "/ws/customer?session={}&last_seq={last_seq}&resume_token={}",
+        greeting["session_id"].as_str().expect("session_id"),
+        greeting["resume_token"].as_str().expect("resume_token")
+    )
+}
+
 /// A WebSocket client that speaks JSON frames and tracks the highest `seq` seen.
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
