@@ -122,6 +122,8 @@ pub struct LimitSettings {
     pub max_text_chars: usize,
     pub messages_per_second: f64,
     pub message_burst: u32,
+    pub frames_per_second: f64,
+    pub frame_burst: u32,
     pub outbound_queue: usize,
     pub write_timeout_ms: u64,
 }
@@ -141,6 +143,8 @@ pub struct SessionSettings {
     pub grace_period_s: u64,
     pub replay_frames: usize,
     pub dedup_ids: usize,
+    pub transcript_entries: usize,
+    pub transcript_bytes: usize,
 }
 
 /// Greeting scripts by language, with per-channel overrides.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket};
 use tokio::time::Instant;
 
+use crate::limits::FrameVerdict;
 use crate::outbox::Attachment;
 use crate::server::AppState;
 
@@ -29,6 +30,10 @@ pub trait FrameHandler {
     fn on_text(&mut self, text: &str) -> impl std::future::Future<Output = Option<String>> + Send;
     /// A binary frame (not part of the protocol).
     fn on_binary(&mut self);
+    /// Counts one inbound frame (of any kind) against the party's frame budget.
+    fn take_frame(&mut self) -> FrameVerdict;
+    /// A frame was dropped over budget: tell the client `rate_limited`.
+    fn over_budget(&mut self);
     /// The node is shutting down: say goodbye through the outbox.
     fn on_shutdown(&mut self);
 }
@@ -82,6 +87,7 @@ pub async fn run<H: FrameHandler>(
                         }
                         return End::Dropped("protocol error");
                     }
+                    Some(Ok(Message::Text(_) | Message::Binary(_))) if !admitted(handler) => {}
                     Some(Ok(Message::Text(text))) => {
                         metrics::counter!("kefu_frames_in_total", "socket" => H::SOCKET).increment(1);
                         if let Some(reason) = handler.on_text(&text).await {
@@ -109,6 +115,18 @@ pub async fn run<H: FrameHandler>(
                 }
             }
         }
+    }
+}
+
+/// Whether an inbound frame is within the party's budget (telling it when it is not).
+fn admitted<H: FrameHandler>(handler: &mut H) -> bool {
+    match handler.take_frame() {
+        FrameVerdict::Handle => true,
+        FrameVerdict::DropAndTell => {
+            handler.over_budget();
+            false
+        }
+        FrameVerdict::Drop => false,
     }
 }
 

@@ -133,6 +133,50 @@ impl RateLimiter {
     }
 }
 
+/// What to do with an inbound frame, by the party's frame budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameVerdict {
+    /// Within budget: handle it.
+    Handle,
+    /// Over budget: drop it and tell the client (`rate_limited`).
+    DropAndTell,
+    /// Over budget and told within the last second: drop it silently, so a flood cannot make
+    /// the server write an error per frame (that would fill the flooder's own queue).
+    Drop,
+}
+
+/// The budget every inbound frame of one party counts against (typing, junk, messages…).
+#[derive(Debug, Clone)]
+pub struct FrameBudget {
+    bucket: RateLimiter,
+    told_at: Option<Instant>,
+}
+
+impl FrameBudget {
+    pub fn new(rate: f64, burst: u32) -> Self {
+        Self {
+            bucket: RateLimiter::new(rate, burst),
+            told_at: None,
+        }
+    }
+
+    pub fn take(&mut self, now: Instant) -> FrameVerdict {
+        if self.bucket.try_take(now) {
+            return FrameVerdict::Handle;
+        }
+        metrics::counter!("kefu_frames_dropped_total", "reason" => "over_budget").increment(1);
+        let tell = self
+            .told_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(1));
+        if tell {
+            self.told_at = Some(now);
+            FrameVerdict::DropAndTell
+        } else {
+            FrameVerdict::Drop
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +203,18 @@ mod tests {
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         drop(limits.admit(a).unwrap());
         assert!(limits.per_ip.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn frame_budget_tells_at_most_once_a_second() {
+        let mut budget = FrameBudget::new(1.0, 1);
+        let now = Instant::now();
+        assert_eq!(budget.take(now), FrameVerdict::Handle);
+        assert_eq!(budget.take(now), FrameVerdict::DropAndTell);
+        assert_eq!(budget.take(now), FrameVerdict::Drop);
+        tokio::time::advance(Duration::from_millis(1100)).await;
+        assert_eq!(budget.take(Instant::now()), FrameVerdict::Handle);
+        assert_eq!(budget.take(Instant::now()), FrameVerdict::DropAndTell);
     }
 
     #[tokio::test(start_paused = true)]

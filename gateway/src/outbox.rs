@@ -59,6 +59,8 @@ pub struct Attachment {
     pub rx: mpsc::Receiver<Utf8Bytes>,
     /// Notified when the outbox drops this connection (slow consumer, or taken over).
     pub kick: Arc<Notify>,
+    /// The replay log could not cover `last_seq` (see [`Outbox::attach`]).
+    pub gap: bool,
 }
 
 impl Outbox {
@@ -104,6 +106,19 @@ impl Outbox {
         seq
     }
 
+    /// Pushes `frame` to the attached connection only, with `seq` 0 and no replay-log entry.
+    /// A full queue drops the frame instead of kicking the client: it is only a typing
+    /// notice, and a flood of them must never cost a client its connection.
+    pub fn emit_ephemeral<T: Serialize>(&self, frame: &T) {
+        let inner = self.lock();
+        let Some(link) = &inner.link else { return };
+        let text = Utf8Bytes::from(Envelope { seq: 0, frame }.to_json());
+        if link.tx.try_send(text).is_err() {
+            metrics::counter!("kefu_frames_dropped_total", "reason" => "ephemeral_behind")
+                .increment(1);
+        }
+    }
+
     /// Attaches connection `conn`, replacing (and kicking) any other, and returns the frames
     /// after `last_seq` to write first. `queue` bounds the outbound queue.
     pub fn attach(&self, conn: u64, last_seq: u64, queue: usize) -> Attachment {
@@ -119,13 +134,24 @@ impl Outbox {
             .filter(|(seq, _)| *seq > last_seq)
             .map(|(_, text)| text.clone())
             .collect();
+        // The log cannot cover the client: frames after `last_seq` were dropped from it, or
+        // the client has seen more than this outbox ever numbered (it was forgotten and
+        // recreated). A replay would silently skip; the caller must rebuild instead.
+        let last = inner.next_seq - 1;
+        let oldest = inner.replay.front().map_or(inner.next_seq, |(seq, _)| *seq);
+        let gap = last_seq > 0 && (last_seq > last || (last_seq < last && oldest > last_seq + 1));
         inner.link = Some(Link {
             conn,
             tx,
             kick: kick.clone(),
         });
         inner.detached_since = None;
-        Attachment { replay, rx, kick }
+        Attachment {
+            replay,
+            rx,
+            kick,
+            gap,
+        }
     }
 
     /// Detaches `conn` if it is still the attached one; the grace period starts now.
@@ -140,6 +166,15 @@ impl Outbox {
     /// When the connection went away, if it is away.
     pub fn detached_since(&self) -> Option<Instant> {
         self.lock().detached_since
+    }
+
+    /// Numbers the next frame after `seq` if it is behind it, so that frames after a rebuild
+    /// are above what the client has seen (and not dropped by it as already seen).
+    pub fn skip_to(&self, seq: u64) {
+        let mut inner = self.lock();
+        if seq < u64::MAX / 2 && inner.next_seq <= seq {
+            inner.next_seq = seq + 1;
+        }
     }
 
     /// Highest `seq` handed out so far.
@@ -182,6 +217,31 @@ mod tests {
         }
         let b = out.attach(2, 0, 8);
         assert_eq!(seqs(&b.replay), vec![3, 4, 5, 6]);
+    }
+
+    #[tokio::test]
+    async fn a_replay_that_cannot_cover_last_seq_is_a_gap() {
+        let out = Outbox::new(2);
+        for _ in 0..5 {
+            out.emit(&Frame::Typing {});
+        }
+        assert!(!out.attach(1, 3, 8).gap, "4 and 5 are kept");
+        assert!(!out.attach(2, 5, 8).gap, "nothing missed");
+        assert!(out.attach(3, 2, 8).gap, "3 was dropped from the log");
+        assert!(out.attach(4, 9, 8).gap, "more than was ever sent");
+        assert!(!out.attach(5, 0, 8).gap, "a first connection");
+    }
+
+    #[tokio::test]
+    async fn ephemeral_frames_are_not_replayed_and_never_kick() {
+        let out = Outbox::new(4);
+        let a = out.attach(1, 0, 1);
+        out.emit_ephemeral(&Frame::Typing {});
+        out.emit_ephemeral(&Frame::Typing {}); // queue full: dropped, not kicked
+        assert!(out.detached_since().is_none());
+        assert_eq!(out.last_seq(), 0);
+        drop(a);
+        assert!(out.attach(2, 0, 8).replay.is_empty());
     }
 
     #[tokio::test]

@@ -140,6 +140,10 @@ impl Application {
                 dedup_ids: settings.session.dedup_ids,
                 messages_per_second: settings.limits.messages_per_second,
                 message_burst: settings.limits.message_burst,
+                frames_per_second: settings.limits.frames_per_second,
+                frame_burst: settings.limits.frame_burst,
+                transcript_entries: settings.session.transcript_entries,
+                transcript_bytes: settings.session.transcript_bytes,
             },
         );
         let (bus, events) = Bus::start(&settings.dispatch, &node_id).await?;

@@ -45,21 +45,14 @@ pub async fn on_text(app: &AppState, session: &Arc<Session>, text: &str) -> Opti
     let frame = match parse_customer_frame(text) {
         Ok(frame) => frame,
         Err(err) => {
-            if session.take_rate() {
-                send_error(session, err.code, err.message, None);
-            } else {
-                send_error(
-                    session,
-                    ErrorCode::RateLimited,
-                    "too many frames; slow down",
-                    None,
-                );
-            }
+            // Bad frames count against the frame budget like any other (connection loop).
+            send_error(session, err.code, err.message, None);
             return None;
         }
     };
     match frame {
         CustomerFrame::Message { id, text } => on_message(app, session, id, text).await,
+        CustomerFrame::Typing {} if !session.typing_due() => {}
         CustomerFrame::Typing {} => {
             let frame = AgentServerFrame::Typing {
                 session: session.id.to_string(),

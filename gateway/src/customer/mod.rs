@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::connection::{self, End, FrameHandler};
-use crate::limits::{ConnectionPermit, Refusal};
+use crate::limits::{ConnectionPermit, FrameVerdict, Refusal};
 use crate::protocol::{Channel, Envelope, ErrorCode, Lang, ServerFrame};
 use crate::server::AppState;
 use crate::session::{Resolved, Session, SessionState};
@@ -250,6 +250,19 @@ impl FrameHandler for CustomerHandler {
             &self.session,
             ErrorCode::BinaryNotSupported,
             "binary frames are not supported; send JSON text frames",
+            None,
+        );
+    }
+
+    fn take_frame(&mut self) -> FrameVerdict {
+        self.session.take_frame()
+    }
+
+    fn over_budget(&mut self) {
+        send_error(
+            &self.session,
+            ErrorCode::RateLimited,
+            "too many frames; frames are being dropped, slow down",
             None,
         );
     }

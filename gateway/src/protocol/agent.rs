@@ -77,6 +77,10 @@ pub enum AgentServerFrame {
         customer: CustomerInfo,
         history: Vec<TranscriptEntry>,
         waited_ms: u64,
+        /// Sent again after a reconnect whose replay could not cover `last_seq`: the chat
+        /// is not new, this is its full state (replaces what the console had).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        resumed: bool,
     },
     Message {
         session: String,

@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
-use crate::limits::RateLimiter;
+use crate::limits::{FrameBudget, FrameVerdict, RateLimiter};
 pub use crate::outbox::Attachment;
 use crate::outbox::Outbox;
 use crate::protocol::{Channel, Lang, ServerFrame};
@@ -78,6 +78,12 @@ pub struct SessionLimits {
     pub dedup_ids: usize,
     pub messages_per_second: f64,
     pub message_burst: u32,
+    /// Budget of every inbound frame (see [`FrameBudget`]).
+    pub frames_per_second: f64,
+    pub frame_burst: u32,
+    /// Caps of the transcript: lines, and bytes of their text.
+    pub transcript_entries: usize,
+    pub transcript_bytes: usize,
 }
 
 pub struct Session {
@@ -99,6 +105,9 @@ struct Inner {
     seen_order: VecDeque<String>,
     transcript: Vec<TranscriptEntry>,
     rate: RateLimiter,
+    frames: FrameBudget,
+    /// When a customer `typing` was last forwarded to the agent (at most one a second).
+    typing_sent_at: Option<Instant>,
     limits: SessionLimits,
     conversation: Conversation,
 }
@@ -133,6 +142,9 @@ pub struct Conversation {
     pub escalations: u32,
 }
 
+/// Typing notices forwarded per chat and direction at most this often.
+pub const TYPING_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -163,6 +175,8 @@ impl Session {
                 seen_order: VecDeque::new(),
                 transcript: Vec::new(),
                 rate: RateLimiter::new(limits.messages_per_second, limits.message_burst),
+                frames: FrameBudget::new(limits.frames_per_second, limits.frame_burst),
+                typing_sent_at: None,
                 limits,
                 conversation: Conversation::default(),
             }),
@@ -190,6 +204,31 @@ impl Session {
     /// Numbers `frame`, logs it for replay and pushes it to the attached connection.
     pub fn emit(&self, frame: &ServerFrame) -> u64 {
         self.outbox.emit(frame)
+    }
+
+    /// Sends `frame` to the live connection only, unnumbered (`seq` 0) and not kept for
+    /// replay; dropped if the client is behind. For `typing`: worthless a second later, so it
+    /// must neither crowd the replay log nor get a slow client kicked.
+    pub fn emit_ephemeral(&self, frame: &ServerFrame) {
+        self.outbox.emit_ephemeral(frame)
+    }
+
+    /// Counts one inbound frame against the session's frame budget.
+    pub fn take_frame(&self) -> FrameVerdict {
+        self.lock().frames.take(Instant::now())
+    }
+
+    /// Whether a customer `typing` may go to the agent now (one a second at most).
+    pub fn typing_due(&self) -> bool {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        let due = inner
+            .typing_sent_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= TYPING_EVERY);
+        if due {
+            inner.typing_sent_at = Some(now);
+        }
+        due
     }
 
     /// Attaches connection `conn` (kicking any other); returns the frames after `last_seq`.
@@ -237,11 +276,6 @@ impl Session {
         Accepted::New
     }
 
-    /// Takes one token of the session's rate for a frame that is not a message.
-    pub fn take_rate(&self) -> bool {
-        self.lock().rate.try_take(Instant::now())
-    }
-
     /// Adds a line said by someone other than the customer (bot, agent, system).
     pub fn record(&self, from: Speaker, text: &str, id: Option<String>) {
         self.lock().transcript.push(TranscriptEntry {
@@ -278,6 +312,10 @@ mod tests {
                 dedup_ids: 2,
                 messages_per_second: 100.0,
                 message_burst: 100,
+                frames_per_second: 100.0,
+                frame_burst: 100,
+                transcript_entries: 100,
+                transcript_bytes: 10_000,
             },
             token::hash("t"),
         )

@@ -154,6 +154,10 @@ mod tests {
                 dedup_ids: 8,
                 messages_per_second: 1.0,
                 message_burst: 1,
+                frames_per_second: 100.0,
+                frame_burst: 100,
+                transcript_entries: 100,
+                transcript_bytes: 10_000,
             },
         )
     }
