@@ -5,6 +5,7 @@
 //! straight to the socket before the loop starts, so it is never queued behind other work.
 
 mod flow;
+mod trigger;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -69,7 +69,13 @@ pub enum Accepted {
     Duplicate,
     /// Over the session's rate; not stored.
     RateLimited,
+    /// The transcript is at its cap (entries or bytes); not stored.
+    TranscriptFull,
 }
+
+/// Entry ids the bot offered (answers and suggestions) remembered per session, newest last:
+/// `feedback` and `pick` must name one of them.
+const OFFERED_ENTRIES: usize = 64;
 
 /// Per-session limits, copied from the settings at creation.
 #[derive(Debug, Clone)]
@@ -104,6 +110,8 @@ struct Inner {
     seen_ids: HashSet<String>,
     seen_order: VecDeque<String>,
     transcript: Vec<TranscriptEntry>,
+    /// Bytes of text in `transcript` (capped by `limits.transcript_bytes`).
+    transcript_bytes: usize,
     rate: RateLimiter,
     frames: FrameBudget,
     /// When a customer `typing` was last forwarded to the agent (at most one a second).
@@ -121,6 +129,8 @@ pub struct Conversation {
     pub last_category: Option<String>,
     /// Entry ids offered in the last suggestions.
     pub suggested: Vec<String>,
+    /// Entry ids the bot offered in this session (bounded, oldest forgotten first).
+    pub offered: VecDeque<String>,
     /// Highest complaint level heard (0: none).
     pub complaint_level: u8,
     /// Queue position last told to the customer, and when.
@@ -152,6 +162,19 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+impl Inner {
+    /// Whether one more line of `text` fits under the transcript caps.
+    fn has_room(&self, text: &str) -> bool {
+        self.transcript.len() < self.limits.transcript_entries
+            && self.transcript_bytes + text.len() <= self.limits.transcript_bytes
+    }
+
+    fn push(&mut self, entry: TranscriptEntry) {
+        self.transcript_bytes += entry.text.len();
+        self.transcript.push(entry);
+    }
+}
+
 impl Session {
     pub fn new(
         id: Arc<str>,
@@ -174,6 +197,7 @@ impl Session {
                 seen_ids: HashSet::new(),
                 seen_order: VecDeque::new(),
                 transcript: Vec::new(),
+                transcript_bytes: 0,
                 rate: RateLimiter::new(limits.messages_per_second, limits.message_burst),
                 frames: FrameBudget::new(limits.frames_per_second, limits.frame_burst),
                 typing_sent_at: None,
@@ -257,6 +281,10 @@ impl Session {
         if inner.seen_ids.contains(id) {
             return Accepted::Duplicate;
         }
+        if !inner.has_room(text) {
+            metrics::counter!("kefu_transcript_full_total").increment(1);
+            return Accepted::TranscriptFull;
+        }
         if !inner.rate.try_take(Instant::now()) {
             return Accepted::RateLimited;
         }
@@ -267,7 +295,7 @@ impl Session {
                 inner.seen_ids.remove(&old);
             }
         }
-        inner.transcript.push(TranscriptEntry {
+        inner.push(TranscriptEntry {
             from: Speaker::Customer,
             text: text.to_string(),
             at_ms: now_ms(),
@@ -276,14 +304,43 @@ impl Session {
         Accepted::New
     }
 
-    /// Adds a line said by someone other than the customer (bot, agent, system).
+    /// Adds a line said by someone other than the customer (bot, agent, system). At the
+    /// transcript's cap the line is not kept (what was sent still reaches the client).
     pub fn record(&self, from: Speaker, text: &str, id: Option<String>) {
-        self.lock().transcript.push(TranscriptEntry {
+        let mut inner = self.lock();
+        if !inner.has_room(text) {
+            metrics::counter!("kefu_transcript_full_total").increment(1);
+            return;
+        }
+        inner.push(TranscriptEntry {
             from,
             text: text.to_string(),
             at_ms: now_ms(),
             id,
         });
+    }
+
+    /// Remembers entry ids the bot just offered (an answer or suggestions).
+    pub fn offer<'a>(&self, entry_ids: impl IntoIterator<Item = &'a str>) {
+        let mut inner = self.lock();
+        let offered = &mut inner.conversation.offered;
+        for id in entry_ids {
+            if !offered.iter().any(|o| o == id) {
+                offered.push_back(id.to_string());
+                if offered.len() > OFFERED_ENTRIES {
+                    offered.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Whether the bot offered `entry_id` in this session.
+    pub fn was_offered(&self, entry_id: &str) -> bool {
+        self.lock()
+            .conversation
+            .offered
+            .iter()
+            .any(|o| o == entry_id)
     }
 
     /// Reads or updates what the bot remembers.
@@ -298,35 +355,4 @@ impl Session {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn session() -> Session {
-        Session::new(
-            "s1".into(),
-            None,
-            Channel::Web,
-            Lang::Zh,
-            SessionLimits {
-                replay_frames: 4,
-                dedup_ids: 2,
-                messages_per_second: 100.0,
-                message_burst: 100,
-                frames_per_second: 100.0,
-                frame_burst: 100,
-                transcript_entries: 100,
-                transcript_bytes: 10_000,
-            },
-            token::hash("t"),
-        )
-    }
-
-    #[test]
-    fn messages_are_stored_once_per_id() {
-        let s = session();
-        assert_eq!(s.accept_customer_message("a", "hi"), Accepted::New);
-        assert_eq!(s.accept_customer_message("a", "hi"), Accepted::Duplicate);
-        assert_eq!(s.accept_customer_message("b", "yo"), Accepted::New);
-        assert_eq!(s.transcript().len(), 2);
-    }
-}
+mod tests;

@@ -2,4 +2,5 @@
 //! outcome and, where it matters, that an unrelated customer is still greeted meanwhile.
 
 mod flood;
+mod memory;
 mod takeover;
