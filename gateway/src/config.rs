@@ -124,6 +124,7 @@ pub struct LimitSettings {
     pub message_burst: u32,
     pub frames_per_second: f64,
     pub frame_burst: u32,
+    pub auth_failures_per_minute: u32,
     pub outbound_queue: usize,
     pub write_timeout_ms: u64,
 }
@@ -202,6 +203,9 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Shortest `server.admin_token` accepted.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 24;
+
 impl Settings {
     /// The embedded defaults alone.
     pub fn embedded() -> Settings {
@@ -257,7 +261,30 @@ impl Settings {
             })?;
         // The encryption key comes from the environment only, never from a config file.
         settings.store.key = crate::store::KeySource::from_env(env);
+        settings.validate(&origins)?;
         Ok(settings)
+    }
+
+    /// Rules serde cannot express. A short admin token can be guessed online even with the
+    /// failure throttle, and it guards every stored conversation.
+    fn validate(&self, origins: &HashMap<String, String>) -> Result<(), ConfigError> {
+        let token = self.server.admin_token.expose();
+        if !token.is_empty() && token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+            let key = "server.admin_token";
+            return Err(ConfigError::Invalid {
+                key: key.into(),
+                origin: origins
+                    .get(key)
+                    .map(|v| format!(" (from {v})"))
+                    .unwrap_or_default(),
+                message: format!(
+                    "is {} characters; use at least {MIN_ADMIN_TOKEN_CHARS} (or leave it empty to \
+                     disable the admin API)",
+                    token.chars().count()
+                ),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -397,6 +424,17 @@ mod tests {
         std::fs::write(&file, "[session\n").unwrap();
         let err = Settings::load(Some(&file), &HashMap::new()).unwrap_err();
         assert!(err.to_string().contains("override.toml"), "{err}");
+    }
+
+    #[test]
+    fn a_short_admin_token_is_refused() {
+        let err = Settings::load(None, &env(&[("KEFU__SERVER__ADMIN_TOKEN", "short-token")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.admin_token"), "{err}");
+        assert!(err.contains("KEFU__SERVER__ADMIN_TOKEN"), "{err}");
+        let long = "x".repeat(MIN_ADMIN_TOKEN_CHARS);
+        assert!(Settings::load(None, &env(&[("KEFU__SERVER__ADMIN_TOKEN", &long)])).is_ok());
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod config;
 pub mod connection;
 pub mod customer;
 pub mod dispatch;
+pub mod guard;
 pub mod limits;
 pub mod mask;
 pub mod outbox;

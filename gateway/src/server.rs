@@ -21,7 +21,7 @@ use crate::agent::Agents;
 use crate::bot::Bot;
 use crate::config::Settings;
 use crate::dispatch::Dispatcher;
-use crate::limits::ConnectionLimits;
+use crate::limits::{ConnectionLimits, FailureThrottle};
 use crate::roster::RosterStore;
 use crate::routing::{Bus, NodeEvent};
 use crate::session::{SessionLimits, Sessions};
@@ -61,6 +61,9 @@ pub struct Shared {
     /// Capacity of ready agents per group, refreshed every second (for estimated waits).
     pub ready_capacity: RwLock<HashMap<String, u32>>,
     pub limits: Arc<ConnectionLimits>,
+    /// Failed sign-ins per address: agent tokens and admin tokens, counted apart.
+    pub agent_auth_failures: FailureThrottle,
+    pub admin_auth_failures: FailureThrottle,
     pub shutdown: Shutdown,
     pub ready: AtomicBool,
     pub metrics: PrometheusHandle,
@@ -161,6 +164,8 @@ impl Application {
             bus,
             ready_capacity: RwLock::new(HashMap::new()),
             limits,
+            agent_auth_failures: FailureThrottle::new(settings.limits.auth_failures_per_minute),
+            admin_auth_failures: FailureThrottle::new(settings.limits.auth_failures_per_minute),
             shutdown: Shutdown::new(),
             ready: AtomicBool::new(false),
             metrics: telemetry::metrics_handle(),
@@ -260,6 +265,10 @@ fn router(state: AppState) -> Router {
         .route("/admin/reports/summary", get(records::http::summary))
         .route("/admin/supervisor", get(admin::supervisor))
         .merge(crate::web::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::guard::guard,
+        ))
         .with_state(state)
 }
 

@@ -52,8 +52,18 @@ pub async fn upgrade(
     else {
         return unauthorized(peer, "missing token");
     };
-    let Some(entry) = app.roster.authenticate(token).await else {
-        return unauthorized(peer, "bad token");
+    let entry = match app.roster.authenticate(token).await {
+        Ok(entry) => entry,
+        Err(crate::roster::AuthError::Refused) => return unauthorized(peer, "bad token"),
+        Err(crate::roster::AuthError::Busy) => {
+            metrics::counter!("kefu_connections_rejected_total", "reason" => "auth_busy")
+                .increment(1);
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "sign-in busy; retry shortly",
+            )
+                .into_response();
+        }
     };
     let permit = match app.limits.admit(peer.ip()) {
         Ok(p) => p,

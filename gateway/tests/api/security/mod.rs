@@ -3,4 +3,5 @@
 
 mod flood;
 mod memory;
+mod signin;
 mod takeover;
