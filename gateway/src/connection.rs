@@ -83,6 +83,7 @@ pub async fn run<H: FrameHandler>(
                         if is_too_large(err) {
                             metrics::counter!("kefu_errors_total", "code" => "frame_too_large").increment(1);
                             close(socket, close_code::SIZE, "frame too large").await;
+                            drain_input(socket).await;
                             return End::Dropped("frame too large");
                         }
                         return End::Dropped("protocol error");
@@ -170,6 +171,20 @@ pub async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
         socket.send(Message::Close(Some(frame))),
     )
     .await;
+}
+
+/// After a close for a frame too large, reads (and discards) what the client still sends for
+/// a moment: closing a socket with unread input makes the kernel send a reset, which can
+/// overtake the close frame, and the client would see a broken connection instead of 1009.
+/// Bounded in time and reads, so a client streaming forever cannot hold the task.
+async fn drain_input(socket: &mut WebSocket) {
+    let until = Instant::now() + Duration::from_millis(500);
+    for _ in 0..256 {
+        match tokio::time::timeout_at(until, socket.recv()).await {
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => return,
+        }
+    }
 }
 
 fn is_too_large(err: axum::Error) -> bool {

@@ -2,6 +2,7 @@
 //! outcome and, where it matters, that an unrelated customer is still greeted meanwhile.
 
 mod flood;
+mod frames;
 mod memory;
 mod signin;
 mod takeover;
