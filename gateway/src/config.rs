@@ -111,6 +111,8 @@ pub struct ServerSettings {
     pub shutdown_timeout_ms: u64,
     pub node_id: String,
     pub admin_token: Secret,
+    pub widget_origins: Vec<String>,
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -203,6 +205,18 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// `http(s)://host[:port]`, nothing else (the value goes into a CSP header verbatim).
+fn is_origin(value: &str) -> bool {
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"));
+    rest.is_some_and(|r| {
+        !r.is_empty()
+            && r.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+    })
+}
+
 /// Shortest `server.admin_token` accepted.
 pub const MIN_ADMIN_TOKEN_CHARS: usize = 24;
 
@@ -268,6 +282,20 @@ impl Settings {
     /// Rules serde cannot express. A short admin token can be guessed online even with the
     /// failure throttle, and it guards every stored conversation.
     fn validate(&self, origins: &HashMap<String, String>) -> Result<(), ConfigError> {
+        for (key, list) in [
+            ("server.widget_origins", &self.server.widget_origins),
+            ("server.allowed_origins", &self.server.allowed_origins),
+        ] {
+            if let Some(bad) = list.iter().find(|o| !is_origin(o)) {
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    origin: String::new(),
+                    message: format!(
+                        "`{bad}` is not an origin like https://shop.example.com[:port]"
+                    ),
+                });
+            }
+        }
         let token = self.server.admin_token.expose();
         if !token.is_empty() && token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
             let key = "server.admin_token";

@@ -4,5 +4,6 @@
 mod flood;
 mod frames;
 mod memory;
+mod pages;
 mod signin;
 mod takeover;
