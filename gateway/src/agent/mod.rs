@@ -309,6 +309,12 @@ async fn on_frame(app: &AppState, agent: &AgentSession, frame: AgentFrame) {
                 return not_yours(agent, &session, None);
             };
             let target = match (group, to_agent) {
+                // A queue nobody serves would hold the customer forever (and each new name
+                // would be a new queue in the dispatcher).
+                (Some(g), _) if !crate::web::known_groups(app).contains(&g) => {
+                    let message = "no such group; see /console/config.json for the groups";
+                    return agent.error(ErrorCode::UnknownGroup, message, None);
+                }
                 (Some(g), _) => TransferTarget::Group(g),
                 (None, Some(a)) => TransferTarget::Agent(a),
                 (None, None) => return,

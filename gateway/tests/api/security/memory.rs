@@ -109,3 +109,31 @@ async fn an_unknown_type_is_not_echoed_in_full() {
     assert!(message.len() < 300, "{message}");
     assert!(message.contains(&"x".repeat(64)));
 }
+
+#[tokio::test]
+async fn a_transfer_to_an_unknown_group_is_refused_and_the_chat_stays() {
+    let roster = write_roster(
+        "unknown-group",
+        &[("a01", "小王", &["pre_sale", "after_sale"], 5)],
+    );
+    let roster = roster.to_str().unwrap().to_string();
+    let app = spawn_app_with(&[
+        ("KEFU__AGENTS__FILE", &roster),
+        ("KEFU__ROUTING__AGENT_GREETING_S", "600"),
+    ])
+    .await;
+    let mut agent = app.connect_agent("a01.secret").await;
+    agent.send(json!({"type":"ready"})).await;
+    let (mut c, _) = app.connect_customer("").await;
+    c.send(json!({"type":"request_human"})).await;
+    let session = agent.recv_type("assigned").await["session"].clone();
+    agent
+        .send(json!({"type":"transfer","session":session,"group":"no-such-group"}))
+        .await;
+    assert_eq!(agent.recv_type("error").await["code"], "unknown_group");
+    agent
+        .send(json!({"type":"message","session":session,"id":"a-1","text":"还在"}))
+        .await;
+    assert_eq!(agent.recv_type("ack").await["id"], "a-1");
+    assert_eq!(c.recv_type("message").await["id"], "a-1");
+}
