@@ -62,9 +62,10 @@ impl CustomerQuery {
         };
         let last_seq = match self.last_seq.as_deref() {
             None | Some("") => 0,
-            Some(n) => n
-                .parse()
-                .map_err(|_| format!("last_seq must be a whole number, got `{n}`"))?,
+            Some(n) => n.parse().map_err(|_| {
+                let n = crate::protocol::clip(n, 24);
+                format!("last_seq must be a whole number, got `{n}`")
+            })?,
         };
         if self.visitor.as_ref().is_some_and(|v| v.len() > 128) {
             return Err("visitor id is longer than 128 bytes".into());
