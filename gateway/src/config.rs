@@ -112,6 +112,7 @@ pub struct ServerSettings {
     pub node_id: String,
     pub admin_token: Secret,
     pub widget_origins: Vec<String>,
+    pub header_read_timeout_ms: u64,
     pub allowed_origins: Vec<String>,
 }
 
@@ -120,6 +121,7 @@ pub struct ServerSettings {
 pub struct LimitSettings {
     pub max_connections: u32,
     pub max_connections_per_ip: u32,
+    pub max_tcp_connections_per_ip: u32,
     pub max_frame_bytes: usize,
     pub max_text_chars: usize,
     pub messages_per_second: f64,

@@ -23,6 +23,7 @@ pub mod customer;
 pub mod dispatch;
 pub mod guard;
 pub mod limits;
+pub mod listener;
 pub mod mask;
 pub mod outbox;
 pub mod protocol;

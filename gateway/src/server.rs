@@ -212,7 +212,12 @@ impl Application {
         };
         // Chat frames are small and often come in pairs (ack, then the answer): without
         // TCP_NODELAY the second waits for the client's delayed ACK (40-200 ms).
-        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+        let guarded = crate::listener::GuardedListener::new(
+            self.listener,
+            state.settings.limits.max_tcp_connections_per_ip,
+            Duration::from_millis(state.settings.server.header_read_timeout_ms),
+        );
+        let listener = axum::serve::ListenerExt::tap_io(guarded, |tcp| {
             if let Err(err) = tcp.set_nodelay(true) {
                 tracing::debug!(%err, "cannot set TCP_NODELAY");
             }

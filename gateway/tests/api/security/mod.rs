@@ -7,3 +7,4 @@ mod memory;
 mod pages;
 mod signin;
 mod takeover;
+mod upgrades;
