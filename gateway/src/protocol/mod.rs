@@ -119,6 +119,10 @@ pub enum ServerFrame {
     Queued {
         position: usize,
         estimated_wait_s: u64,
+        /// No agent of the group is ready right now (as of the last routing tick): the wait
+        /// estimate is a guess, and the widget can say so instead of promising a time.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        no_agent_available: bool,
     },
     AgentJoined {
         name: String,

@@ -288,7 +288,7 @@ class Widget {
       case 'queued':
         ui.humanBtn.hidden = true;
         ui.status.hidden = false;
-        ui.status.textContent = t.queued(f.position, f.estimated_wait_s);
+        ui.status.textContent = f.no_agent_available ? t.noAgent(f.position) : t.queued(f.position, f.estimated_wait_s);
         return;
       case 'agent_joined':
         ui.status.hidden = true;

@@ -137,3 +137,12 @@ async fn a_transfer_to_an_unknown_group_is_refused_and_the_chat_stays() {
     assert_eq!(agent.recv_type("ack").await["id"], "a-1");
     assert_eq!(c.recv_type("message").await["id"], "a-1");
 }
+
+#[tokio::test]
+async fn a_queue_with_no_agent_ready_is_said_so() {
+    let app = spawn_app().await;
+    let (mut c, _) = app.connect_customer("").await;
+    c.send(json!({"type":"request_human"})).await;
+    let queued = c.recv_type("queued").await;
+    assert_eq!(queued["no_agent_available"], true, "{queued}");
+}
