@@ -111,6 +111,9 @@ pub struct ServerSettings {
     pub shutdown_timeout_ms: u64,
     pub node_id: String,
     pub admin_token: Secret,
+    pub widget_origins: Vec<String>,
+    pub header_read_timeout_ms: u64,
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -118,10 +121,14 @@ pub struct ServerSettings {
 pub struct LimitSettings {
     pub max_connections: u32,
     pub max_connections_per_ip: u32,
+    pub max_tcp_connections_per_ip: u32,
     pub max_frame_bytes: usize,
     pub max_text_chars: usize,
     pub messages_per_second: f64,
     pub message_burst: u32,
+    pub frames_per_second: f64,
+    pub frame_burst: u32,
+    pub auth_failures_per_minute: u32,
     pub outbound_queue: usize,
     pub write_timeout_ms: u64,
 }
@@ -141,6 +148,8 @@ pub struct SessionSettings {
     pub grace_period_s: u64,
     pub replay_frames: usize,
     pub dedup_ids: usize,
+    pub transcript_entries: usize,
+    pub transcript_bytes: usize,
 }
 
 /// Greeting scripts by language, with per-channel overrides.
@@ -198,6 +207,9 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+mod validate;
+pub use validate::MIN_ADMIN_TOKEN_CHARS;
+
 impl Settings {
     /// The embedded defaults alone.
     pub fn embedded() -> Settings {
@@ -253,6 +265,7 @@ impl Settings {
             })?;
         // The encryption key comes from the environment only, never from a config file.
         settings.store.key = crate::store::KeySource::from_env(env);
+        settings.validate(&origins)?;
         Ok(settings)
     }
 }

@@ -11,6 +11,7 @@ use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use tokio::time::Instant;
 
+use crate::limits::FrameVerdict;
 use crate::outbox::{Attachment, Kicked};
 use crate::server::AppState;
 
@@ -30,6 +31,10 @@ pub trait FrameHandler {
     fn on_text(&mut self, text: &str) -> impl std::future::Future<Output = Option<String>> + Send;
     /// A binary frame (not part of the protocol).
     fn on_binary(&mut self);
+    /// Counts one inbound frame (of any kind) against the party's frame budget.
+    fn take_frame(&mut self) -> FrameVerdict;
+    /// A frame was dropped over budget: tell the client `rate_limited`.
+    fn over_budget(&mut self);
     /// The node is shutting down: say goodbye through the outbox.
     fn on_shutdown(&mut self);
 }
@@ -74,10 +79,12 @@ pub async fn run<H: FrameHandler>(
                         if is_too_large(err) {
                             metrics::counter!("kefu_errors_total", "code" => "frame_too_large").increment(1);
                             close(socket, close_code::SIZE, "frame too large").await;
+                            drain_input(socket).await;
                             return End::Dropped("frame too large");
                         }
                         return End::Dropped("protocol error");
                     }
+                    Some(Ok(Message::Text(_) | Message::Binary(_))) if !admitted(handler) => {}
                     Some(Ok(Message::Text(text))) => {
                         metrics::counter!("kefu_frames_in_total", "socket" => H::SOCKET).increment(1);
                         // Boxed: handling a frame (bot search, routing, the store) is a deep
@@ -107,6 +114,18 @@ pub async fn run<H: FrameHandler>(
                 }
             }
         }
+    }
+}
+
+/// Whether an inbound frame is within the party's budget (telling it when it is not).
+fn admitted<H: FrameHandler>(handler: &mut H) -> bool {
+    match handler.take_frame() {
+        FrameVerdict::Handle => true,
+        FrameVerdict::DropAndTell => {
+            handler.over_budget();
+            false
+        }
+        FrameVerdict::Drop => false,
     }
 }
 
@@ -160,6 +179,20 @@ pub async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
         socket.send(Message::Close(Some(frame))),
     )
     .await;
+}
+
+/// After a close for a frame too large, reads (and discards) what the client still sends for
+/// a moment: closing a socket with unread input makes the kernel send a reset, which can
+/// overtake the close frame, and the client would see a broken connection instead of 1009.
+/// Bounded in time and reads, so a client streaming forever cannot hold the task.
+async fn drain_input(socket: &mut WebSocket) {
+    let until = Instant::now() + Duration::from_millis(500);
+    for _ in 0..256 {
+        match tokio::time::timeout_at(until, socket.recv()).await {
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => return,
+        }
+    }
 }
 
 fn is_too_large(err: axum::Error) -> bool {

@@ -133,6 +133,99 @@ impl RateLimiter {
     }
 }
 
+/// Failed sign-ins per client address within a one-minute window: past the allowance the
+/// address is refused (429) before any token is looked at, so guessing is slow and a flood of
+/// bad tokens cannot keep the argon2 workers busy. The map is bounded: when it is full and
+/// nothing in it has expired, new addresses are not tracked (the argon2 queue still bounds
+/// the work), rather than evicting an address that is being throttled.
+pub struct FailureThrottle {
+    failures: DashMap<IpAddr, (Instant, u32)>,
+    allowed: u32,
+    window: Duration,
+}
+
+/// Addresses tracked by one [`FailureThrottle`].
+const THROTTLED_ADDRESSES: usize = 10_000;
+
+impl FailureThrottle {
+    pub fn new(allowed_per_minute: u32) -> Self {
+        Self {
+            failures: DashMap::new(),
+            allowed: allowed_per_minute,
+            window: Duration::from_secs(60),
+        }
+    }
+
+    /// Whether `ip` has used up its failures for the current window.
+    pub fn is_blocked(&self, ip: IpAddr) -> bool {
+        let now = Instant::now();
+        self.failures.get(&ip).is_some_and(|e| {
+            now.saturating_duration_since(e.0) < self.window && e.1 >= self.allowed
+        })
+    }
+
+    pub fn record_failure(&self, ip: IpAddr) {
+        let now = Instant::now();
+        if self.failures.len() >= THROTTLED_ADDRESSES && !self.failures.contains_key(&ip) {
+            let window = self.window;
+            self.failures
+                .retain(|_, e| now.saturating_duration_since(e.0) < window);
+            if self.failures.len() >= THROTTLED_ADDRESSES {
+                return;
+            }
+        }
+        let mut entry = self.failures.entry(ip).or_insert((now, 0));
+        if now.saturating_duration_since(entry.0) >= self.window {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+    }
+}
+
+/// What to do with an inbound frame, by the party's frame budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameVerdict {
+    /// Within budget: handle it.
+    Handle,
+    /// Over budget: drop it and tell the client (`rate_limited`).
+    DropAndTell,
+    /// Over budget and told within the last second: drop it silently, so a flood cannot make
+    /// the server write an error per frame (that would fill the flooder's own queue).
+    Drop,
+}
+
+/// The budget every inbound frame of one party counts against (typing, junk, messages…).
+#[derive(Debug, Clone)]
+pub struct FrameBudget {
+    bucket: RateLimiter,
+    told_at: Option<Instant>,
+}
+
+impl FrameBudget {
+    pub fn new(rate: f64, burst: u32) -> Self {
+        Self {
+            bucket: RateLimiter::new(rate, burst),
+            told_at: None,
+        }
+    }
+
+    pub fn take(&mut self, now: Instant) -> FrameVerdict {
+        if self.bucket.try_take(now) {
+            return FrameVerdict::Handle;
+        }
+        metrics::counter!("kefu_frames_dropped_total", "reason" => "over_budget").increment(1);
+        let tell = self
+            .told_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(1));
+        if tell {
+            self.told_at = Some(now);
+            FrameVerdict::DropAndTell
+        } else {
+            FrameVerdict::Drop
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +252,33 @@ mod tests {
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         drop(limits.admit(a).unwrap());
         assert!(limits.per_ip.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_block_an_address_for_the_rest_of_the_minute() {
+        let throttle = FailureThrottle::new(3);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        for _ in 0..3 {
+            assert!(!throttle.is_blocked(a));
+            throttle.record_failure(a);
+        }
+        assert!(throttle.is_blocked(a));
+        assert!(!throttle.is_blocked(b));
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(!throttle.is_blocked(a));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn frame_budget_tells_at_most_once_a_second() {
+        let mut budget = FrameBudget::new(1.0, 1);
+        let now = Instant::now();
+        assert_eq!(budget.take(now), FrameVerdict::Handle);
+        assert_eq!(budget.take(now), FrameVerdict::DropAndTell);
+        assert_eq!(budget.take(now), FrameVerdict::Drop);
+        tokio::time::advance(Duration::from_millis(1100)).await;
+        assert_eq!(budget.take(Instant::now()), FrameVerdict::Handle);
+        assert_eq!(budget.take(Instant::now()), FrameVerdict::DropAndTell);
     }
 
     #[tokio::test(start_paused = true)]

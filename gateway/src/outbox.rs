@@ -57,6 +57,8 @@ struct Link {
     /// more while it writes a replay that is longer than that.
     max_pending: u64,
     queue: u64,
+    /// The latest unnumbered frame (typing) not taken yet: one slot, a newer one replaces it.
+    ephemeral: Option<Utf8Bytes>,
     wake: Arc<Notify>,
 }
 
@@ -70,6 +72,8 @@ pub struct Attachment {
     conn: u64,
     /// Notified when frames are ready (first: the replay) or the connection was kicked.
     pub wake: Arc<Notify>,
+    /// The replay log could not cover `last_seq` (see [`Outbox::attach`]).
+    pub gap: bool,
 }
 
 fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
@@ -106,7 +110,7 @@ impl Outbox {
             inner.replay.pop_front();
         }
         if let Some(link) = &inner.link {
-            if seq + 1 - link.next > link.max_pending {
+            if (seq + 1).saturating_sub(link.next) > link.max_pending {
                 metrics::counter!("kefu_slow_consumers_total").increment(1);
                 tracing::info!("client too slow, disconnecting");
                 link.wake.notify_one();
@@ -117,6 +121,22 @@ impl Outbox {
             }
         }
         seq
+    }
+
+    /// Sends `frame` to the attached connection only, with `seq` 0 and no replay-log entry.
+    /// It waits in a single slot, so a newer one replaces one not yet written: it is only a
+    /// typing notice, and a flood of them must never cost a client its connection.
+    pub fn emit_ephemeral<T: Serialize>(&self, frame: &T) {
+        let mut inner = self.lock();
+        let Some(link) = inner.link.as_mut() else {
+            return;
+        };
+        let text = Utf8Bytes::from(Envelope { seq: 0, frame }.to_json());
+        if link.ephemeral.replace(text).is_some() {
+            metrics::counter!("kefu_frames_dropped_total", "reason" => "ephemeral_behind")
+                .increment(1);
+        }
+        link.wake.notify_one();
     }
 
     /// Attaches connection `conn`, replacing (and kicking) any other; the connection then
@@ -131,6 +151,11 @@ impl Outbox {
         // Pending frames are read from the replay log, so they can be no more than it holds.
         let queue = queue.max(1).min(inner.replay_cap) as u64;
         let next = last_seq.saturating_add(1).max(oldest);
+        // The log cannot cover the client: frames after `last_seq` were dropped from it, or
+        // the client has seen more than this outbox ever numbered (it was forgotten and
+        // recreated). A replay would silently skip; the caller must rebuild instead.
+        let last = inner.next_seq - 1;
+        let gap = last_seq > 0 && (last_seq > last || (last_seq < last && oldest > last_seq + 1));
         // A replay longer than the live queue is written in one go, not counted as lag.
         let backlog = inner.next_seq.saturating_sub(next);
         inner.link = Some(Link {
@@ -138,6 +163,7 @@ impl Outbox {
             next,
             max_pending: backlog + queue,
             queue,
+            ephemeral: None,
             wake: wake.clone(),
         });
         inner.detached_since = None;
@@ -146,6 +172,7 @@ impl Outbox {
             inner: self.inner.clone(),
             conn,
             wake,
+            gap,
         }
     }
 
@@ -163,6 +190,21 @@ impl Outbox {
         self.lock().detached_since
     }
 
+    /// Numbers the next frame after `seq` if it is behind it, so that frames after a rebuild
+    /// are above what the client has seen (and not dropped by it as already seen).
+    pub fn skip_to(&self, seq: u64) {
+        let mut inner = self.lock();
+        if seq < u64::MAX / 2 && inner.next_seq <= seq {
+            inner.next_seq = seq + 1;
+            // The log stays a run of consecutive numbers (a cursor indexes into it); what it
+            // held is below what the client has seen, so no replay needs it.
+            inner.replay.clear();
+            if let Some(link) = inner.link.as_mut() {
+                link.next = link.next.max(seq + 1);
+            }
+        }
+    }
+
     /// Highest `seq` handed out so far.
     pub fn last_seq(&self) -> u64 {
         self.lock().next_seq - 1
@@ -170,13 +212,26 @@ impl Outbox {
 }
 
 impl Attachment {
+    /// Skips what the log holds for this connection: it is rebuilt instead (see `gap`).
+    pub fn skip_backlog(&self) {
+        let mut inner = lock(&self.inner);
+        let next_seq = inner.next_seq;
+        if let Some(link) = inner.link.as_mut().filter(|l| l.conn == self.conn) {
+            link.next = link.next.max(next_seq);
+            link.max_pending = link.queue;
+        }
+    }
+
     /// The next frame to write, `None` when the connection is up to date, `Err` when the
     /// outbox dropped this connection.
     pub fn pull(&self) -> Result<Option<Utf8Bytes>, Kicked> {
         let mut inner = lock(&self.inner);
-        let Some(link) = inner.link.as_ref().filter(|l| l.conn == self.conn) else {
+        let Some(link) = inner.link.as_mut().filter(|l| l.conn == self.conn) else {
             return Err(Kicked);
         };
+        if let Some(text) = link.ephemeral.take() {
+            return Ok(Some(text));
+        }
         let next = link.next;
         let Some((front, _)) = inner.replay.front() else {
             return Ok(None);
@@ -192,7 +247,7 @@ impl Attachment {
         if let Some(link) = inner.link.as_mut() {
             link.next = next + 1;
             // Once the replay is written, the live bound applies again (see `attach`).
-            if next_seq - link.next <= link.queue {
+            if next_seq.saturating_sub(link.next) <= link.queue {
                 link.max_pending = link.queue;
             }
         }
@@ -238,6 +293,46 @@ mod tests {
         }
         let b = out.attach(2, 0, 8);
         assert_eq!(drain(&b), vec![3, 4, 5, 6]);
+    }
+
+    #[tokio::test]
+    async fn a_replay_that_cannot_cover_last_seq_is_a_gap() {
+        let out = Outbox::new(2);
+        for _ in 0..5 {
+            out.emit(&Frame::Typing {});
+        }
+        assert!(!out.attach(1, 3, 8).gap, "4 and 5 are kept");
+        assert!(!out.attach(2, 5, 8).gap, "nothing missed");
+        assert!(out.attach(3, 2, 8).gap, "3 was dropped from the log");
+        assert!(out.attach(4, 9, 8).gap, "more than was ever sent");
+        assert!(!out.attach(5, 0, 8).gap, "a first connection");
+    }
+
+    #[tokio::test]
+    async fn ephemeral_frames_are_not_replayed_and_never_kick() {
+        let out = Outbox::new(4);
+        let a = out.attach(1, 0, 1);
+        out.emit_ephemeral(&Frame::Typing {});
+        out.emit_ephemeral(&Frame::Typing {}); // slot taken: replaced, not kicked
+        assert!(out.detached_since().is_none());
+        assert_eq!(out.last_seq(), 0);
+        assert_eq!(drain(&a), vec![0], "one typing notice, unnumbered");
+        drop(a);
+        assert!(drain(&out.attach(2, 0, 8)).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_rebuild_skips_the_backlog_and_numbers_after_what_the_client_saw() {
+        let out = Outbox::new(4);
+        for _ in 0..3 {
+            out.emit(&Frame::Typing {});
+        }
+        let a = out.attach(1, 9, 8);
+        assert!(a.gap);
+        a.skip_backlog();
+        out.skip_to(9);
+        out.emit(&Frame::Typing {});
+        assert_eq!(drain(&a), vec![10]);
     }
 
     #[tokio::test]

@@ -98,16 +98,20 @@ impl Roster {
         &self.agents
     }
 
+    /// The agent a token claims to be: `KNOWN_ID.SECRET`. Anything else is refused without
+    /// hashing (cheap), so a bad token can cost at most one argon2 check, never one per agent.
+    pub fn claimed(&self, token: &str) -> Option<&AgentEntry> {
+        let (id, secret) = token.split_once('.')?;
+        if secret.is_empty() {
+            return None;
+        }
+        self.get(id)
+    }
+
     /// The agent whose hash matches `token` (slow: call from a blocking thread).
     pub fn verify(&self, token: &str) -> Option<AgentEntry> {
-        let named = token.split_once('.').and_then(|(id, _)| self.get(id));
-        let candidates: Vec<&AgentEntry> = match named {
-            Some(agent) => vec![agent],
-            None => self.agents.iter().collect(),
-        };
-        candidates
-            .into_iter()
-            .find(|a| verify_token(token, &a.token_hash))
+        self.claimed(token)
+            .filter(|a| verify_token(token, &a.token_hash))
             .cloned()
     }
 }
@@ -132,11 +136,27 @@ fn verify_token(token: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Why a sign-in did not succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthError {
+    /// Bad or unknown token (401).
+    Refused,
+    /// Too many verifications in flight (503).
+    Busy,
+}
+
+/// argon2 checks run at once (each takes a core for tens of milliseconds).
+const VERIFY_WORKERS: usize = 2;
+/// Sign-ins allowed to wait or run at once; past it a sign-in gets 503 immediately.
+const VERIFY_QUEUE: usize = 16;
+
 /// The live roster: reloadable, with bounded token verification.
 pub struct RosterStore {
     current: RwLock<Arc<Roster>>,
     path: PathBuf,
     verifying: Arc<Semaphore>,
+    /// Admission to `verifying`: bounds the sign-ins waiting for a worker.
+    queue: Arc<Semaphore>,
     fingerprint: Mutex<Option<crate::bot::Fingerprint>>,
 }
 
@@ -150,7 +170,8 @@ impl RosterStore {
             current: RwLock::new(Arc::new(roster)),
             fingerprint: Mutex::new(crate::bot::fingerprint(&path)),
             path,
-            verifying: Arc::new(Semaphore::new(2)),
+            verifying: Arc::new(Semaphore::new(VERIFY_WORKERS)),
+            queue: Arc::new(Semaphore::new(VERIFY_QUEUE)),
         })
     }
 
@@ -161,14 +182,27 @@ impl RosterStore {
             .clone()
     }
 
-    /// Checks a token on the blocking pool; `None` for a bad token.
-    pub async fn authenticate(&self, token: String) -> Option<AgentEntry> {
-        let _permit = self.verifying.acquire().await.ok()?;
+    /// Checks a token on the blocking pool. A token that names no known agent is refused at
+    /// once; when the verification queue is full the answer is [`AuthError::Busy`] at once
+    /// (fail fast: a sign-in flood must not pile up waiting connections).
+    pub async fn authenticate(&self, token: String) -> Result<AgentEntry, AuthError> {
         let roster = self.current();
+        if roster.claimed(&token).is_none() {
+            return Err(AuthError::Refused);
+        }
+        let Ok(_queued) = self.queue.clone().try_acquire_owned() else {
+            metrics::counter!("kefu_auth_busy_total").increment(1);
+            return Err(AuthError::Busy);
+        };
+        let _worker = self
+            .verifying
+            .acquire()
+            .await
+            .map_err(|_| AuthError::Busy)?;
         tokio::task::spawn_blocking(move || roster.verify(&token))
             .await
-            .ok()
-            .flatten()
+            .map_err(|_| AuthError::Busy)?
+            .ok_or(AuthError::Refused)
     }
 
     /// Reloads when the file changed; a bad file is refused and the old roster kept.
@@ -219,7 +253,11 @@ mod tests {
         assert_eq!(roster.verify("a01.secret").unwrap().id, "a01");
         assert!(roster.verify("a01.wrong").is_none());
         assert!(roster.verify("a02.secret").is_none());
-        assert_eq!(roster.verify("other").unwrap().id, "a02");
+        // Not of the form KNOWN_ID.SECRET: refused without hashing, whatever it would match.
+        assert!(roster.claimed("other").is_none());
+        assert!(roster.verify("other").is_none());
+        assert!(roster.claimed("a09.secret").is_none());
+        assert!(roster.claimed("a01.").is_none());
     }
 
     #[test]

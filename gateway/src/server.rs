@@ -21,7 +21,7 @@ use crate::agent::Agents;
 use crate::bot::Bot;
 use crate::config::Settings;
 use crate::dispatch::Dispatcher;
-use crate::limits::ConnectionLimits;
+use crate::limits::{ConnectionLimits, FailureThrottle};
 use crate::roster::RosterStore;
 use crate::routing::{Bus, NodeEvent};
 use crate::session::{SessionLimits, Sessions};
@@ -61,6 +61,9 @@ pub struct Shared {
     /// Capacity of ready agents per group, refreshed every second (for estimated waits).
     pub ready_capacity: RwLock<HashMap<String, u32>>,
     pub limits: Arc<ConnectionLimits>,
+    /// Failed sign-ins per address: agent tokens and admin tokens, counted apart.
+    pub agent_auth_failures: FailureThrottle,
+    pub admin_auth_failures: FailureThrottle,
     pub shutdown: Shutdown,
     pub ready: AtomicBool,
     pub metrics: PrometheusHandle,
@@ -140,6 +143,10 @@ impl Application {
                 dedup_ids: settings.session.dedup_ids,
                 messages_per_second: settings.limits.messages_per_second,
                 message_burst: settings.limits.message_burst,
+                frames_per_second: settings.limits.frames_per_second,
+                frame_burst: settings.limits.frame_burst,
+                transcript_entries: settings.session.transcript_entries,
+                transcript_bytes: settings.session.transcript_bytes,
             },
         );
         let (bus, events) = Bus::start(&settings.dispatch, &node_id).await?;
@@ -157,6 +164,8 @@ impl Application {
             bus,
             ready_capacity: RwLock::new(HashMap::new()),
             limits,
+            agent_auth_failures: FailureThrottle::new(settings.limits.auth_failures_per_minute),
+            admin_auth_failures: FailureThrottle::new(settings.limits.auth_failures_per_minute),
             shutdown: Shutdown::new(),
             ready: AtomicBool::new(false),
             metrics: telemetry::metrics_handle(),
@@ -203,7 +212,12 @@ impl Application {
         };
         // Chat frames are small and often come in pairs (ack, then the answer): without
         // TCP_NODELAY the second waits for the client's delayed ACK (40-200 ms).
-        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+        let guarded = crate::listener::GuardedListener::new(
+            self.listener,
+            state.settings.limits.max_tcp_connections_per_ip,
+            Duration::from_millis(state.settings.server.header_read_timeout_ms),
+        );
+        let listener = axum::serve::ListenerExt::tap_io(guarded, |tcp| {
             if let Err(err) = tcp.set_nodelay(true) {
                 tracing::debug!(%err, "cannot set TCP_NODELAY");
             }
@@ -256,6 +270,10 @@ fn router(state: AppState) -> Router {
         .route("/admin/reports/summary", get(records::http::summary))
         .route("/admin/supervisor", get(admin::supervisor))
         .merge(crate::web::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::guard::guard,
+        ))
         .with_state(state)
 }
 

@@ -13,7 +13,7 @@
 pub mod supervisor;
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -52,6 +52,9 @@ static ASSETS: &[Asset] = &[
     asset!("/widget/view.js", "widget/view.js", JS),
     asset!("/widget/i18n.js", "widget/i18n.js", JS),
     asset!("/widget/widget.css", "widget/widget.css", CSS),
+    asset!("/widget/demo.js", "widget/demo.js", JS),
+    asset!("/widget/demo.css", "widget/demo.css", CSS),
+    asset!("/index.css", "index.css", CSS),
     asset!("/console/", "console/index.html", HTML),
     asset!("/console/app.js", "console/app.js", JS),
     asset!("/console/chat.js", "console/chat.js", JS),
@@ -73,7 +76,14 @@ static ASSETS: &[Asset] = &[
 pub fn routes() -> Router<AppState> {
     let mut router = Router::new();
     for asset in ASSETS {
-        router = router.route(asset.path, get(move || async move { serve(asset) }));
+        router = router.route(
+            asset.path,
+            get(
+                move |State(state): State<AppState>, headers: HeaderMap| async move {
+                    serve(asset, &state, &headers)
+                },
+            ),
+        );
     }
     for dir in ["/widget", "/console", "/supervisor"] {
         let to: &'static str = match dir {
@@ -86,17 +96,49 @@ pub fn routes() -> Router<AppState> {
     router.route("/console/config.json", get(console_config))
 }
 
-fn serve(asset: &'static Asset) -> Response {
+fn serve(asset: &'static Asset, state: &AppState, headers: &HeaderMap) -> Response {
+    let csp = content_security_policy(asset.path, state, headers);
     (
         [
-            (header::CONTENT_TYPE, asset.content_type),
-            (header::CACHE_CONTROL, "no-cache"),
-            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CONTENT_TYPE, asset.content_type.to_string()),
+            (header::CACHE_CONTROL, "no-cache".into()),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*".into()),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".into()),
+            (header::CONTENT_SECURITY_POLICY, csp),
+            (header::REFERRER_POLICY, "no-referrer".into()),
         ],
         asset.body,
     )
         .into_response()
+}
+
+/// A strict policy for every page and asset: only the gateway's own scripts and styles (no
+/// inline code, so an injected message text cannot run), sockets only to the gateway itself.
+/// The console and supervisor may not be framed at all (clickjacking an agent or a
+/// supervisor); the widget page only by the shops of `server.widget_origins`.
+fn content_security_policy(path: &str, state: &AppState, headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        });
+    let sockets = host
+        .map(|h| format!(" ws://{h} wss://{h}"))
+        .unwrap_or_default();
+    let ancestors = if path == "/widget/" || path == "/widget.js" || path.starts_with("/widget/") {
+        let mut list = vec!["'self'".to_string()];
+        list.extend(state.settings.server.widget_origins.iter().cloned());
+        list.join(" ")
+    } else {
+        "'none'".to_string()
+    };
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         font-src 'self'; connect-src 'self'{sockets}; base-uri 'none'; form-action 'self'; \
+         frame-ancestors {ancestors}"
+    )
 }
 
 /// `GET /console/config.json`: what the console needs besides the socket: the canned replies

@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const ADMIN_TOKEN = 'web-tests-admin-token';
+export const ADMIN_TOKEN = 'web-tests-admin-token-of-32-chars';
 
 /** The gateway binary: $KEFU_GATEWAY_BIN, or kefu-gateway built now in the debug profile
  * (under $CARGO_TARGET_DIR when set, else target/). */

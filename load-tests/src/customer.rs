@@ -54,6 +54,8 @@ struct Customer {
     lang: &'static str,
     ws: Option<Ws>,
     session_id: Option<String>,
+    /// The greeting's `resume_token`; the gateway refuses a resume without it.
+    resume_token: String,
     last_seq: u64,
     conn_us: u64,
     /// When the current connection (after a resume) was made: replies to messages sent
@@ -104,6 +106,7 @@ pub async fn run(ctx: Arc<Ctx>, index: u64) {
         lang: "zh",
         ws: None,
         session_id: None,
+        resume_token: String::new(),
         last_seq: 0,
         conn_us: 0,
         resumed_at: None,
@@ -286,9 +289,10 @@ impl Customer {
         );
         if let Some(s) = &self.session_id {
             p.push_str(&format!(
-                "&session={}&last_seq={}",
+                "&session={}&last_seq={}&resume_token={}",
                 net::enc(s),
-                self.last_seq
+                self.last_seq,
+                net::enc(&self.resume_token)
             ));
         }
         p
@@ -552,6 +556,7 @@ impl Customer {
             "greeting" => {
                 if let Some(s) = f.session_id {
                     self.session_id = Some(s);
+                    self.resume_token = f.resume_token.unwrap_or_default();
                 }
             }
             "ack" => {

@@ -129,6 +129,8 @@ pub struct Frame {
     pub id: Option<String>,
     pub reply_to: Option<String>,
     pub session_id: Option<String>,
+    /// The greeting's secret, required (with `session_id`) to resume.
+    pub resume_token: Option<String>,
     pub session: Option<String>,
     pub code: Option<String>,
     #[serde(default)]

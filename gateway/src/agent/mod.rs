@@ -20,7 +20,7 @@ use tracing::Instrument;
 
 use crate::connection::{self, FrameHandler};
 use crate::dispatch::{AgentSpec, DispatchError, Enqueued, TransferTarget};
-use crate::limits::ConnectionPermit;
+use crate::limits::{ConnectionPermit, FrameVerdict};
 use crate::protocol::{parse_agent_frame, AgentFrame, AgentServerFrame, ErrorCode};
 use crate::routing::{self, CustomerEvent, NodeEvent};
 use crate::server::AppState;
@@ -52,8 +52,18 @@ pub async fn upgrade(
     else {
         return unauthorized(peer, "missing token");
     };
-    let Some(entry) = app.roster.authenticate(token).await else {
-        return unauthorized(peer, "bad token");
+    let entry = match app.roster.authenticate(token).await {
+        Ok(entry) => entry,
+        Err(crate::roster::AuthError::Refused) => return unauthorized(peer, "bad token"),
+        Err(crate::roster::AuthError::Busy) => {
+            metrics::counter!("kefu_connections_rejected_total", "reason" => "auth_busy")
+                .increment(1);
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "sign-in busy; retry shortly",
+            )
+                .into_response();
+        }
     };
     let permit = match app.limits.admit(peer.ip()) {
         Ok(p) => p,
@@ -85,9 +95,7 @@ async fn serve(
     _permit: ConnectionPermit,
 ) {
     let conn = app.next_conn_id();
-    let agent = app
-        .agents
-        .get_or_create(&entry, app.settings.session.replay_frames);
+    let agent = app.agents.get_or_create(&entry, &app.settings);
     let spec = AgentSpec {
         id: entry.id.clone(),
         groups: entry.groups.clone(),
@@ -109,6 +117,9 @@ async fn serve(
     let mut attachment = agent
         .outbox
         .attach(conn, last_seq, app.settings.limits.outbound_queue);
+    if attachment.gap {
+        rebuild(&app, &agent, last_seq, &mut attachment).await;
+    }
     tracing::info!(node = %app.node_id, "agent connected");
     let mut handler = AgentHandler {
         app: app.clone(),
@@ -124,6 +135,37 @@ async fn serve(
     }
     if let connection::End::Dropped(reason) = end {
         tracing::info!(reason, "agent connection ended");
+    }
+}
+
+/// The replay cannot cover what the agent missed: rather than skip frames silently, start
+/// the agent over with a welcome and every chat it still holds, in full (`assigned` with
+/// `resumed`), numbered after what it has seen.
+async fn rebuild(
+    app: &AppState,
+    agent: &AgentSession,
+    last_seq: u64,
+    attachment: &mut crate::outbox::Attachment,
+) {
+    metrics::counter!("kefu_agent_rebuilds_total").increment(1);
+    tracing::info!(last_seq, "agent replay has a gap; rebuilding its chats");
+    attachment.skip_backlog();
+    agent.outbox.skip_to(last_seq);
+    let entry = &agent.entry;
+    agent.outbox.emit(&AgentServerFrame::Welcome {
+        agent: entry.id.clone(),
+        name: entry.name.clone(),
+        groups: entry.groups.clone(),
+        capacity: entry.capacity,
+    });
+    for (session, customer_node) in agent.chat_nodes() {
+        let event = CustomerEvent::Resync {
+            agent: entry.id.clone(),
+            agent_node: app.node_id.clone(),
+        };
+        app.bus
+            .send(&customer_node, NodeEvent::ToCustomer { session, event })
+            .await;
     }
 }
 
@@ -147,6 +189,18 @@ impl FrameHandler for AgentHandler {
         self.agent.error(
             ErrorCode::BinaryNotSupported,
             "binary frames are not supported; send JSON text frames",
+            None,
+        );
+    }
+
+    fn take_frame(&mut self) -> FrameVerdict {
+        self.agent.take_frame()
+    }
+
+    fn over_budget(&mut self) {
+        self.agent.error(
+            ErrorCode::RateLimited,
+            "too many frames; frames are being dropped, slow down",
             None,
         );
     }
@@ -208,7 +262,8 @@ async fn on_frame(app: &AppState, agent: &AgentSession, frame: AgentFrame) {
             }
         }
         AgentFrame::Typing { session } => {
-            if let Some(customer_node) = agent.customer_node(&session) {
+            let node = agent.customer_node(&session);
+            if let Some(customer_node) = node.filter(|_| agent.typing_due(&session)) {
                 let event = CustomerEvent::AgentTyping {
                     agent: id.to_string(),
                 };
@@ -254,6 +309,12 @@ async fn on_frame(app: &AppState, agent: &AgentSession, frame: AgentFrame) {
                 return not_yours(agent, &session, None);
             };
             let target = match (group, to_agent) {
+                // A queue nobody serves would hold the customer forever (and each new name
+                // would be a new queue in the dispatcher).
+                (Some(g), _) if !crate::web::known_groups(app).contains(&g) => {
+                    let message = "no such group; see /console/config.json for the groups";
+                    return agent.error(ErrorCode::UnknownGroup, message, None);
+                }
                 (Some(g), _) => TransferTarget::Group(g),
                 (None, Some(a)) => TransferTarget::Agent(a),
                 (None, None) => return,
@@ -329,6 +390,7 @@ pub fn deliver(
             }
         }
         AgentServerFrame::CustomerLeft { session: id } => session.forget_chat(id),
+        AgentServerFrame::Typing { .. } => return session.outbox.emit_ephemeral(&frame),
         _ => {}
     }
     session.outbox.emit(&frame);

@@ -4,6 +4,11 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dashmap::DashMap;
+use tokio::time::Instant;
+
+use crate::config::Settings;
+use crate::limits::{FrameBudget, FrameVerdict};
+use crate::session::TYPING_EVERY;
 
 use crate::outbox::Outbox;
 use crate::protocol::{AgentServerFrame, ErrorCode};
@@ -18,12 +23,14 @@ pub struct AgentSession {
     state: Mutex<State>,
 }
 
-#[derive(Default)]
 struct State {
     /// Chats this agent serves: session id -> node of the customer's socket.
     chats: HashMap<String, String>,
     seen: HashSet<String>,
     seen_order: VecDeque<String>,
+    frames: FrameBudget,
+    /// When `typing` was last relayed per chat (at most one a second); chats' keys only.
+    typing_sent_at: HashMap<String, Instant>,
 }
 
 impl AgentSession {
@@ -46,7 +53,41 @@ impl AgentSession {
     }
 
     pub fn forget_chat(&self, session: &str) {
-        self.lock().chats.remove(session);
+        let mut state = self.lock();
+        state.chats.remove(session);
+        state.typing_sent_at.remove(session);
+    }
+
+    /// Counts one inbound frame against the agent's frame budget.
+    pub fn take_frame(&self) -> FrameVerdict {
+        self.lock().frames.take(Instant::now())
+    }
+
+    /// Whether a `typing` for one of the agent's chats may be relayed now.
+    pub fn typing_due(&self, session: &str) -> bool {
+        let mut state = self.lock();
+        if !state.chats.contains_key(session) {
+            return false;
+        }
+        let now = Instant::now();
+        let due = state
+            .typing_sent_at
+            .get(session)
+            .is_none_or(|at| now.saturating_duration_since(*at) >= TYPING_EVERY);
+        if due {
+            state.typing_sent_at.insert(session.to_string(), now);
+        }
+        due
+    }
+
+    /// The chats with the node of each customer.
+    pub fn chat_nodes(&self) -> Vec<(String, String)> {
+        let state = self.lock();
+        state
+            .chats
+            .iter()
+            .map(|(s, n)| (s.clone(), n.clone()))
+            .collect()
     }
 
     pub fn chats(&self) -> Vec<String> {
@@ -85,14 +126,21 @@ pub struct Agents {
 
 impl Agents {
     /// The agent's session on this node, created on first sign-in.
-    pub fn get_or_create(&self, entry: &AgentEntry, replay_frames: usize) -> Arc<AgentSession> {
+    pub fn get_or_create(&self, entry: &AgentEntry, settings: &Settings) -> Arc<AgentSession> {
         self.map
             .entry(entry.id.clone())
             .or_insert_with(|| {
+                let limits = &settings.limits;
                 Arc::new(AgentSession {
                     entry: entry.clone(),
-                    outbox: Outbox::new(replay_frames),
-                    state: Mutex::new(State::default()),
+                    outbox: Outbox::new(settings.session.replay_frames),
+                    state: Mutex::new(State {
+                        chats: HashMap::new(),
+                        seen: HashSet::new(),
+                        seen_order: VecDeque::new(),
+                        frames: FrameBudget::new(limits.frames_per_second, limits.frame_burst),
+                        typing_sent_at: HashMap::new(),
+                    }),
                 })
             })
             .clone()

@@ -15,51 +15,21 @@ use crate::routing;
 use crate::server::AppState;
 use crate::session::{Accepted, Session, SessionState, Speaker};
 
-/// Why a session was handed to a human (a metric label and the `handoff` frame's reason).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    CustomerRequest,
-    Complaint,
-    BotNotConfident,
-    UnansweredInARow,
-    NotHelpful,
-    /// A survey answer of 4-5 reopened the chat as a complaint.
-    Survey,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::CustomerRequest => "customer_request",
-            Trigger::Complaint => "complaint",
-            Trigger::BotNotConfident => "bot_not_confident",
-            Trigger::UnansweredInARow => "unanswered_in_a_row",
-            Trigger::NotHelpful => "not_helpful",
-            Trigger::Survey => "survey_escalation",
-        }
-    }
-}
+pub use super::trigger::Trigger;
 
 /// Handles one client text frame. Returns `Some(reason)` when the session is over.
 pub async fn on_text(app: &AppState, session: &Arc<Session>, text: &str) -> Option<String> {
     let frame = match parse_customer_frame(text) {
         Ok(frame) => frame,
         Err(err) => {
-            if session.take_rate() {
-                send_error(session, err.code, err.message, None);
-            } else {
-                send_error(
-                    session,
-                    ErrorCode::RateLimited,
-                    "too many frames; slow down",
-                    None,
-                );
-            }
+            // Bad frames count against the frame budget like any other (connection loop).
+            send_error(session, err.code, err.message, None);
             return None;
         }
     };
     match frame {
         CustomerFrame::Message { id, text } => on_message(app, session, id, text).await,
+        CustomerFrame::Typing {} if !session.typing_due() => {}
         CustomerFrame::Typing {} => {
             let frame = AgentServerFrame::Typing {
                 session: session.id.to_string(),
@@ -74,6 +44,12 @@ pub async fn on_text(app: &AppState, session: &Arc<Session>, text: &str) -> Opti
                 let message = format!("a human was already asked for ({:?})", session.state());
                 send_error(session, ErrorCode::NotInState, message, None);
             }
+        }
+        CustomerFrame::Feedback { entry_id, .. } | CustomerFrame::Pick { entry_id }
+            if !session.was_offered(&entry_id) =>
+        {
+            let message = "`entry_id` must name an answer or suggestion offered in this session";
+            send_error(session, ErrorCode::BadField, message, None);
         }
         CustomerFrame::Feedback { entry_id, helpful } => {
             let label = if helpful { "yes" } else { "no" };
@@ -182,6 +158,10 @@ async fn on_message(app: &AppState, session: &Arc<Session>, id: String, text: St
             let message = "too many messages; this one was not stored, send it again shortly";
             return send_error(session, ErrorCode::RateLimited, message, Some(id));
         }
+        Accepted::TranscriptFull => {
+            let message = "the conversation is at its length limit; message not stored";
+            return send_error(session, ErrorCode::TranscriptFull, message, Some(id));
+        }
     }
     // The state the message is accepted in decides where it goes, even if an agent's close
     // lands between the ack and the forwarding.
@@ -258,6 +238,7 @@ async fn bot_reply(
                 return;
             };
             session.with_conversation(|c| c.unanswered = 0);
+            session.offer([entry.id.as_str()]);
             session.record(Speaker::Bot, &entry.answer, Some(entry.id.clone()));
             session.emit(&ServerFrame::BotAnswer {
                 reply_to: Some(id),
@@ -288,6 +269,7 @@ async fn bot_reply(
                 let group = category_group(app, session);
                 hand_off(app, session, group, Trigger::UnansweredInARow, 0).await;
             } else {
+                session.offer(items.iter().map(|i| i.entry_id.as_str()));
                 let shown: Vec<&str> = items.iter().map(|i| i.question.as_str()).collect();
                 session.record(
                     Speaker::Bot,
@@ -312,7 +294,7 @@ async fn bot_reply(
 fn pick(app: &AppState, session: &Session, entry_id: String) {
     let index = app.bot.index();
     let Some(entry) = index.entry(&entry_id) else {
-        let message = format!("no knowledge-base entry `{entry_id}`");
+        let message = "that knowledge-base entry is no longer available";
         return send_error(session, ErrorCode::BadField, message, None);
     };
     session.with_conversation(|c| {

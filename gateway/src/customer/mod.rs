@@ -5,6 +5,7 @@
 //! straight to the socket before the loop starts, so it is never queued behind other work.
 
 mod flow;
+mod trigger;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::connection::{self, End, FrameHandler};
-use crate::limits::{ConnectionPermit, Refusal};
+use crate::limits::{ConnectionPermit, FrameVerdict, Refusal};
 use crate::protocol::{Channel, Envelope, ErrorCode, Lang, ServerFrame};
 use crate::server::AppState;
 use crate::session::{Resolved, Session, SessionState};
@@ -32,13 +33,21 @@ pub struct CustomerQuery {
     lang: Option<String>,
     session: Option<String>,
     last_seq: Option<String>,
+    resume_token: Option<String>,
+}
+
+/// A resume request: the session id, its token (empty when none was sent) and `last_seq`.
+struct Resume {
+    id: String,
+    token: String,
+    last_seq: u64,
 }
 
 struct Params {
     visitor: Option<String>,
     channel: Channel,
     lang: Lang,
-    resume: Option<(String, u64)>,
+    resume: Option<Resume>,
 }
 
 impl CustomerQuery {
@@ -53,21 +62,31 @@ impl CustomerQuery {
         };
         let last_seq = match self.last_seq.as_deref() {
             None | Some("") => 0,
-            Some(n) => n
-                .parse()
-                .map_err(|_| format!("last_seq must be a whole number, got `{n}`"))?,
+            Some(n) => n.parse().map_err(|_| {
+                let n = crate::protocol::clip(n, 24);
+                format!("last_seq must be a whole number, got `{n}`")
+            })?,
         };
         if self.visitor.as_ref().is_some_and(|v| v.len() > 128) {
             return Err("visitor id is longer than 128 bytes".into());
         }
+        if self.session.as_ref().is_some_and(|v| v.len() > 64) {
+            return Err("session id is longer than 64 bytes".into());
+        }
+        // A token too long to be ours is simply wrong (answered as an unknown session).
+        let token = self
+            .resume_token
+            .filter(|t| t.len() <= crate::session::token::MAX_TOKEN_LEN)
+            .unwrap_or_default();
         Ok(Params {
             visitor: self.visitor.filter(|v| !v.is_empty()),
             channel,
             lang,
-            resume: self
-                .session
-                .filter(|s| !s.is_empty())
-                .map(|s| (s, last_seq)),
+            resume: self.session.filter(|s| !s.is_empty()).map(|id| Resume {
+                id,
+                token,
+                last_seq,
+            }),
         })
     }
 }
@@ -121,7 +140,7 @@ async fn serve(
 ) {
     let conn = app.next_conn_id();
     let (requested, last_seq) = match &params.resume {
-        Some((id, seq)) => (Some(id.as_str()), *seq),
+        Some(r) => (Some((r.id.as_str(), r.token.as_str())), r.last_seq),
         None => (None, 0),
     };
     let resolved = app.sessions.resolve(
@@ -130,30 +149,31 @@ async fn serve(
         params.channel,
         params.lang,
     );
-    let (session, fresh) = match resolved {
-        Resolved::Resumed(s) => (s, false),
-        Resolved::New(s) => (s, true),
-        Resolved::Expired(s) => {
-            // Precedes the new session, so it carries seq 0 and the greeting stays seq 1.
-            let notice = ServerFrame::error(
-                ErrorCode::SessionExpired,
-                "the session to resume has ended (grace period over); a new session starts",
-            );
-            count_error(ErrorCode::SessionExpired);
-            let text = Envelope {
-                seq: 0,
-                frame: &notice,
-            }
-            .to_json();
-            if socket.send(Message::Text(text.into())).await.is_err() {
-                app.sessions.remove(&s.id);
+    let (session, token) = match resolved {
+        Resolved::Resumed(s) => (s, None),
+        Resolved::New(f) => (f.session, Some(f.token)),
+        Resolved::Expired(f) => {
+            let message =
+                "the session to resume has ended (grace period over); a new session starts";
+            if !notice(&mut socket, ErrorCode::SessionExpired, message).await {
+                app.sessions.remove(&f.session.id);
                 return;
             }
-            (s, true)
+            (f.session, Some(f.token))
+        }
+        Resolved::Unknown(f) => {
+            // Same words whether the id never existed or the token is wrong: no probing.
+            let message = "no session with this id and resume_token; a new session starts";
+            if !notice(&mut socket, ErrorCode::SessionUnknown, message).await {
+                app.sessions.remove(&f.session.id);
+                return;
+            }
+            (f.session, Some(f.token))
         }
     };
+    let fresh = token.is_some();
     tracing::Span::current().record("session", &*session.id);
-    if fresh {
+    if let Some(resume_token) = token {
         let text = app
             .settings
             .greeting
@@ -161,6 +181,7 @@ async fn serve(
             .to_string();
         session.emit(&ServerFrame::Greeting {
             session_id: session.id.to_string(),
+            resume_token,
             text,
         });
     }
@@ -202,6 +223,19 @@ async fn serve(
     }
 }
 
+/// Writes a notice that precedes a new session, so it carries seq 0 and the greeting stays
+/// seq 1. Returns whether the socket took it.
+async fn notice(socket: &mut WebSocket, code: ErrorCode, message: &str) -> bool {
+    count_error(code);
+    let frame = ServerFrame::error(code, message);
+    let text = Envelope {
+        seq: 0,
+        frame: &frame,
+    }
+    .to_json();
+    socket.send(Message::Text(text.into())).await.is_ok()
+}
+
 struct CustomerHandler {
     app: AppState,
     session: Arc<Session>,
@@ -219,6 +253,19 @@ impl FrameHandler for CustomerHandler {
             &self.session,
             ErrorCode::BinaryNotSupported,
             "binary frames are not supported; send JSON text frames",
+            None,
+        );
+    }
+
+    fn take_frame(&mut self) -> FrameVerdict {
+        self.session.take_frame()
+    }
+
+    fn over_budget(&mut self) {
+        send_error(
+            &self.session,
+            ErrorCode::RateLimited,
+            "too many frames; frames are being dropped, slow down",
             None,
         );
     }

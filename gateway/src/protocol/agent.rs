@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{parse_frame, ErrorCode, FrameError};
+use super::{cap, parse_frame, ErrorCode, FrameError, MAX_ID_BYTES};
 use crate::session::TranscriptEntry;
 
 /// Frames an agent sends.
@@ -38,6 +38,25 @@ const AGENT_TYPES: &[&str] = &["ready", "away", "message", "typing", "transfer",
 
 pub fn parse_agent_frame(text: &str) -> Result<AgentFrame, FrameError> {
     let frame: AgentFrame = parse_frame(text, AGENT_TYPES)?;
+    match &frame {
+        AgentFrame::Message { session, id, .. } => {
+            cap("session", session, MAX_ID_BYTES)?;
+            cap("id", id, MAX_ID_BYTES)?;
+        }
+        AgentFrame::Typing { session } | AgentFrame::Close { session } => {
+            cap("session", session, MAX_ID_BYTES)?
+        }
+        AgentFrame::Transfer {
+            session,
+            group,
+            agent,
+        } => {
+            cap("session", session, MAX_ID_BYTES)?;
+            cap("group", group.as_deref().unwrap_or(""), MAX_ID_BYTES)?;
+            cap("agent", agent.as_deref().unwrap_or(""), MAX_ID_BYTES)?;
+        }
+        AgentFrame::Ready { .. } | AgentFrame::Away {} => {}
+    }
     if let AgentFrame::Transfer { group, agent, .. } = &frame {
         if group.is_some() == agent.is_some() {
             return Err(FrameError {
@@ -77,6 +96,10 @@ pub enum AgentServerFrame {
         customer: CustomerInfo,
         history: Vec<TranscriptEntry>,
         waited_ms: u64,
+        /// Sent again after a reconnect whose replay could not cover `last_seq`: the chat
+        /// is not new, this is its full state (replaces what the console had).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        resumed: bool,
     },
     Message {
         session: String,

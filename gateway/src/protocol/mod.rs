@@ -89,6 +89,8 @@ pub struct Suggestion {
 pub enum ServerFrame {
     Greeting {
         session_id: String,
+        /// The secret a resume must present with `session_id` (see `session::token`).
+        resume_token: String,
         text: String,
     },
     Ack {
@@ -117,6 +119,10 @@ pub enum ServerFrame {
     Queued {
         position: usize,
         estimated_wait_s: u64,
+        /// No agent of the group is ready right now (as of the last routing tick): the wait
+        /// estimate is a guess, and the widget can say so instead of promising a time.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        no_agent_available: bool,
     },
     AgentJoined {
         name: String,
@@ -175,6 +181,8 @@ pub enum ErrorCode {
     Unauthorized,
     NotYourChat,
     AgentUnavailable,
+    TranscriptFull,
+    UnknownGroup,
     Internal,
 }
 
@@ -194,6 +202,8 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::NotYourChat => "not_your_chat",
             ErrorCode::AgentUnavailable => "agent_unavailable",
+            ErrorCode::TranscriptFull => "transcript_full",
+            ErrorCode::UnknownGroup => "unknown_group",
             ErrorCode::Internal => "internal",
         }
     }
@@ -225,7 +235,8 @@ pub fn parse_frame<T: serde::de::DeserializeOwned>(
         return Err(FrameError {
             code: ErrorCode::UnknownType,
             message: format!(
-                "unknown frame type `{kind}`, expected one of: {}",
+                "unknown frame type `{}`, expected one of: {}",
+                clip(&kind, 64),
                 known_types.join(", ")
             ),
         });
@@ -234,7 +245,38 @@ pub fn parse_frame<T: serde::de::DeserializeOwned>(
 }
 
 pub fn parse_customer_frame(text: &str) -> Result<CustomerFrame, FrameError> {
-    parse_frame(text, CUSTOMER_TYPES)
+    let frame: CustomerFrame = parse_frame(text, CUSTOMER_TYPES)?;
+    match &frame {
+        CustomerFrame::Message { id, .. } => cap("id", id, MAX_ID_BYTES)?,
+        CustomerFrame::Feedback { entry_id, .. } | CustomerFrame::Pick { entry_id } => {
+            cap("entry_id", entry_id, MAX_ID_BYTES)?
+        }
+        _ => {}
+    }
+    Ok(frame)
+}
+
+/// Longest id a client may send (message ids, session ids, entry ids, groups, agent ids):
+/// anything longer is not one of ours, and must not be stored, echoed or looked up.
+pub const MAX_ID_BYTES: usize = 128;
+
+/// Refuses a string field longer than `max` bytes with `too_long`, naming the field.
+pub(crate) fn cap(field: &str, value: &str, max: usize) -> Result<(), FrameError> {
+    if value.len() > max {
+        return Err(FrameError {
+            code: ErrorCode::TooLong,
+            message: format!("`{field}` is {} bytes, the limit is {max}", value.len()),
+        });
+    }
+    Ok(())
+}
+
+/// At most `max` characters of client input, for echoing it in an error message.
+pub(crate) fn clip(value: &str, max: usize) -> String {
+    match value.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &value[..at]),
+        None => value.to_string(),
+    }
 }
 
 fn bad_field(message: impl Into<String>) -> FrameError {

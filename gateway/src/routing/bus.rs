@@ -63,6 +63,12 @@ pub enum CustomerEvent {
     ChatClosed {
         agent: String,
     },
+    /// The agent reconnected and its replay had a gap: send the chat's full state again
+    /// (`assigned` with `resumed`) to `agent_node`.
+    Resync {
+        agent: String,
+        agent_node: String,
+    },
     /// Transferred into `group`'s queue at `position`.
     Transferred {
         agent: String,

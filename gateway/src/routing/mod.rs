@@ -80,6 +80,10 @@ pub async fn handle(app: &AppState, event: NodeEvent) {
     match event {
         NodeEvent::Assigned { assignment } => on_assigned(app, assignment).await,
         NodeEvent::Requeued { ticket, reason } => on_requeued(app, ticket, &reason),
+        NodeEvent::ToCustomer {
+            session,
+            event: CustomerEvent::Resync { agent, agent_node },
+        } => resync(app, &session, &agent, &agent_node).await,
         NodeEvent::ToCustomer { session, event } => on_customer_event(app, &session, event),
         NodeEvent::ToAgent {
             agent,
@@ -116,9 +120,26 @@ async fn on_assigned(app: &AppState, a: Assignment) {
         None,
     );
     session.emit(&ServerFrame::AgentJoined { name: name.clone() });
-    let frame = AgentServerFrame::Assigned {
-        session: a.session.clone(),
-        group: a.group.clone(),
+    let frame = assigned_frame(&session, &a.group, a.waited_ms, false);
+    let event = NodeEvent::ToAgent {
+        agent: a.agent.clone(),
+        frame,
+        customer_node: Some(app.node_id.clone()),
+    };
+    app.bus.send(&a.agent_node, event).await;
+    start_greeting_timer(app.clone(), session, a.agent, name);
+}
+
+/// What an agent is told of a chat it serves: the customer (masked) and the full history.
+fn assigned_frame(
+    session: &Session,
+    group: &str,
+    waited_ms: u64,
+    resumed: bool,
+) -> AgentServerFrame {
+    AgentServerFrame::Assigned {
+        session: session.id.to_string(),
+        group: group.to_string(),
         customer: CustomerInfo {
             visitor: session
                 .visitor
@@ -129,15 +150,40 @@ async fn on_assigned(app: &AppState, a: Assignment) {
             complaint_level: session.with_conversation(|c| c.complaint_level),
         },
         history: masked_history(session.transcript()),
-        waited_ms: a.waited_ms,
+        waited_ms,
+        resumed,
+    }
+}
+
+/// On the customer's node: the agent lost frames of this chat; send it the chat again.
+async fn resync(app: &AppState, session_id: &str, agent: &str, agent_node: &str) {
+    let Some(session) = app.sessions.get(session_id) else {
+        // Gone meanwhile: tell the agent so its console does not keep a dead chat.
+        let frame = AgentServerFrame::CustomerLeft {
+            session: session_id.to_string(),
+        };
+        let event = NodeEvent::ToAgent {
+            agent: agent.to_string(),
+            frame,
+            customer_node: None,
+        };
+        return app.bus.send(agent_node, event).await;
     };
+    let SessionState::WithAgent {
+        agent: a, group, ..
+    } = session.state()
+    else {
+        return;
+    };
+    if a != agent {
+        return;
+    }
     let event = NodeEvent::ToAgent {
-        agent: a.agent.clone(),
-        frame,
+        agent: a,
+        frame: assigned_frame(&session, &group, 0, true),
         customer_node: Some(app.node_id.clone()),
     };
-    app.bus.send(&a.agent_node, event).await;
-    start_greeting_timer(app.clone(), session, a.agent, name);
+    app.bus.send(agent_node, event).await;
 }
 
 /// Everything said so far, as an agent may see it.
@@ -246,7 +292,7 @@ fn on_customer_event(app: &AppState, session_id: &str, event: CustomerEvent) {
             });
         }
         CustomerEvent::AgentTyping { agent } if agent_now.as_deref() == Some(&agent) => {
-            session.emit(&ServerFrame::Typing {});
+            session.emit_ephemeral(&ServerFrame::Typing {});
         }
         CustomerEvent::ChatClosed { agent } if agent_now.as_deref() == Some(&agent) => {
             session.record(Speaker::System, "chat closed by the agent", None);

@@ -40,12 +40,14 @@ pub(super) fn tell_position(app: &AppState, session: &Session, group: &str, posi
         tell
     });
     if changed {
-        let agents = app.group_capacity(group).max(1) as u64;
+        let capacity = app.group_capacity(group);
+        let agents = capacity.max(1) as u64;
         let estimated_wait_s =
             (position as u64 * app.settings.routing.avg_handle_s).div_ceil(agents);
         session.emit(&ServerFrame::Queued {
             position,
             estimated_wait_s,
+            no_agent_available: capacity == 0,
         });
     }
 }

@@ -4,8 +4,9 @@
 //! bounded), so a customer who reconnects within the grace period resumes where they were.
 
 mod registry;
+pub mod token;
 
-pub use registry::{Resolved, Sessions};
+pub use registry::{Fresh, Resolved, Sessions};
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
-use crate::limits::RateLimiter;
+use crate::limits::{FrameBudget, FrameVerdict, RateLimiter};
 pub use crate::outbox::Attachment;
 use crate::outbox::Outbox;
 use crate::protocol::{Channel, Lang, ServerFrame};
@@ -68,7 +69,13 @@ pub enum Accepted {
     Duplicate,
     /// Over the session's rate; not stored.
     RateLimited,
+    /// The transcript is at its cap (entries or bytes); not stored.
+    TranscriptFull,
 }
+
+/// Entry ids the bot offered (answers and suggestions) remembered per session, newest last:
+/// `feedback` and `pick` must name one of them.
+const OFFERED_ENTRIES: usize = 64;
 
 /// Per-session limits, copied from the settings at creation.
 #[derive(Debug, Clone)]
@@ -77,6 +84,12 @@ pub struct SessionLimits {
     pub dedup_ids: usize,
     pub messages_per_second: f64,
     pub message_burst: u32,
+    /// Budget of every inbound frame (see [`FrameBudget`]).
+    pub frames_per_second: f64,
+    pub frame_burst: u32,
+    /// Caps of the transcript: lines, and bytes of their text.
+    pub transcript_entries: usize,
+    pub transcript_bytes: usize,
 }
 
 pub struct Session {
@@ -86,6 +99,8 @@ pub struct Session {
     pub lang: Lang,
     /// When the session started (ms since the epoch), for the stored record.
     pub created_ms: u64,
+    /// Hash of the `resume_token` handed out in the greeting; the token itself is never kept.
+    token_hash: [u8; 32],
     outbox: Outbox,
     inner: Mutex<Inner>,
 }
@@ -95,7 +110,12 @@ struct Inner {
     seen_ids: HashSet<String>,
     seen_order: VecDeque<String>,
     transcript: Vec<TranscriptEntry>,
+    /// Bytes of text in `transcript` (capped by `limits.transcript_bytes`).
+    transcript_bytes: usize,
     rate: RateLimiter,
+    frames: FrameBudget,
+    /// When a customer `typing` was last forwarded to the agent (at most one a second).
+    typing_sent_at: Option<Instant>,
     limits: SessionLimits,
     conversation: Conversation,
 }
@@ -109,6 +129,8 @@ pub struct Conversation {
     pub last_category: Option<String>,
     /// Entry ids offered in the last suggestions.
     pub suggested: Vec<String>,
+    /// Entry ids the bot offered in this session (bounded, oldest forgotten first).
+    pub offered: VecDeque<String>,
     /// Highest complaint level heard (0: none).
     pub complaint_level: u8,
     /// Queue position last told to the customer, and when.
@@ -130,11 +152,27 @@ pub struct Conversation {
     pub escalations: u32,
 }
 
+/// Typing notices forwarded per chat and direction at most this often.
+pub const TYPING_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+impl Inner {
+    /// Whether one more line of `text` fits under the transcript caps.
+    fn has_room(&self, text: &str) -> bool {
+        self.transcript.len() < self.limits.transcript_entries
+            && self.transcript_bytes + text.len() <= self.limits.transcript_bytes
+    }
+
+    fn push(&mut self, entry: TranscriptEntry) {
+        self.transcript_bytes += entry.text.len();
+        self.transcript.push(entry);
+    }
 }
 
 impl Session {
@@ -144,6 +182,7 @@ impl Session {
         channel: Channel,
         lang: Lang,
         limits: SessionLimits,
+        token_hash: [u8; 32],
     ) -> Self {
         Self {
             id,
@@ -151,17 +190,26 @@ impl Session {
             channel,
             lang,
             created_ms: now_ms(),
+            token_hash,
             outbox: Outbox::new(limits.replay_frames),
             inner: Mutex::new(Inner {
                 state: SessionState::Greeting,
                 seen_ids: HashSet::new(),
                 seen_order: VecDeque::new(),
                 transcript: Vec::new(),
+                transcript_bytes: 0,
                 rate: RateLimiter::new(limits.messages_per_second, limits.message_burst),
+                frames: FrameBudget::new(limits.frames_per_second, limits.frame_burst),
+                typing_sent_at: None,
                 limits,
                 conversation: Conversation::default(),
             }),
         }
+    }
+
+    /// Whether `token` is this session's resume token (compared in constant time).
+    pub fn token_matches(&self, token: &str) -> bool {
+        crate::session::token::matches(&self.token_hash, token)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -180,6 +228,31 @@ impl Session {
     /// Numbers `frame`, logs it for replay and pushes it to the attached connection.
     pub fn emit(&self, frame: &ServerFrame) -> u64 {
         self.outbox.emit(frame)
+    }
+
+    /// Sends `frame` to the live connection only, unnumbered (`seq` 0) and not kept for
+    /// replay; dropped if the client is behind. For `typing`: worthless a second later, so it
+    /// must neither crowd the replay log nor get a slow client kicked.
+    pub fn emit_ephemeral(&self, frame: &ServerFrame) {
+        self.outbox.emit_ephemeral(frame)
+    }
+
+    /// Counts one inbound frame against the session's frame budget.
+    pub fn take_frame(&self) -> FrameVerdict {
+        self.lock().frames.take(Instant::now())
+    }
+
+    /// Whether a customer `typing` may go to the agent now (one a second at most).
+    pub fn typing_due(&self) -> bool {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        let due = inner
+            .typing_sent_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= TYPING_EVERY);
+        if due {
+            inner.typing_sent_at = Some(now);
+        }
+        due
     }
 
     /// Attaches connection `conn` (kicking any other); returns the frames after `last_seq`.
@@ -208,6 +281,10 @@ impl Session {
         if inner.seen_ids.contains(id) {
             return Accepted::Duplicate;
         }
+        if !inner.has_room(text) {
+            metrics::counter!("kefu_transcript_full_total").increment(1);
+            return Accepted::TranscriptFull;
+        }
         if !inner.rate.try_take(Instant::now()) {
             return Accepted::RateLimited;
         }
@@ -218,7 +295,7 @@ impl Session {
                 inner.seen_ids.remove(&old);
             }
         }
-        inner.transcript.push(TranscriptEntry {
+        inner.push(TranscriptEntry {
             from: Speaker::Customer,
             text: text.to_string(),
             at_ms: now_ms(),
@@ -227,19 +304,43 @@ impl Session {
         Accepted::New
     }
 
-    /// Takes one token of the session's rate for a frame that is not a message.
-    pub fn take_rate(&self) -> bool {
-        self.lock().rate.try_take(Instant::now())
-    }
-
-    /// Adds a line said by someone other than the customer (bot, agent, system).
+    /// Adds a line said by someone other than the customer (bot, agent, system). At the
+    /// transcript's cap the line is not kept (what was sent still reaches the client).
     pub fn record(&self, from: Speaker, text: &str, id: Option<String>) {
-        self.lock().transcript.push(TranscriptEntry {
+        let mut inner = self.lock();
+        if !inner.has_room(text) {
+            metrics::counter!("kefu_transcript_full_total").increment(1);
+            return;
+        }
+        inner.push(TranscriptEntry {
             from,
             text: text.to_string(),
             at_ms: now_ms(),
             id,
         });
+    }
+
+    /// Remembers entry ids the bot just offered (an answer or suggestions).
+    pub fn offer<'a>(&self, entry_ids: impl IntoIterator<Item = &'a str>) {
+        let mut inner = self.lock();
+        let offered = &mut inner.conversation.offered;
+        for id in entry_ids {
+            if !offered.iter().any(|o| o == id) {
+                offered.push_back(id.to_string());
+                if offered.len() > OFFERED_ENTRIES {
+                    offered.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Whether the bot offered `entry_id` in this session.
+    pub fn was_offered(&self, entry_id: &str) -> bool {
+        self.lock()
+            .conversation
+            .offered
+            .iter()
+            .any(|o| o == entry_id)
     }
 
     /// Reads or updates what the bot remembers.
@@ -254,30 +355,4 @@ impl Session {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn session() -> Session {
-        Session::new(
-            "s1".into(),
-            None,
-            Channel::Web,
-            Lang::Zh,
-            SessionLimits {
-                replay_frames: 4,
-                dedup_ids: 2,
-                messages_per_second: 100.0,
-                message_burst: 100,
-            },
-        )
-    }
-
-    #[test]
-    fn messages_are_stored_once_per_id() {
-        let s = session();
-        assert_eq!(s.accept_customer_message("a", "hi"), Accepted::New);
-        assert_eq!(s.accept_customer_message("a", "hi"), Accepted::Duplicate);
-        assert_eq!(s.accept_customer_message("b", "yo"), Accepted::New);
-        assert_eq!(s.transcript().len(), 2);
-    }
-}
+mod tests;

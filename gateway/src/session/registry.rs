@@ -12,11 +12,21 @@ use crate::protocol::{Channel, Lang};
 /// How a connection's session request was resolved.
 pub enum Resolved {
     /// A fresh session.
-    New(Arc<Session>),
-    /// The requested session, still within its grace period.
+    New(Fresh),
+    /// The requested session, still within its grace period, with its token.
     Resumed(Arc<Session>),
-    /// The requested session is gone (expired or never existed here); a fresh one instead.
-    Expired(Arc<Session>),
+    /// The requested session ended (its grace period is over); a fresh one instead.
+    Expired(Fresh),
+    /// No session with that id and token here (never existed, forgotten, or the token is
+    /// wrong: the answer is the same so that nobody can probe for ids); a fresh one instead.
+    /// The session that does have the id is left alone.
+    Unknown(Fresh),
+}
+
+/// A session just created, with its resume token (in plain only here, for the greeting).
+pub struct Fresh {
+    pub session: Arc<Session>,
+    pub token: String,
 }
 
 pub struct Sessions {
@@ -34,40 +44,44 @@ impl Sessions {
         }
     }
 
-    pub fn create(&self, visitor: Option<String>, channel: Channel, lang: Lang) -> Arc<Session> {
+    pub fn create(&self, visitor: Option<String>, channel: Channel, lang: Lang) -> Fresh {
         let id: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
+        let (token, token_hash) = super::token::generate();
         let session = Arc::new(Session::new(
             id.clone(),
             visitor,
             channel,
             lang,
             self.limits.clone(),
+            token_hash,
         ));
         self.map.insert(id, session.clone());
         self.update_gauge();
-        session
+        Fresh { session, token }
     }
 
-    /// Resumes `requested` if it is alive, else creates a new session.
+    /// Resumes `requested` (id and resume token) if it is alive and the token is its own,
+    /// else creates a new session.
     pub fn resolve(
         &self,
-        requested: Option<&str>,
+        requested: Option<(&str, &str)>,
         visitor: Option<String>,
         channel: Channel,
         lang: Lang,
     ) -> Resolved {
-        let Some(id) = requested else {
+        let Some((id, token)) = requested else {
             return Resolved::New(self.create(visitor, channel, lang));
         };
         match self.get(id) {
-            Some(session) if !self.is_expired(&session, Instant::now()) => {
-                Resolved::Resumed(session)
+            Some(session) if session.token_matches(token) => {
+                if !self.is_expired(&session, Instant::now()) {
+                    Resolved::Resumed(session)
+                } else {
+                    self.remove(id);
+                    Resolved::Expired(self.create(visitor, channel, lang))
+                }
             }
-            Some(_) => {
-                self.remove(id);
-                Resolved::Expired(self.create(visitor, channel, lang))
-            }
-            None => Resolved::Expired(self.create(visitor, channel, lang)),
+            _ => Resolved::Unknown(self.create(visitor, channel, lang)),
         }
     }
 
@@ -140,6 +154,10 @@ mod tests {
                 dedup_ids: 8,
                 messages_per_second: 1.0,
                 message_burst: 1,
+                frames_per_second: 100.0,
+                frame_burst: 100,
+                transcript_entries: 100,
+                transcript_bytes: 10_000,
             },
         )
     }
@@ -147,7 +165,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn detached_sessions_expire_after_grace() {
         let reg = sessions();
-        let s = reg.create(None, Channel::Web, Lang::Zh);
+        let Fresh { session: s, token } = reg.create(None, Channel::Web, Lang::Zh);
         let a = s.attach(1, 0, 4);
         tokio::time::advance(Duration::from_secs(500)).await;
         assert!(
@@ -158,15 +176,23 @@ mod tests {
         s.detach(1);
         tokio::time::advance(Duration::from_secs(119)).await;
         assert!(matches!(
-            reg.resolve(Some(&s.id), None, Channel::Web, Lang::Zh),
+            reg.resolve(Some((&s.id, "wrong")), None, Channel::Web, Lang::Zh),
+            Resolved::Unknown(_)
+        ));
+        assert!(matches!(
+            reg.resolve(Some((&s.id, &token)), None, Channel::Web, Lang::Zh),
             Resolved::Resumed(_)
         ));
-        tokio::time::advance(Duration::from_secs(2)).await;
-        let reaped = reg.reap_expired();
-        assert_eq!(reaped.len(), 1);
+        s.detach(1);
+        tokio::time::advance(Duration::from_secs(121)).await;
         assert!(matches!(
-            reg.resolve(Some(&s.id), None, Channel::Web, Lang::Zh),
+            reg.resolve(Some((&s.id, &token)), None, Channel::Web, Lang::Zh),
             Resolved::Expired(_)
         ));
+        assert!(matches!(
+            reg.resolve(Some((&s.id, &token)), None, Channel::Web, Lang::Zh),
+            Resolved::Unknown(_)
+        ));
+        assert!(reg.get(&s.id).is_none());
     }
 }

@@ -1,7 +1,7 @@
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{spawn_app, spawn_app_with, Event};
+use crate::helpers::{resume_query, spawn_app, spawn_app_with, Event};
 
 #[tokio::test]
 async fn each_bad_frame_gets_its_error_code_and_the_session_lives_on() {
@@ -52,7 +52,6 @@ async fn too_long_text_is_refused_with_its_length() {
 async fn oversized_frame_closes_with_1009_and_the_server_keeps_serving() {
     let app = spawn_app().await;
     let (mut big, greeting) = app.connect_customer("").await;
-    let session = greeting["session_id"].as_str().unwrap().to_string();
     let (mut other, _) = app.connect_customer("").await;
     big.send_raw(Message::text("x".repeat(17 * 1024))).await;
     match big.next_event().await {
@@ -62,10 +61,7 @@ async fn oversized_frame_closes_with_1009_and_the_server_keeps_serving() {
     other.say("o1", "fine").await;
     assert_eq!(other.recv().await["type"], "ack");
     // The session of the closed socket is still resumable.
-    let mut back = app
-        .try_connect(&format!("/ws/customer?session={session}&last_seq=1"))
-        .await
-        .unwrap();
+    let mut back = app.try_connect(&resume_query(&greeting, 1)).await.unwrap();
     back.last_seq = 1;
     back.say("b1", "back").await;
     assert_eq!(back.recv().await["seq"], 2);

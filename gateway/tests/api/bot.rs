@@ -63,7 +63,7 @@ async fn app_with_kb(name: &str, extra: &[(&str, &str)]) -> (TestApp, PathBuf) {
     let path = dir.to_str().unwrap().to_string();
     let mut env: Vec<(&str, &str)> = vec![
         ("KEFU__KB__PATH", path.as_str()),
-        ("KEFU__SERVER__ADMIN_TOKEN", "admin-secret"),
+        ("KEFU__SERVER__ADMIN_TOKEN", "admin-secret-of-24-characters"),
         ("KEFU__KB__WATCH_INTERVAL_S", "0"),
     ];
     env.extend_from_slice(extra);
@@ -269,7 +269,9 @@ questions = ["优惠券怎么用", "领的券在哪里用", "优惠券用不了"
 answer = "亲，优惠券在结算页自动抵扣，注意使用门槛和有效期。"
 "#;
     std::fs::write(dir.join("more.toml"), added).unwrap();
-    let (status, body) = app.post("/admin/kb/reload", Some("admin-secret")).await;
+    let (status, body) = app
+        .post("/admin/kb/reload", Some("admin-secret-of-24-characters"))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"entries\":6"), "{body}");
     let after = ask(&mut c, "q2", "优惠券怎么用").await;
@@ -277,7 +279,9 @@ answer = "亲，优惠券在结算页自动抵扣，注意使用门槛和有效�
 
     // A broken file is refused with the reason, and the old KB keeps answering.
     std::fs::write(dir.join("broken.toml"), "[[entry]]\nid = \"x\"\n").unwrap();
-    let (status, body) = app.post("/admin/kb/reload", Some("admin-secret")).await;
+    let (status, body) = app
+        .post("/admin/kb/reload", Some("admin-secret-of-24-characters"))
+        .await;
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("broken.toml"), "{body}");
     let still = ask(&mut c, "q3", "优惠券怎么用").await;

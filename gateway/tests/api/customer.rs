@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{resume_query, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn greeting_is_the_first_frame_with_seq_1() {
@@ -72,7 +72,6 @@ async fn messages_are_acked_once_and_resends_are_not_stored_twice() {
 async fn resume_replays_exactly_the_missed_frames() {
     let app = spawn_app().await;
     let (mut c, greeting) = app.connect_customer("lang=en").await;
-    let session = greeting["session_id"].as_str().unwrap().to_string();
     c.say("a", "one").await;
     c.drain(Duration::from_millis(300)).await; // seen: up to c.last_seq
     let seen = c.last_seq;
@@ -84,7 +83,7 @@ async fn resume_replays_exactly_the_missed_frames() {
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let mut resumed = app
-        .try_connect(&format!("/ws/customer?session={session}&last_seq={seen}"))
+        .try_connect(&resume_query(&greeting, seen))
         .await
         .unwrap();
     resumed.last_seq = seen; // drain() asserts the replay continues exactly from here
@@ -108,11 +107,7 @@ async fn resume_replays_exactly_the_missed_frames() {
 async fn a_resume_takes_over_a_still_open_socket() {
     let app = spawn_app().await;
     let (mut old, greeting) = app.connect_customer("").await;
-    let session = greeting["session_id"].as_str().unwrap();
-    let mut new = app
-        .try_connect(&format!("/ws/customer?session={session}&last_seq=1"))
-        .await
-        .unwrap();
+    let mut new = app.try_connect(&resume_query(&greeting, 1)).await.unwrap();
     new.last_seq = 1;
     match old.next_event().await {
         crate::helpers::Event::Closed(_) => {}
@@ -129,13 +124,11 @@ async fn resume_after_the_grace_period_gets_an_error_and_a_new_session() {
     let old = greeting["session_id"].as_str().unwrap().to_string();
     drop(c);
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let mut again = app
-        .try_connect(&format!("/ws/customer?session={old}&last_seq=1"))
-        .await
-        .unwrap();
+    let mut again = app.try_connect(&resume_query(&greeting, 1)).await.unwrap();
     let error = again.recv().await;
     assert_eq!(error["type"], "error");
-    assert_eq!(error["code"], "session_expired");
+    // Forgotten by the once-a-second reaper by now: the id is no longer known.
+    assert_eq!(error["code"], "session_unknown");
     assert_eq!(error["seq"], 0);
     let greeting = again.recv().await;
     assert_eq!(greeting["type"], "greeting");
@@ -147,14 +140,10 @@ async fn resume_after_the_grace_period_gets_an_error_and_a_new_session() {
 async fn customer_close_ends_the_session() {
     let app = spawn_app().await;
     let (mut c, greeting) = app.connect_customer("").await;
-    let session = greeting["session_id"].as_str().unwrap().to_string();
     c.send(json!({"type":"close"})).await;
     let closed = c.recv().await;
     assert_eq!(closed["type"], "closed");
     assert_eq!(closed["reason"], "customer_closed");
-    let mut later = app
-        .try_connect(&format!("/ws/customer?session={session}&last_seq=2"))
-        .await
-        .unwrap();
-    assert_eq!(later.recv().await["code"], "session_expired");
+    let mut later = app.try_connect(&resume_query(&greeting, 2)).await.unwrap();
+    assert_eq!(later.recv().await["code"], "session_unknown");
 }

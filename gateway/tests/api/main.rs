@@ -10,5 +10,6 @@ mod customer;
 mod helpers;
 mod operations;
 mod records;
+mod security;
 #[path = "../support/mod.rs"]
 mod support;

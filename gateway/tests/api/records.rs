@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 
 use crate::helpers::{spawn_app_with, temp_store_url, write_roster, Client, TestApp, WAIT};
 
-const TOKEN: &str = "admin-secret";
+const TOKEN: &str = "admin-secret-of-24-characters";
 const KEY_BYTES: [u8; 32] = {
     let mut k = [0u8; 32];
     let mut i = 0;

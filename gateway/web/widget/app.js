@@ -2,7 +2,8 @@
 //
 // Everything on screen is drawn from journal entries (server frames, plus what the customer
 // did), so a reload redraws the same conversation from sessionStorage and the socket resumes
-// with `session` and `last_seq`: nothing is lost and nothing is shown twice.
+// with `session`, `last_seq` and the greeting's `resume_token` (without it the server will not
+// hand the session over): nothing is lost and nothing is shown twice.
 
 import { Journal, newId } from '/shared/journal.js';
 import { ResumableSocket, wsBase } from '/shared/socket.js';
@@ -49,6 +50,7 @@ class Widget {
     if (this.journal.session) {
       q.set('session', this.journal.session);
       q.set('last_seq', String(this.journal.lastSeq));
+      q.set('resume_token', this.journal.extra.resumeToken || '');
     }
     return `${wsBase(this.gateway)}/ws/customer?${q}`;
   }
@@ -148,14 +150,15 @@ class Widget {
   receive(frame) {
     switch (frame.type) {
       case 'greeting':
-        this.journal.session = frame.session_id;
+        this.journal.extra.resumeToken = frame.resume_token;
+        this.journal.session = frame.session_id; // saves the journal, token included
         break;
       case 'ack':
         return this.settle(frame.id, 'sent');
       case 'typing':
         return this.showTyping();
       case 'error':
-        if (frame.code === 'session_expired') return this.expired();
+        if (frame.code === 'session_expired' || frame.code === 'session_unknown') return this.expired();
         if (frame.id) this.settle(frame.id, 'failed');
         break;
       default:
@@ -285,7 +288,7 @@ class Widget {
       case 'queued':
         ui.humanBtn.hidden = true;
         ui.status.hidden = false;
-        ui.status.textContent = t.queued(f.position, f.estimated_wait_s);
+        ui.status.textContent = f.no_agent_available ? t.noAgent(f.position) : t.queued(f.position, f.estimated_wait_s);
         return;
       case 'agent_joined':
         ui.status.hidden = true;

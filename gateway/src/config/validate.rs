@@ -1,0 +1,82 @@
+//! Rules of the settings that serde cannot express, checked at every load (start and
+//! `check-config` alike), so a bad value stops the gateway with the key named.
+
+use std::collections::HashMap;
+
+use super::{ConfigError, Settings};
+
+/// `http(s)://host[:port]`, nothing else (the value goes into a CSP header verbatim).
+fn is_origin(value: &str) -> bool {
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"));
+    rest.is_some_and(|r| {
+        !r.is_empty()
+            && r.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+    })
+}
+
+/// Shortest `server.admin_token` accepted.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 24;
+
+impl Settings {
+    /// Rules serde cannot express. A short admin token can be guessed online even with the
+    /// failure throttle, and it guards every stored conversation.
+    pub(super) fn validate(&self, origins: &HashMap<String, String>) -> Result<(), ConfigError> {
+        for (key, list) in [
+            ("server.widget_origins", &self.server.widget_origins),
+            ("server.allowed_origins", &self.server.allowed_origins),
+        ] {
+            if let Some(bad) = list.iter().find(|o| !is_origin(o)) {
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    origin: String::new(),
+                    message: format!(
+                        "`{bad}` is not an origin like https://shop.example.com[:port]"
+                    ),
+                });
+            }
+        }
+        let token = self.server.admin_token.expose();
+        if !token.is_empty() && token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+            let key = "server.admin_token";
+            return Err(ConfigError::Invalid {
+                key: key.into(),
+                origin: origins
+                    .get(key)
+                    .map(|v| format!(" (from {v})"))
+                    .unwrap_or_default(),
+                message: format!(
+                    "is {} characters; use at least {MIN_ADMIN_TOKEN_CHARS} (or leave it empty to \
+                     disable the admin API)",
+                    token.chars().count()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_short_admin_token_is_refused() {
+        let err = Settings::load(None, &env(&[("KEFU__SERVER__ADMIN_TOKEN", "short-token")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.admin_token"), "{err}");
+        assert!(err.contains("KEFU__SERVER__ADMIN_TOKEN"), "{err}");
+        let long = "x".repeat(MIN_ADMIN_TOKEN_CHARS);
+        assert!(Settings::load(None, &env(&[("KEFU__SERVER__ADMIN_TOKEN", &long)])).is_ok());
+    }
+}
