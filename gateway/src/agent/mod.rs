@@ -331,5 +331,5 @@ pub fn deliver(
         AgentServerFrame::CustomerLeft { session: id } => session.forget_chat(id),
         _ => {}
     }
-    session.outbox.emit(&frame);
+    session.outbox.emit(&frame.masked());
 }

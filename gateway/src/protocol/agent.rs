@@ -117,6 +117,50 @@ pub enum AgentServerFrame {
     },
 }
 
+impl AgentServerFrame {
+    /// The frame with personal data masked in whatever text it carries from the customer.
+    /// Applied where frames reach an agent's outbox, so no path (history, message, customer
+    /// info, a frame relayed from another node) can get unmasked text to an agent.
+    pub fn masked(self) -> Self {
+        use crate::mask::mask_text;
+        let mask = |t: String| match mask_text(&t) {
+            std::borrow::Cow::Borrowed(_) => t,
+            std::borrow::Cow::Owned(m) => m,
+        };
+        match self {
+            AgentServerFrame::Assigned {
+                session,
+                group,
+                mut customer,
+                history,
+                waited_ms,
+            } => {
+                customer.visitor = customer.visitor.map(mask);
+                let history = history
+                    .into_iter()
+                    .map(|mut e| {
+                        e.text = mask(e.text);
+                        e
+                    })
+                    .collect();
+                AgentServerFrame::Assigned {
+                    session,
+                    group,
+                    customer,
+                    history,
+                    waited_ms,
+                }
+            }
+            AgentServerFrame::Message { session, id, text } => AgentServerFrame::Message {
+                session,
+                id,
+                text: mask(text),
+            },
+            other => other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

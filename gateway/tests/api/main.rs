@@ -9,6 +9,7 @@ mod bot;
 mod customer;
 mod helpers;
 mod operations;
+mod privacy;
 mod records;
 #[path = "../support/mod.rs"]
 mod support;
