@@ -26,6 +26,7 @@ pub mod mask;
 pub mod outbox;
 pub mod protocol;
 pub mod records;
+pub mod redact;
 pub mod roster;
 pub mod routing;
 pub mod server;

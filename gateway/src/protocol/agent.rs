@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use super::{parse_frame, ErrorCode, FrameError};
 use crate::session::TranscriptEntry;
 
-/// Frames an agent sends.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// Frames an agent sends (`Serialize` only for the redacted `Debug`).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AgentFrame {
     /// Take chats, optionally at a lower capacity than the roster's.
@@ -50,7 +50,7 @@ pub fn parse_agent_frame(text: &str) -> Result<AgentFrame, FrameError> {
 }
 
 /// What an agent is told about the customer, personal data masked.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct CustomerInfo {
     pub visitor: Option<String>,
     pub channel: super::Channel,
@@ -60,7 +60,7 @@ pub struct CustomerInfo {
 }
 
 /// Frames the server sends to an agent (also carried between nodes, hence `Deserialize`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentServerFrame {
     /// First frame after connecting: who the gateway thinks you are.
@@ -116,6 +116,8 @@ pub enum AgentServerFrame {
         id: Option<String>,
     },
 }
+
+crate::redacted_debug!(AgentFrame, CustomerInfo, AgentServerFrame);
 
 impl AgentServerFrame {
     /// The frame with personal data masked in whatever text it carries from the customer.

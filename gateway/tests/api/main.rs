@@ -10,6 +10,7 @@ mod customer;
 mod helpers;
 mod operations;
 mod privacy;
+mod privacy_logs;
 mod records;
 #[path = "../support/mod.rs"]
 mod support;
