@@ -11,6 +11,7 @@ mod helpers;
 mod operations;
 mod privacy;
 mod privacy_logs;
+mod privacy_store;
 mod records;
 #[path = "../support/mod.rs"]
 mod support;

@@ -76,7 +76,7 @@ async fn admin_json(app: &TestApp, path: &str) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
-fn store_settings(url: &str) -> StoreSettings {
+pub fn store_settings(url: &str) -> StoreSettings {
     let env: HashMap<String, String> = [
         ("KEFU__STORE__URL".to_string(), url.to_string()),
         (
@@ -333,7 +333,7 @@ async fn dissatisfied_survey_reopens_as_a_complaint_one_level_up_with_the_histor
     app.stop().await.unwrap();
 }
 
-fn record(id: &str, created_ms: u64, visitor: &str) -> ConversationRecord {
+pub fn record(id: &str, created_ms: u64, visitor: &str) -> ConversationRecord {
     ConversationRecord {
         id: id.into(),
         visitor: Some(visitor.into()),
