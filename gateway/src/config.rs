@@ -49,6 +49,7 @@ pub struct Settings {
     pub console: ConsoleSettings,
     pub dispatch: crate::dispatch::DispatchSettings,
     pub store: crate::store::StoreSettings,
+    pub leaks: crate::leaks::LeakSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -250,6 +251,18 @@ impl Settings {
                     origin,
                     message: err.into_inner().to_string(),
                 }
+            })?;
+        settings
+            .leaks
+            .compile()
+            .map_err(|bad| ConfigError::Invalid {
+                origin: origins
+                    .iter()
+                    .find(|(k, _)| bad.key.starts_with(k.as_str()))
+                    .map(|(_, var)| format!(" (from {var})"))
+                    .unwrap_or_default(),
+                key: bad.key,
+                message: bad.message,
             })?;
         // The encryption key comes from the environment only, never from a config file.
         settings.store.key = crate::store::KeySource::from_env(env);

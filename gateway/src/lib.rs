@@ -21,6 +21,7 @@ pub mod config;
 pub mod connection;
 pub mod customer;
 pub mod dispatch;
+pub mod leaks;
 pub mod limits;
 pub mod mask;
 pub mod outbox;

@@ -100,3 +100,9 @@ pub fn mask_text(text: &str) -> Cow<'_, str> {
     out.push_str(&text[at..]);
     Cow::Owned(out)
 }
+
+/// `text` as the masking patterns see it: NFKC, format characters dropped. The leak rules
+/// match on it too, so `微\u{200b}信` or full-width letters do not get past them.
+pub fn normalise(text: &str) -> String {
+    Normal::new(text).text
+}

@@ -177,6 +177,8 @@ pub enum ErrorCode {
     Unauthorized,
     NotYourChat,
     AgentUnavailable,
+    /// An agent message broke a `[leaks]` rule and was not delivered.
+    BlockedContent,
     Internal,
 }
 
@@ -196,6 +198,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::NotYourChat => "not_your_chat",
             ErrorCode::AgentUnavailable => "agent_unavailable",
+            ErrorCode::BlockedContent => "blocked_content",
             ErrorCode::Internal => "internal",
         }
     }

@@ -77,3 +77,90 @@ async fn disguised_personal_data_is_masked_in_history_messages_and_customer_info
     assert!(seen[3].ends_with("路****"), "{}", seen[3]);
     assert_eq!(seen[4], "138****5678");
 }
+
+#[tokio::test]
+async fn agent_messages_taking_the_customer_off_the_platform_are_blocked_and_audited() {
+    let roster = write_roster("leaks", &[("a01", "小王", &["after_sale", "pre_sale"], 3)]);
+    let roster = roster.to_str().unwrap().to_string();
+    let app = spawn_app_with(&[
+        ("KEFU__AGENTS__FILE", &roster),
+        ("KEFU__ROUTING__AGENT_GREETING_S", "600"),
+        ("KEFU__SERVER__ADMIN_TOKEN", crate::records::TOKEN),
+    ])
+    .await;
+    let mut agent = app.connect_agent("a01.secret").await;
+    agent.send(json!({"type":"ready"})).await;
+    let (mut c, _) = app.connect_customer("").await;
+    c.send(json!({"type":"request_human"})).await;
+    let session = agent.recv_type("assigned").await["session"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.recv_type("agent_joined").await;
+
+    let attempts = [
+        ("b1", "加我微信 abc123", "wechat"),
+        ("b2", "vx: kefu_2024", "wechat"),
+        ("b3", "QQ 12345678", "qq"),
+        ("b4", "直接转账到支付宝，便宜点", "payment"),
+        ("b5", "私下付款吧", "payment"),
+        ("b6", "打我电话 138-1234-5678", "phone"),
+        ("b7", "加我ｖｘ：ｗａｎｇ\u{200b}ｘｉａｏ", "wechat"),
+    ];
+    for (id, text, rule) in attempts {
+        agent
+            .send(json!({"type":"message","session":session,"id":id,"text":text}))
+            .await;
+        let err = agent.recv_type("error").await;
+        assert_eq!(err["code"], "blocked_content", "{text}: {err}");
+        assert_eq!(err["id"], id);
+        let message = err["message"].as_str().unwrap();
+        assert!(message.contains(&format!("`{rule}`")), "{text}: {message}");
+    }
+    // A normal answer still goes through, and is the only agent message the customer gets.
+    agent
+        .send(
+            json!({"type":"message","session":session,"id":"ok-1","text":"退款会原路退回到支付宝"}),
+        )
+        .await;
+    assert_eq!(agent.recv_type("ack").await["id"], "ok-1");
+    let got = c.recv_type("message").await;
+    assert_eq!(got["id"], "ok-1", "{got}");
+
+    let (_, metrics) = app.get("/metrics").await;
+    for rule in ["wechat", "qq", "payment", "phone"] {
+        let line = format!("kefu_leaks_blocked_total{{rule=\"{rule}\"}}");
+        assert!(metrics.contains(&line), "{line} missing");
+    }
+    // Audited with the rule and the chat, never the text.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let audit = crate::records::admin_json(&app, "/admin/audit?operator=agent:a01").await;
+    let entries = audit["entries"].as_array().unwrap();
+    let blocked: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["action"] == "leak_blocked")
+        .collect();
+    assert_eq!(blocked.len(), attempts.len(), "{audit}");
+    assert_eq!(blocked[0]["target"], format!("session:{session}"));
+    assert!(blocked.iter().any(|e| e["detail"] == "rule=qq"), "{audit}");
+    let text = audit.to_string();
+    assert!(
+        !text.contains("abc123") && !text.contains("12345678"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_bad_leak_rule_stops_the_gateway_naming_its_key() {
+    let env: std::collections::HashMap<String, String> = [(
+        "KEFU__LEAKS__RULES".to_string(),
+        r#"[{name = "ok", pattern = "a+"}, {name = "broken", pattern = "(unclosed"}]"#.to_string(),
+    )]
+    .into();
+    let err = gateway::Settings::load(None, &env).unwrap_err().to_string();
+    assert!(err.contains("leaks.rules[1].pattern"), "{err}");
+    assert!(
+        err.contains("broken") && err.contains("KEFU__LEAKS__RULES"),
+        "{err}"
+    );
+}

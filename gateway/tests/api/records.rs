@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 
 use crate::helpers::{spawn_app_with, temp_store_url, write_roster, Client, TestApp, WAIT};
 
-const TOKEN: &str = "admin-secret";
+pub const TOKEN: &str = "admin-secret";
 const KEY_BYTES: [u8; 32] = {
     let mut k = [0u8; 32];
     let mut i = 0;
@@ -70,7 +70,7 @@ fn dechunk(body: &str) -> String {
     out
 }
 
-async fn admin_json(app: &TestApp, path: &str) -> Value {
+pub async fn admin_json(app: &TestApp, path: &str) -> Value {
     let (status, body) = admin(app, "GET", path, Some("alice")).await;
     assert_eq!(status, 200, "{path}: {body}");
     serde_json::from_str(&body).unwrap()
