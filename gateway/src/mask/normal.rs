@@ -36,7 +36,9 @@ impl Normal {
         let mut chars = Vec::with_capacity(original.len());
         for (start, c) in original.char_indices() {
             let end = start + c.len_utf8();
-            if c.is_ascii() {
+            // ASCII and the unified Han ideographs (most of a Chinese chat) are their own NFKC
+            // and never format characters: no lookup for them.
+            if c.is_ascii() || ('\u{4e00}'..='\u{9fff}').contains(&c) {
                 chars.push((text.len(), start, end));
                 text.push(c);
                 continue;
