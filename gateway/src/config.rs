@@ -112,6 +112,7 @@ pub struct ServerSettings {
     pub shutdown_timeout_ms: u64,
     pub node_id: String,
     pub admin_token: Secret,
+    pub operators_file: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]

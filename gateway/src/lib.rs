@@ -24,6 +24,7 @@ pub mod dispatch;
 pub mod leaks;
 pub mod limits;
 pub mod mask;
+pub mod operators;
 pub mod outbox;
 pub mod protocol;
 pub mod records;
