@@ -132,14 +132,23 @@ async fn agent_messages_taking_the_customer_off_the_platform_are_blocked_and_aud
         let line = format!("kefu_leaks_blocked_total{{rule=\"{rule}\"}}");
         assert!(metrics.contains(&line), "{line} missing");
     }
-    // Audited with the rule and the chat, never the text.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let audit = crate::records::admin_json(&app, "/admin/audit?operator=agent:a01").await;
-    let entries = audit["entries"].as_array().unwrap();
-    let blocked: Vec<&Value> = entries
-        .iter()
-        .filter(|e| e["action"] == "leak_blocked")
-        .collect();
+    // Audited with the rule and the chat, never the text (written off the agent's path, so
+    // give the store a moment).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (audit, blocked) = loop {
+        let audit = crate::records::admin_json(&app, "/admin/audit?operator=agent:a01").await;
+        let blocked: Vec<Value> = audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "leak_blocked")
+            .cloned()
+            .collect();
+        if blocked.len() >= attempts.len() || std::time::Instant::now() > deadline {
+            break (audit, blocked);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert_eq!(blocked.len(), attempts.len(), "{audit}");
     assert_eq!(blocked[0]["target"], format!("session:{session}"));
     assert!(blocked.iter().any(|e| e["detail"] == "rule=qq"), "{audit}");
