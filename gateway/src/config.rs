@@ -49,6 +49,7 @@ pub struct Settings {
     pub console: ConsoleSettings,
     pub dispatch: crate::dispatch::DispatchSettings,
     pub store: crate::store::StoreSettings,
+    pub leaks: crate::leaks::LeakSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -114,6 +115,7 @@ pub struct ServerSettings {
     pub widget_origins: Vec<String>,
     pub header_read_timeout_ms: u64,
     pub allowed_origins: Vec<String>,
+    pub operators_file: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -262,6 +264,18 @@ impl Settings {
                     origin,
                     message: err.into_inner().to_string(),
                 }
+            })?;
+        settings
+            .leaks
+            .compile()
+            .map_err(|bad| ConfigError::Invalid {
+                origin: origins
+                    .iter()
+                    .find(|(k, _)| bad.key.starts_with(k.as_str()))
+                    .map(|(_, var)| format!(" (from {var})"))
+                    .unwrap_or_default(),
+                key: bad.key,
+                message: bad.message,
             })?;
         // The encryption key comes from the environment only, never from a config file.
         settings.store.key = crate::store::KeySource::from_env(env);

@@ -126,7 +126,7 @@ pub fn hash_token(token: &str) -> Result<String, RosterError> {
         .map_err(|e| RosterError::Hash(e.to_string()))
 }
 
-fn verify_token(token: &str, hash: &str) -> bool {
+pub(crate) fn verify_token(token: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
         .map(|parsed| {
             Argon2::default()

@@ -39,6 +39,8 @@ pub enum StartError {
     Dispatch(#[from] crate::dispatch::DispatchError),
     #[error(transparent)]
     Bus(#[from] crate::routing::bus::BusError),
+    #[error("operators roster (server.operators_file): {0}")]
+    Operators(String),
     #[error("conversation store: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("cannot bind {addr}: {source}")]
@@ -69,6 +71,8 @@ pub struct Shared {
     pub metrics: PrometheusHandle,
     /// The durable conversation store (`None` when `store.url` is empty).
     pub store: Option<Arc<crate::store::Store>>,
+    /// Who may use the admin API, and as what.
+    pub operators: crate::operators::Operators,
     next_conn: AtomicU64,
 }
 
@@ -154,6 +158,8 @@ impl Application {
             settings.limits.max_connections,
             settings.limits.max_connections_per_ip,
         );
+        let operators = crate::operators::Operators::load(&settings.server.operators_file)
+            .map_err(StartError::Operators)?;
         let state = Arc::new(Shared {
             node_id,
             sessions,
@@ -170,6 +176,7 @@ impl Application {
             ready: AtomicBool::new(false),
             metrics: telemetry::metrics_handle(),
             store,
+            operators,
             next_conn: AtomicU64::new(1),
             settings,
         });

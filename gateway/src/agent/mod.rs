@@ -245,6 +245,9 @@ async fn on_frame(app: &AppState, agent: &AgentSession, frame: AgentFrame) {
                 };
                 return agent.error(code, message, Some(msg_id));
             }
+            if let Some(rule) = app.settings.leaks.check(&text) {
+                return blocked(app, agent, id, &session, msg_id, rule);
+            }
             let fresh = agent.remember_message(&msg_id);
             agent.outbox.emit(&AgentServerFrame::Ack {
                 id: msg_id.clone(),
@@ -352,6 +355,42 @@ async fn on_frame(app: &AppState, agent: &AgentSession, frame: AgentFrame) {
     }
 }
 
+/// An agent message broke leak rule `rule`: not delivered, the agent told which rule, the
+/// block counted and audited (rule and chat only; the text stays out of the audit and logs).
+fn blocked(
+    app: &AppState,
+    agent: &AgentSession,
+    agent_id: &str,
+    session: &str,
+    msg_id: String,
+    rule: &str,
+) {
+    metrics::counter!("kefu_leaks_blocked_total", "rule" => rule.to_string()).increment(1);
+    tracing::info!(rule, session, "agent message blocked by a leak rule");
+    if let Some(store) = app.store.clone() {
+        let entry = crate::store::AuditEntry {
+            at_ms: crate::session::now_ms(),
+            operator: format!("agent:{agent_id}"),
+            action: "leak_blocked".into(),
+            target: format!("session:{session}"),
+            peer: format!("node:{}", app.node_id),
+            detail: format!("rule={rule}"),
+        };
+        tokio::spawn(async move {
+            if let Err(err) = store.audit(&entry).await {
+                tracing::error!(error = %err, "cannot audit a blocked agent message");
+            }
+        });
+    }
+    agent.error(
+        ErrorCode::BlockedContent,
+        format!(
+            "not delivered: the message breaks rule `{rule}` (contact details or payment outside the platform)"
+        ),
+        Some(msg_id),
+    );
+}
+
 fn not_yours(agent: &AgentSession, session: &str, id: Option<String>) {
     let message = format!("session {session} is not one of your chats");
     agent.error(ErrorCode::NotYourChat, message, id);
@@ -393,5 +432,5 @@ pub fn deliver(
         AgentServerFrame::Typing { .. } => return session.outbox.emit_ephemeral(&frame),
         _ => {}
     }
-    session.outbox.emit(&frame);
+    session.outbox.emit(&frame.masked());
 }

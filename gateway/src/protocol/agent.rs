@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use super::{cap, parse_frame, ErrorCode, FrameError, MAX_ID_BYTES};
 use crate::session::TranscriptEntry;
 
-/// Frames an agent sends.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// Frames an agent sends (`Serialize` only for the redacted `Debug`).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AgentFrame {
     /// Take chats, optionally at a lower capacity than the roster's.
@@ -69,7 +69,7 @@ pub fn parse_agent_frame(text: &str) -> Result<AgentFrame, FrameError> {
 }
 
 /// What an agent is told about the customer, personal data masked.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct CustomerInfo {
     pub visitor: Option<String>,
     pub channel: super::Channel,
@@ -79,7 +79,7 @@ pub struct CustomerInfo {
 }
 
 /// Frames the server sends to an agent (also carried between nodes, hence `Deserialize`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentServerFrame {
     /// First frame after connecting: who the gateway thinks you are.
@@ -138,6 +138,54 @@ pub enum AgentServerFrame {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<String>,
     },
+}
+
+crate::redacted_debug!(AgentFrame, CustomerInfo, AgentServerFrame);
+
+impl AgentServerFrame {
+    /// The frame with personal data masked in whatever text it carries from the customer.
+    /// Applied where frames reach an agent's outbox, so no path (history, message, customer
+    /// info, a frame relayed from another node) can get unmasked text to an agent.
+    pub fn masked(self) -> Self {
+        use crate::mask::mask_text;
+        let mask = |t: String| match mask_text(&t) {
+            std::borrow::Cow::Borrowed(_) => t,
+            std::borrow::Cow::Owned(m) => m,
+        };
+        match self {
+            AgentServerFrame::Assigned {
+                session,
+                group,
+                mut customer,
+                history,
+                waited_ms,
+                resumed,
+            } => {
+                customer.visitor = customer.visitor.map(mask);
+                let history = history
+                    .into_iter()
+                    .map(|mut e| {
+                        e.text = mask(e.text);
+                        e
+                    })
+                    .collect();
+                AgentServerFrame::Assigned {
+                    session,
+                    group,
+                    customer,
+                    history,
+                    waited_ms,
+                    resumed,
+                }
+            }
+            AgentServerFrame::Message { session, id, text } => AgentServerFrame::Message {
+                session,
+                id,
+                text: mask(text),
+            },
+            other => other,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -52,8 +52,8 @@ impl std::str::FromStr for Lang {
     }
 }
 
-/// Frames a customer sends.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// Frames a customer sends (`Serialize` only for the redacted `Debug`).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CustomerFrame {
     Message { id: String, text: String },
@@ -84,7 +84,7 @@ pub struct Suggestion {
 
 /// Frames the server sends to a customer. The `seq` is added by the session when the frame
 /// is emitted (see [`Envelope`]), so that the replay log and the wire agree.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     Greeting {
@@ -152,6 +152,8 @@ pub enum ServerFrame {
     },
 }
 
+crate::redacted_debug!(CustomerFrame, ServerFrame);
+
 impl ServerFrame {
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
         ServerFrame::Error {
@@ -183,6 +185,8 @@ pub enum ErrorCode {
     AgentUnavailable,
     TranscriptFull,
     UnknownGroup,
+    /// An agent message broke a `[leaks]` rule and was not delivered.
+    BlockedContent,
     Internal,
 }
 
@@ -204,6 +208,7 @@ impl ErrorCode {
             ErrorCode::AgentUnavailable => "agent_unavailable",
             ErrorCode::TranscriptFull => "transcript_full",
             ErrorCode::UnknownGroup => "unknown_group",
+            ErrorCode::BlockedContent => "blocked_content",
             ErrorCode::Internal => "internal",
         }
     }

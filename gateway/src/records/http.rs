@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{dates, reports};
-use crate::admin::authorize;
+use crate::admin::{authorize, Caller, Permission};
 use crate::server::AppState;
 use crate::session::now_ms;
 use crate::store::{AuditEntry, Store, StoreError};
@@ -34,41 +34,51 @@ fn store_failed(err: StoreError) -> Response {
     *error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
 }
 
-/// Token checked, store enabled.
-fn open(state: &AppState, headers: &HeaderMap) -> Result<Arc<Store>, Refused> {
-    authorize(state, headers)?;
-    state.store.clone().ok_or_else(|| {
+/// Token checked for `need`, store enabled.
+async fn open(
+    state: &AppState,
+    headers: &HeaderMap,
+    need: Permission,
+) -> Result<(Arc<Store>, Caller), Refused> {
+    let caller = authorize(state, headers, need).await?;
+    let store = state.store.clone().ok_or_else(|| {
         error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the conversation store is disabled (store.url is empty)",
         )
-    })
+    })?;
+    Ok((store, caller))
 }
 
-/// The store and the person reading it: every read of personal data needs both.
-fn open_as_operator(
+/// The store and the person reading it: every read of personal data needs both. An
+/// operator is named by their token; the break-glass token needs the X-Kefu-Operator header.
+async fn open_as_operator(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<(Arc<Store>, String), Refused> {
-    Ok((open(state, headers)?, operator(headers)?))
+    let (store, caller) = open(state, headers, Permission::ReadRecords).await?;
+    let who = match caller.operator {
+        Some(id) => id,
+        None => named_operator(headers).ok_or_else(|| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "reads of conversations must name the reader in the X-Kefu-Operator header",
+            )
+        })?,
+    };
+    Ok((store, who))
 }
 
-fn operator(headers: &HeaderMap) -> Result<String, Refused> {
+/// The reader named in the X-Kefu-Operator header, if any.
+pub fn named_operator(headers: &HeaderMap) -> Option<String> {
     headers
         .get(OPERATOR_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_string)
-        .ok_or_else(|| {
-            error(
-                StatusCode::BAD_REQUEST,
-                "reads of conversations must name the reader in the X-Kefu-Operator header",
-            )
-        })
 }
 
-/// Writes the audit entry; a read whose audit cannot be written is refused.
 async fn audit(
     store: &Store,
     who: &str,
@@ -103,7 +113,7 @@ pub async fn conversation(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let (store, who) = match open_as_operator(&state, &headers) {
+    let (store, who) = match open_as_operator(&state, &headers).await {
         Ok(v) => v,
         Err(refused) => return *refused,
     };
@@ -143,7 +153,7 @@ pub async fn search(
     headers: HeaderMap,
     Query(q): Query<SearchQuery>,
 ) -> Response {
-    let (store, who) = match open_as_operator(&state, &headers) {
+    let (store, who) = match open_as_operator(&state, &headers).await {
         Ok(v) => v,
         Err(refused) => return *refused,
     };
@@ -181,7 +191,7 @@ pub async fn export(
     headers: HeaderMap,
     Path(visitor): Path<String>,
 ) -> Response {
-    let (store, who) = match open_as_operator(&state, &headers) {
+    let (store, who) = match open_as_operator(&state, &headers).await {
         Ok(v) => v,
         Err(refused) => return *refused,
     };
@@ -216,7 +226,7 @@ pub async fn delete_customer(
     headers: HeaderMap,
     Path(visitor): Path<String>,
 ) -> Response {
-    let (store, who) = match open_as_operator(&state, &headers) {
+    let (store, who) = match open_as_operator(&state, &headers).await {
         Ok(v) => v,
         Err(refused) => return *refused,
     };
@@ -249,8 +259,8 @@ pub async fn audit_log(
     headers: HeaderMap,
     Query(q): Query<AuditQuery>,
 ) -> Response {
-    let store = match open(&state, &headers) {
-        Ok(s) => s,
+    let store = match open(&state, &headers, Permission::ReadAudit).await {
+        Ok((s, _)) => s,
         Err(refused) => return *refused,
     };
     let (from, _) = match range(q.from.as_deref(), None) {
@@ -277,8 +287,8 @@ pub async fn complaints(
     headers: HeaderMap,
     Query(q): Query<WeekQuery>,
 ) -> Response {
-    let store = match open(&state, &headers) {
-        Ok(s) => s,
+    let store = match open(&state, &headers, Permission::Reports).await {
+        Ok((s, _)) => s,
         Err(refused) => return *refused,
     };
     let week = q.week.unwrap_or_else(|| dates::week_of(now_ms()));
@@ -316,8 +326,8 @@ pub async fn summary(
     headers: HeaderMap,
     Query(q): Query<RangeQuery>,
 ) -> Response {
-    let store = match open(&state, &headers) {
-        Ok(s) => s,
+    let store = match open(&state, &headers, Permission::Reports).await {
+        Ok((s, _)) => s,
         Err(refused) => return *refused,
     };
     let (from, to) = match range(q.from.as_deref(), q.to.as_deref()) {

@@ -48,8 +48,8 @@ pub enum NodeEvent {
     },
 }
 
-/// What an agent did, for the customer's session.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What an agent did, for the customer's session. Its `Debug` hides the text.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CustomerEvent {
     AgentMessage {
@@ -75,6 +75,32 @@ pub enum CustomerEvent {
         group: String,
         position: usize,
     },
+}
+
+crate::redacted_debug!(CustomerEvent);
+
+impl CustomerEvent {
+    /// What the event is, for logs (which never carry the text).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CustomerEvent::AgentMessage { .. } => "agent_message",
+            CustomerEvent::AgentTyping { .. } => "agent_typing",
+            CustomerEvent::ChatClosed { .. } => "chat_closed",
+            CustomerEvent::Resync { .. } => "resync",
+            CustomerEvent::Transferred { .. } => "transferred",
+        }
+    }
+
+    /// The agent who did it.
+    pub fn agent(&self) -> &str {
+        match self {
+            CustomerEvent::AgentMessage { agent, .. }
+            | CustomerEvent::AgentTyping { agent }
+            | CustomerEvent::ChatClosed { agent }
+            | CustomerEvent::Resync { agent, .. }
+            | CustomerEvent::Transferred { agent, .. } => agent,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -227,7 +253,13 @@ async fn subscribe(client: redis::Client, channel: String, local: mpsc::Sender<N
                                     return; // the node is gone
                                 }
                             }
-                            Err(err) => tracing::error!(%err, "bad node event"),
+                            // A serde error may quote the payload: log where, not what.
+                            Err(err) => tracing::error!(
+                                category = ?err.classify(),
+                                line = err.line(),
+                                column = err.column(),
+                                "bad node event"
+                            ),
                         }
                     }
                     tracing::warn!("node event subscription ended; reconnecting");

@@ -260,7 +260,9 @@ fn on_requeued(app: &AppState, ticket: Ticket, reason: &str) {
 fn on_customer_event(app: &AppState, session_id: &str, event: CustomerEvent) {
     let Some(session) = app.sessions.get(session_id) else {
         tracing::info!(
-            ?event,
+            kind = event.kind(),
+            agent = event.agent(),
+            session = session_id,
             "agent event dropped: the customer session has ended"
         );
         return;
@@ -320,7 +322,9 @@ fn on_customer_event(app: &AppState, session_id: &str, event: CustomerEvent) {
             tell_position(app, &session, &group, position);
         }
         stale => tracing::info!(
-            ?stale,
+            kind = stale.kind(),
+            agent = stale.agent(),
+            session = session_id,
             state = ?session.state(),
             "agent event dropped: the session is no longer with that agent"
         ),

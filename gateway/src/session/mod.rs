@@ -51,7 +51,7 @@ pub enum Speaker {
 }
 
 /// One line of what was said, kept for the agent who takes over and for the records.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct TranscriptEntry {
     pub from: Speaker,
     pub text: String,
@@ -59,6 +59,8 @@ pub struct TranscriptEntry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
 }
+
+crate::redacted_debug!(TranscriptEntry);
 
 /// How a customer message was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

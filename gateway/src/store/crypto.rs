@@ -1,6 +1,12 @@
 //! Field encryption at rest: AES-256-GCM with a random 96-bit nonce per field, stored as
-//! `keyid:base64(nonce || ciphertext)`, and a keyed blind index for the fields that must be
+//! `v2.keyid:base64(nonce || ciphertext)`, and a keyed blind index for the fields that must be
 //! searchable (the visitor id) without being readable.
+//!
+//! Format 2 binds each field to where it belongs: the associated data is the table, the row id
+//! and the field name ([`Aad`]), so a ciphertext copied into another row or column does not
+//! decrypt. Rows written before (`keyid:base64`, no associated data) still read. The blind
+//! index uses its own key, derived from the encryption key with a label, so the one key never
+//! serves two purposes; searches also try the index of the earlier format.
 //!
 //! Keys form a ring: the first encrypts, every key decrypts, so rotation is adding a new first
 //! key while the old ones stay until no row uses them. Key material is only ever taken from
@@ -74,6 +80,37 @@ impl KeySource {
                 .map(|v| v.trim().to_string()),
         }
     }
+}
+
+/// Prefix of format 2 ciphertexts and blind indexes (`.` is never part of a key id).
+const V2: &str = "v2.";
+
+/// Where an encrypted field lives: authenticated with it, never stored.
+#[derive(Debug, Clone, Copy)]
+pub struct Aad<'a> {
+    pub table: &'a str,
+    pub row: &'a str,
+    pub field: &'a str,
+}
+
+impl Aad<'_> {
+    fn bytes(&self) -> Vec<u8> {
+        // Length-prefixed, so no two contexts share an encoding.
+        let mut out = b"kefu-field-v2".to_vec();
+        for part in [self.table, self.row, self.field] {
+            out.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            out.extend_from_slice(part.as_bytes());
+        }
+        out
+    }
+}
+
+/// The blind-index key of an encryption key: a keyed BLAKE2b of a fixed label.
+fn index_key(key: &[u8; 32]) -> Option<[u8; 32]> {
+    let mut mac = blake2::Blake2bMac512::new_from_slice(key).ok()?;
+    mac.update(b"kefu blind-index key derivation v2");
+    let tag = mac.finalize().into_bytes();
+    tag[..32].try_into().ok()
 }
 
 /// The keys that decrypt, the first of which encrypts.
@@ -164,7 +201,38 @@ impl KeyRing {
             .unwrap_or("")
     }
 
-    /// `keyid:base64(nonce || ciphertext)` of `plain` under the current key.
+    /// `v2.keyid:base64(nonce || ciphertext)` of `plain` under the current key, bound to
+    /// `aad` (what [`Self::decrypt_field`] must be given to open it).
+    pub fn encrypt_field(&self, plain: &str, aad: Aad<'_>) -> Result<String, CryptoError> {
+        let (id, cipher, _) = self.keys.first().ok_or(CryptoError::NoKey)?;
+        let mut nonce = [0u8; 12];
+        rand::rng().fill(&mut nonce);
+        let n = aes_gcm::Nonce::try_from(&nonce[..]).map_err(|_| CryptoError::Encrypt)?;
+        let aad = aad.bytes();
+        let payload = aes_gcm::aead::Payload {
+            msg: plain.as_bytes(),
+            aad: &aad,
+        };
+        let sealed = cipher
+            .encrypt(&n, payload)
+            .map_err(|_| CryptoError::Encrypt)?;
+        let mut out = Vec::with_capacity(12 + sealed.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Ok(format!("{V2}{id}:{}", B64.encode(out)))
+    }
+
+    /// The plain text of a field: format 2 must have been written for `aad`; a field of the
+    /// earlier format (no associated data) opens as before.
+    pub fn decrypt_field(&self, stored: &str, aad: Aad<'_>) -> Result<String, CryptoError> {
+        match stored.strip_prefix(V2) {
+            Some(rest) => self.open(rest, &aad.bytes()),
+            None => self.decrypt(stored),
+        }
+    }
+
+    /// `keyid:base64(nonce || ciphertext)` of `plain` under the current key, without
+    /// associated data (the earlier format; new rows use [`Self::encrypt_field`]).
     pub fn encrypt(&self, plain: &str) -> Result<String, CryptoError> {
         let (id, cipher, _) = self.keys.first().ok_or(CryptoError::NoKey)?;
         let mut nonce = [0u8; 12];
@@ -181,6 +249,10 @@ impl KeyRing {
 
     /// The plain text of a field written by [`Self::encrypt`] with any key of the ring.
     pub fn decrypt(&self, stored: &str) -> Result<String, CryptoError> {
+        self.open(stored, b"")
+    }
+
+    fn open(&self, stored: &str, aad: &[u8]) -> Result<String, CryptoError> {
         let (id, b64) = stored.split_once(':').ok_or(CryptoError::Malformed)?;
         let (_, cipher, _) = self
             .keys
@@ -195,26 +267,34 @@ impl KeyRing {
         }
         let (nonce, sealed) = raw.split_at(12);
         let n = aes_gcm::Nonce::try_from(nonce).map_err(|_| CryptoError::Malformed)?;
+        let payload = aes_gcm::aead::Payload { msg: sealed, aad };
         let plain = cipher
-            .decrypt(&n, sealed)
+            .decrypt(&n, payload)
             .map_err(|_| CryptoError::Decrypt(id.to_string()))?;
         String::from_utf8(plain).map_err(|_| CryptoError::Decrypt(id.to_string()))
     }
 
     /// The blind index of `value` under every key of the ring (current first): equal values
     /// give equal indexes under one key, and nothing about the value can be read from it.
-    /// Searching with all of them finds rows written before a rotation.
+    /// Searching with all of them finds rows written before a rotation; the indexes of the
+    /// earlier format (keyed with the encryption key itself) follow, for rows written then.
     pub fn blind_indexes(&self, value: &str) -> Vec<String> {
-        self.keys
+        let index = |id: &str, key: &[u8; 32], prefix: &str| {
+            let mut mac = blake2::Blake2bMac512::new_from_slice(key).ok()?;
+            mac.update(b"kefu-visitor-index\0");
+            mac.update(value.as_bytes());
+            let tag = mac.finalize().into_bytes();
+            Some(format!("{prefix}{id}:{}", B64.encode(&tag[..24])))
+        };
+        let current = self
+            .keys
             .iter()
-            .filter_map(|(id, _, key)| {
-                let mut mac = blake2::Blake2bMac512::new_from_slice(key).ok()?;
-                mac.update(b"kefu-visitor-index\0");
-                mac.update(value.as_bytes());
-                let tag = mac.finalize().into_bytes();
-                Some(format!("{id}:{}", B64.encode(&tag[..24])))
-            })
-            .collect()
+            .filter_map(|(id, _, key)| index(id, &index_key(key)?, V2));
+        let legacy = self
+            .keys
+            .iter()
+            .filter_map(|(id, _, key)| index(id, key, ""));
+        current.chain(legacy).collect()
     }
 
     /// The blind index under the current key (what new rows store).
@@ -235,54 +315,5 @@ fn valid_id(id: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn round_trip_and_random_nonce() {
-        let ring = KeyRing::from_keys(&[("k1", [7; 32])]).unwrap();
-        let a = ring.encrypt("手机 13812345678").unwrap();
-        let b = ring.encrypt("手机 13812345678").unwrap();
-        assert_ne!(a, b, "a fresh nonce per field");
-        assert!(a.starts_with("k1:"));
-        assert!(!a.contains("13812345678"));
-        assert_eq!(ring.decrypt(&a).unwrap(), "手机 13812345678");
-    }
-
-    #[test]
-    fn wrong_key_fails_and_rotation_keeps_old_ids() {
-        let old = KeyRing::from_keys(&[("k1", [1; 32])]).unwrap();
-        let stored = old.encrypt("secret").unwrap();
-        let wrong = KeyRing::from_keys(&[("k1", [2; 32])]).unwrap();
-        assert!(matches!(
-            wrong.decrypt(&stored),
-            Err(CryptoError::Decrypt(_))
-        ));
-        let rotated = KeyRing::from_keys(&[("k2", [2; 32]), ("k1", [1; 32])]).unwrap();
-        assert_eq!(rotated.decrypt(&stored).unwrap(), "secret");
-        assert!(rotated.encrypt("x").unwrap().starts_with("k2:"));
-        assert!(rotated.blind_indexes("v1").contains(&old.blind_index("v1")));
-    }
-
-    #[test]
-    fn key_file_and_env_are_read_and_checked() {
-        let dir = std::env::temp_dir().join(format!("kefu-keys-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("keys");
-        let k2 = B64.encode([2u8; 32]);
-        let k1 = B64.encode([1u8; 32]);
-        std::fs::write(&file, format!("# newest first\nk2={k2}\nk1={k1}\n")).unwrap();
-        let ring = KeyRing::load(&KeySource::default(), &file).unwrap();
-        assert_eq!(ring.current_id(), "k2");
-        let none = KeyRing::load(&KeySource::default(), Path::new(""));
-        assert!(matches!(none, Err(CryptoError::NoKey)));
-        let short = KeySource {
-            env_key: Some(Secret::new(B64.encode([1u8; 16]))),
-            env_key_id: None,
-        };
-        let err = KeyRing::load(&short, Path::new(""))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("expected 32"), "{err}");
-    }
-}
+#[path = "crypto_tests.rs"]
+mod tests;

@@ -67,6 +67,11 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot make the store file {path} private (mode 0600): {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("a stored record is not readable: {0}")]
     Corrupt(String),
     #[error("the store writer has stopped")]
@@ -118,12 +123,20 @@ impl Store {
     /// As [`Self::open`] with a given key ring (tests use it for wrong-key and rotation).
     pub async fn open_with(settings: &StoreSettings, keys: KeyRing) -> Result<Store, StoreError> {
         let url = connect_url(&settings.url)?;
+        let file = sqlite_file(&url);
+        if let Some(file) = &file {
+            private_files(file, true)?;
+        }
         sqlx::any::install_default_drivers();
         let pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .connect(&url)
             .await?;
         schema::migrate(&pool).await?;
+        if let Some(file) = &file {
+            // SQLite gives -wal and -shm the main file's mode; made sure of here too.
+            private_files(file, false)?;
+        }
         let keys = Arc::new(keys);
         let (tx, rx) = mpsc::channel(settings.queue);
         tokio::spawn(writer::run(pool.clone(), keys.clone(), rx, settings.batch));
@@ -218,6 +231,47 @@ fn connect_url(url: &str) -> Result<String, StoreError> {
     } else {
         Err(StoreError::BadUrl(url.to_string()))
     }
+}
+
+/// The database file of a SQLite URL from [`connect_url`] (none in memory or on PostgreSQL).
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite://")?;
+    let path = rest.split_once('?').map_or(rest, |(p, _)| p);
+    (path != ":memory:").then(|| PathBuf::from(path))
+}
+
+/// The database file and its `-wal`/`-shm` companions readable by the gateway's user only
+/// (0600; transcripts are encrypted, but the facts and indexes are not). `create` makes the
+/// main file with that mode before SQLite opens it, so it is never briefly world-readable.
+fn private_files(file: &std::path::Path, create: bool) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let failed = |source| StoreError::File {
+            path: file.to_path_buf(),
+            source,
+        };
+        if create {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(file)
+                .map_err(failed)?;
+        }
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = file.as_os_str().to_owned();
+            name.push(suffix);
+            let path = PathBuf::from(name);
+            if path.exists() {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(failed)?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (file, create);
+    Ok(())
 }
 
 /// Milliseconds as the database's BIGINT.

@@ -135,9 +135,17 @@ impl Store {
             rows.into_iter()
                 .map(|s| {
                     let mut r = s.record;
-                    r.visitor = s.visitor_enc.map(|v| keys.decrypt(&v)).transpose()?;
-                    r.survey_comment = s.comment_enc.map(|c| keys.decrypt(&c)).transpose()?;
-                    let text = keys.decrypt(&s.transcript_enc)?;
+                    let open = |stored: &str, field| {
+                        keys.decrypt_field(stored, super::writer::conversation_aad(&r.id, field))
+                    };
+                    let visitor = s.visitor_enc.map(|v| open(&v, "visitor_enc")).transpose()?;
+                    let comment = s
+                        .comment_enc
+                        .map(|c| open(&c, "survey_comment_enc"))
+                        .transpose()?;
+                    let text = open(&s.transcript_enc, "transcript_enc")?;
+                    r.visitor = visitor;
+                    r.survey_comment = comment;
                     r.transcript = serde_json::from_str::<Vec<TranscriptEntry>>(&text)
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                     Ok(r)

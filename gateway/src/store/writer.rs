@@ -8,6 +8,7 @@ use std::time::Duration;
 use sqlx::AnyPool;
 use tokio::sync::mpsc;
 
+use super::crypto::Aad;
 use super::{Command, KeyRing, StoreError};
 use crate::records::ConversationRecord;
 use crate::session::now_ms;
@@ -100,19 +101,34 @@ fn seal(keys: &KeyRing, records: Vec<ConversationRecord>) -> Result<Vec<Row>, St
             let transcript = serde_json::to_string(&r.transcript)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             r.transcript = Vec::new();
+            let id = r.id.clone();
+            let seal = |plain: &str, field| keys.encrypt_field(plain, conversation_aad(&id, field));
             Ok(Row {
                 visitor_idx: r.visitor.as_deref().map(|v| keys.blind_index(v)),
-                visitor_enc: r.visitor.take().map(|v| keys.encrypt(&v)).transpose()?,
+                visitor_enc: r
+                    .visitor
+                    .take()
+                    .map(|v| seal(&v, "visitor_enc"))
+                    .transpose()?,
                 comment_enc: r
                     .survey_comment
                     .take()
-                    .map(|c| keys.encrypt(&c))
+                    .map(|c| seal(&c, "survey_comment_enc"))
                     .transpose()?,
-                transcript_enc: keys.encrypt(&transcript)?,
+                transcript_enc: seal(&transcript, "transcript_enc")?,
                 r,
             })
         })
         .collect()
+}
+
+/// The associated data of field `field` of conversation `id`.
+pub(super) fn conversation_aad<'a>(id: &'a str, field: &'a str) -> Aad<'a> {
+    Aad {
+        table: "kefu_conversations",
+        row: id,
+        field,
+    }
 }
 
 fn ms(v: u64) -> i64 {

@@ -101,6 +101,15 @@ pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
     }
 }
 
+/// Clients for a gateway running elsewhere (the real binary in a child process).
+pub fn external(addr: SocketAddr) -> TestApp {
+    TestApp {
+        addr,
+        stop: None,
+        handle: tokio::spawn(async { Ok(()) }),
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }

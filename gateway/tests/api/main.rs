@@ -9,6 +9,10 @@ mod bot;
 mod customer;
 mod helpers;
 mod operations;
+mod operators;
+mod privacy;
+mod privacy_logs;
+mod privacy_store;
 mod records;
 mod security;
 #[path = "../support/mod.rs"]

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 
 use crate::helpers::{spawn_app_with, temp_store_url, write_roster, Client, TestApp, WAIT};
 
-const TOKEN: &str = "admin-secret-of-24-characters";
+pub const TOKEN: &str = "admin-secret-of-24-characters";
 const KEY_BYTES: [u8; 32] = {
     let mut k = [0u8; 32];
     let mut i = 0;
@@ -70,13 +70,13 @@ fn dechunk(body: &str) -> String {
     out
 }
 
-async fn admin_json(app: &TestApp, path: &str) -> Value {
+pub async fn admin_json(app: &TestApp, path: &str) -> Value {
     let (status, body) = admin(app, "GET", path, Some("alice")).await;
     assert_eq!(status, 200, "{path}: {body}");
     serde_json::from_str(&body).unwrap()
 }
 
-fn store_settings(url: &str) -> StoreSettings {
+pub fn store_settings(url: &str) -> StoreSettings {
     let env: HashMap<String, String> = [
         ("KEFU__STORE__URL".to_string(), url.to_string()),
         (
@@ -333,7 +333,7 @@ async fn dissatisfied_survey_reopens_as_a_complaint_one_level_up_with_the_histor
     app.stop().await.unwrap();
 }
 
-fn record(id: &str, created_ms: u64, visitor: &str) -> ConversationRecord {
+pub fn record(id: &str, created_ms: u64, visitor: &str) -> ConversationRecord {
     ConversationRecord {
         id: id.into(),
         visitor: Some(visitor.into()),
