@@ -99,10 +99,14 @@ fn positions(c: &mut Criterion) {
         dedup_ids: 64,
         messages_per_second: 2.0,
         message_burst: 5,
+        frames_per_second: 20.0,
+        frame_burst: 60,
+        transcript_entries: 2000,
+        transcript_bytes: 1 << 20,
     };
     let sessions = Sessions::new(Duration::from_secs(120), limits);
     let queued: Vec<_> = (0..5000)
-        .map(|_| sessions.create(None, Channel::Web, Lang::Zh))
+        .map(|_| sessions.create(None, Channel::Web, Lang::Zh).session)
         .collect();
     let attachments: Vec<_> = queued.iter().map(|s| s.attach(1, 0, 64)).collect();
     let mut g = c.benchmark_group("positions");
@@ -115,6 +119,7 @@ fn positions(c: &mut Criterion) {
                     session.emit(&ServerFrame::Queued {
                         position: position + 1,
                         estimated_wait_s: 40,
+                        no_agent_available: false,
                     });
                 }
                 // The connections take their frame, as they would between two ticks.
