@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use load_tests::net::Target;
 use load_tests::report::Report;
-use load_tests::{idle, run, spawn, svg};
+use load_tests::{idle, relay, run, spawn, svg};
 
 #[derive(Parser)]
 #[command(
@@ -73,6 +73,53 @@ enum Cmd {
         /// Seconds to wait after the last greeting before measuring.
         #[arg(long, default_value_t = 3)]
         settle_s: u64,
+        /// Then hold as many idle WebSockets on nginx + nchan (started here, stopped at the end)
+        /// and print both figures and their ratio.
+        #[arg(long)]
+        compare_nchan: bool,
+    },
+    /// Relay throughput of one node: agents send to their chats as fast as the node accepts.
+    Relay {
+        /// Start this many gateway nodes (only 1) with a generated roster and a throw-away store.
+        #[arg(long, required_unless_present = "target", conflicts_with = "target")]
+        spawn: Option<u32>,
+        /// A gateway node you started, `ws://127.0.0.1:PORT` (needs --agent-token).
+        #[arg(long)]
+        target: Option<Target>,
+        /// Agent token for --target (repeat; one agent per token, at most --agents are used).
+        #[arg(long = "agent-token")]
+        agent_tokens: Vec<String>,
+        /// Gateway binary for --spawn (default: $KEFU_GATEWAY_BIN or target/release/kefu-gateway).
+        #[arg(long)]
+        gateway_bin: Option<PathBuf>,
+        /// The gateway's pid for the CPU figure (default: the spawned one, or found from the port).
+        #[arg(long)]
+        pid: Option<u32>,
+        #[arg(long, default_value_t = 10_000)]
+        customers: u32,
+        /// Agents, each with capacity customers/agents (rounded up).
+        #[arg(long, default_value_t = 100)]
+        agents: u32,
+        /// Measured interval, seconds.
+        #[arg(long, default_value_t = 30)]
+        duration_s: u64,
+        /// Unacknowledged messages each agent keeps in flight.
+        #[arg(long, default_value_t = 16)]
+        window: u32,
+        /// Most seconds to wait for every customer to be assigned before sending anyway.
+        #[arg(long, default_value_t = 60)]
+        assign_timeout_s: u64,
+        /// Seconds to wait for the last deliveries after the interval.
+        #[arg(long, default_value_t = 5)]
+        drain_s: u64,
+        /// New customer connections per second.
+        #[arg(long, default_value_t = 2000)]
+        connect_rate: u32,
+        /// Write the JSON report here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        #[arg(long)]
+        quiet: bool,
     },
     /// Internal: one worker process of a `run` (started by `run` itself).
     #[command(hide = true)]
@@ -174,6 +221,7 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             pid,
             rate,
             settle_s,
+            compare_nchan,
         } => {
             let r = idle::idle(idle::IdleOptions {
                 sessions,
@@ -193,6 +241,106 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 r.rss_after_bytes,
                 r.rss_source
             );
+            if compare_nchan {
+                let mut nginx = load_tests::nchan::Nginx::start(sessions + 1000).await?;
+                eprintln!(
+                    "kefu-load: started nginx + nchan on {} pid {} (config in {})",
+                    nginx.target,
+                    nginx.pid,
+                    nginx.dir.display()
+                );
+                let n = load_tests::nchan::idle_nchan(
+                    &nginx,
+                    sessions,
+                    rate,
+                    std::time::Duration::from_secs(settle_s),
+                )
+                .await;
+                nginx.stop().await;
+                let n = n?;
+                println!("{}", serde_json::to_string_pretty(&n)?);
+                let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+                println!(
+                    "idle: nchan: {} sockets open, {:.2} KiB resident per socket ({:.2} KiB for the second half) ({} -> {} bytes)",
+                    n.sessions_open,
+                    n.kib_per_session,
+                    n.marginal_kib_per_session,
+                    n.rss_before_bytes,
+                    n.rss_after_bytes
+                );
+                println!(
+                    "idle: kefu/nchan ratio: {:.2} (all), {:.2} (second half); kefu {:.2} KiB vs nchan {:.2} KiB per idle connection at {} connections",
+                    ratio(r.kib_per_session, n.kib_per_session),
+                    ratio(r.marginal_kib_per_session, n.marginal_kib_per_session),
+                    r.kib_per_session,
+                    n.kib_per_session,
+                    sessions
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Relay {
+            spawn,
+            target,
+            agent_tokens,
+            gateway_bin,
+            pid,
+            customers,
+            agents,
+            duration_s,
+            window,
+            assign_timeout_s,
+            drain_s,
+            connect_rate,
+            report,
+            quiet,
+        } => {
+            let mut opts = relay::RelayOptions {
+                target: match target {
+                    Some(t) => t,
+                    None => "ws://127.0.0.1:1".parse().map_err(anyhow::Error::msg)?,
+                },
+                tokens: agent_tokens.into_iter().take(agents as usize).collect(),
+                customers,
+                duration: std::time::Duration::from_secs(duration_s),
+                window,
+                pid,
+                assign_timeout: std::time::Duration::from_secs(assign_timeout_s),
+                drain: std::time::Duration::from_secs(drain_s),
+                connect_rate,
+                notes: vec![relay_limits_note()],
+                progress: !quiet,
+            };
+            let mut spawned = None;
+            if let Some(n) = spawn {
+                if n != 1 {
+                    anyhow::bail!("relay --spawn takes 1 (one node is what is measured)");
+                }
+                let bin = gateway_bin.unwrap_or_else(spawn::default_gateway_bin);
+                let (cluster, store_dir, notes) = spawn_relay_node(&bin, customers, agents).await?;
+                eprintln!(
+                    "kefu-load: started 1 gateway node: {} pid {} (logs in {})",
+                    cluster.targets[0],
+                    cluster.pids[0],
+                    cluster.dir.display()
+                );
+                opts.target = cluster.targets[0];
+                opts.tokens = cluster.tokens.clone();
+                opts.pid = opts.pid.or(cluster.pids.first().copied());
+                opts.notes.extend(notes);
+                spawned = Some((cluster, store_dir));
+            }
+            let result = relay::relay(opts).await;
+            if let Some((cluster, store_dir)) = spawned {
+                cluster.stop().await;
+                let _ = std::fs::remove_dir_all(store_dir);
+            }
+            let r = result?;
+            if let Some(path) = &report {
+                std::fs::write(path, serde_json::to_string_pretty(&r)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            print!("{}", r.summary());
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Worker {
@@ -217,6 +365,104 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// What the relay run does about the gateway's limits, said in its output.
+fn relay_limits_note() -> String {
+    "the gateway rate-limits customer messages only (limits.messages_per_second); agent messages \
+     have no rate limit, so the limiter is not what is measured"
+        .into()
+}
+
+/// One node for `relay --spawn 1`: a roster of `agents` agents in every group with capacity
+/// customers/agents, its encrypted store in a temp file, and the per-address and outbound-queue
+/// limits raised so that neither is what is measured.
+async fn spawn_relay_node(
+    bin: &std::path::Path,
+    customers: u32,
+    agents: u32,
+) -> anyhow::Result<(spawn::Cluster, PathBuf, Vec<String>)> {
+    if agents == 0 {
+        anyhow::bail!("--agents must be at least 1");
+    }
+    let capacity = customers.div_ceil(agents).max(1);
+    let profile_text = format!(
+        r#"
+name = "relay"
+questions_file = "unused.jsonl"
+[[phase]]
+duration_s = 1
+rate_start = 1
+rate_end = 1
+[customer]
+mix = {{ kb = 1.0, out_of_scope = 0.0, human = 0.0, complaint = 0.0 }}
+questions = [1, 1]
+think = {{ dist = "fixed", ms = 1 }}
+patience = {{ dist = "fixed", ms = 1 }}
+[[agents.pool]]
+count = {agents}
+groups = ["pre_sale", "after_sale", "logistics", "complaint"]
+capacity = 1
+"#
+    );
+    let mut profile = load_tests::profile::Profile::parse(&profile_text)?;
+    // Profiles cap an agent's capacity at 50 (a person); a relay benchmark wants more chats per
+    // socket, and the gateway's roster takes any capacity.
+    for pool in &mut profile.agents.pools {
+        pool.capacity = capacity;
+    }
+    let store_dir = std::env::temp_dir().join(format!(
+        "kefu-relay-store-{}-{}",
+        std::process::id(),
+        load_tests::metrics::now_us()
+    ));
+    std::fs::create_dir_all(&store_dir)
+        .with_context(|| format!("creating {}", store_dir.display()))?;
+    let mut key = [0u8; 32];
+    {
+        use std::io::Read as _;
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut key))
+            .context("reading /dev/urandom for the store key")?;
+    }
+    let per_ip = (customers + agents + 1000).to_string();
+    let env = vec![
+        (
+            "KEFU__STORE__URL".to_owned(),
+            format!("sqlite://{}", store_dir.join("kefu.db").display()),
+        ),
+        ("KEFU_ENCRYPTION_KEY".to_owned(), base64(&key)),
+        (
+            "KEFU__LIMITS__MAX_CONNECTIONS_PER_IP".to_owned(),
+            per_ip.clone(),
+        ),
+        ("KEFU__LIMITS__OUTBOUND_QUEUE".to_owned(), "1024".to_owned()),
+    ];
+    let notes = vec![format!(
+        "spawned node: {agents} agents of capacity {capacity}, store in a temp SQLite file, \
+             KEFU__LIMITS__MAX_CONNECTIONS_PER_IP={per_ip}, KEFU__LIMITS__OUTBOUND_QUEUE=1024 \
+             (so the slow-consumer cut at 64 queued frames is not what is measured)"
+    )];
+    let cluster = spawn::Cluster::start_with_env(1, &profile, bin, &env).await?;
+    Ok((cluster, store_dir, notes))
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for k in 0..4 {
+            if k <= c.len() {
+                out.push(A[((n >> (18 - 6 * k)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 fn write_outputs(

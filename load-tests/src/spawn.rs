@@ -84,6 +84,17 @@ pub fn roster_toml(profile: &Profile, hashes: &[String]) -> String {
 
 impl Cluster {
     pub async fn start(n: u32, profile: &Profile, bin: &Path) -> anyhow::Result<Cluster> {
+        Cluster::start_with_env(n, profile, bin, &[]).await
+    }
+
+    /// [`Cluster::start`] with extra environment for every node (config overrides such as
+    /// `KEFU__LIMITS__MAX_CONNECTIONS_PER_IP`), applied after the ones set here.
+    pub async fn start_with_env(
+        n: u32,
+        profile: &Profile,
+        bin: &Path,
+        env: &[(String, String)],
+    ) -> anyhow::Result<Cluster> {
         if n == 0 || n > 8 {
             bail!("--spawn takes 1 to 8 nodes");
         }
@@ -161,6 +172,7 @@ impl Cluster {
                 cmd.env("KEFU__DISPATCH__BACKEND", "redis")
                     .env("KEFU__DISPATCH__REDIS_URL", url);
             }
+            cmd.envs(env.iter().map(|(k, v)| (k, v)));
             let child = cmd
                 .spawn()
                 .with_context(|| format!("starting {}", bin.display()))?;
