@@ -20,12 +20,6 @@ use crate::protocol::AgentServerFrame;
 /// How many events may wait for a node's event task.
 const EVENT_QUEUE: usize = 65_536;
 
-/// How many events for other nodes may wait for the publisher.
-const PUBLISH_QUEUE: usize = 65_536;
-
-/// At most this many PUBLISH commands go to Redis in one pipeline.
-const PUBLISH_BATCH: usize = 256;
-
 /// An event for the node that holds the socket concerned.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -115,14 +109,9 @@ pub enum BusError {
 pub struct Bus {
     node: Arc<str>,
     local: mpsc::Sender<NodeEvent>,
-    /// Events for other nodes, with the channel prefix: `{prefix}<node>`.
-    remote: Option<(mpsc::Sender<Publication>, Arc<str>)>,
-}
-
-/// One event on its way to another node's channel.
-struct Publication {
-    channel: String,
-    payload: String,
+    /// The multiplexed connection that publishes to other nodes, and the channel prefix
+    /// (`{prefix}<node>`).
+    remote: Option<(ConnectionManager, Arc<str>)>,
 }
 
 impl Bus {
@@ -148,9 +137,7 @@ impl Bus {
                 let publisher = crate::dispatch::redis_manager(client.clone(), timeout).await?;
                 let prefix = format!("{{{}}}:node:", settings.key_prefix);
                 tokio::spawn(subscribe(client, format!("{prefix}{node}"), local.clone()));
-                let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
-                tokio::spawn(publish(publisher, rx));
-                Some((tx, prefix.into()))
+                Some((publisher, prefix.into()))
             }
         };
         Ok((
@@ -163,9 +150,10 @@ impl Bus {
         ))
     }
 
-    /// Sends `event` to `node`'s event task. An event for another node is queued for the
-    /// publisher rather than published here: the caller (often this node's own event task)
-    /// never waits for a Redis round trip, and events published together share one.
+    /// Sends `event` to `node`'s event task. An event for another node is published on the
+    /// multiplexed connection, which keeps many PUBLISH commands in flight at once (a single
+    /// publisher task with one pipeline in flight was tried: every event then waited for the
+    /// batch before it, and the sale-day relay tail grew).
     pub async fn send(&self, node: &str, event: NodeEvent) {
         if node == &*self.node || self.remote.is_none() {
             return self.send_local(event);
@@ -177,15 +165,22 @@ impl Bus {
             Ok(p) => p,
             Err(err) => return tracing::error!(%err, "unserialisable node event"),
         };
-        let publication = Publication {
-            channel: format!("{prefix}{node}"),
-            payload,
-        };
-        if let Err(err) = publisher.try_send(publication) {
-            // Redis is far behind: wait for room (bounded), as the publish itself used to.
-            metrics::counter!("kefu_bus_backpressure_total").increment(1);
-            if let mpsc::error::TrySendError::Full(publication) = err {
-                let _ = publisher.send(publication).await;
+        let mut conn = publisher.clone();
+        let channel = format!("{prefix}{node}");
+        let published: Result<i64, _> = redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(payload)
+            .query_async(&mut conn)
+            .await;
+        match published {
+            Ok(0) => {
+                metrics::counter!("kefu_bus_undelivered_total").increment(1);
+                tracing::warn!(node, "no subscriber for node event (node down?)");
+            }
+            Ok(_) => {}
+            Err(err) => {
+                metrics::counter!("kefu_bus_errors_total").increment(1);
+                tracing::error!(%err, node, "cannot publish node event");
             }
         }
     }
@@ -201,35 +196,6 @@ impl Bus {
                 let _ = local.send(event).await;
             });
         }
-    }
-}
-
-/// Publishes queued events in order, as many as are waiting (up to [`PUBLISH_BATCH`]) in one
-/// pipeline. One task, so events keep the order they were sent in; pub/sub keeps one
-/// connection's order on the way to the subscriber.
-async fn publish(publisher: ConnectionManager, mut queue: mpsc::Receiver<Publication>) {
-    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
-    while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
-        let mut pipe = redis::pipe();
-        for p in &batch {
-            pipe.cmd("PUBLISH").arg(&p.channel).arg(&p.payload);
-        }
-        let mut conn = publisher.clone();
-        let published: Result<Vec<i64>, _> = pipe.query_async(&mut conn).await;
-        match published {
-            Ok(receivers) => {
-                let undelivered = receivers.iter().filter(|&&n| n == 0).count();
-                if undelivered > 0 {
-                    metrics::counter!("kefu_bus_undelivered_total").increment(undelivered as u64);
-                    tracing::warn!(undelivered, "no subscriber for node events (node down?)");
-                }
-            }
-            Err(err) => {
-                metrics::counter!("kefu_bus_errors_total").increment(batch.len() as u64);
-                tracing::error!(%err, events = batch.len(), "cannot publish node events");
-            }
-        }
-        batch.clear();
     }
 }
 
