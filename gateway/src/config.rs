@@ -131,6 +131,7 @@ pub struct LimitSettings {
     pub frames_per_second: f64,
     pub frame_burst: u32,
     pub auth_failures_per_minute: u32,
+    pub sign_in_queue: usize,
     pub outbound_queue: usize,
     pub write_timeout_ms: u64,
 }

@@ -147,11 +147,6 @@ pub enum AuthError {
 
 /// argon2 checks run at once (each takes a core for tens of milliseconds).
 const VERIFY_WORKERS: usize = 2;
-/// Sign-ins allowed to wait or run at once; past it a sign-in gets 503 immediately. A shift
-/// start (a node's fifty agents signing in within a second) must fit: 16 turned a third of
-/// them away in the sale-day run. At tens of milliseconds a check on two workers, the last
-/// in the queue waits about two seconds.
-const VERIFY_QUEUE: usize = 128;
 
 /// The live roster: reloadable, with bounded token verification.
 pub struct RosterStore {
@@ -165,7 +160,8 @@ pub struct RosterStore {
 
 impl RosterStore {
     /// Loads the roster at start (blocking is fine there).
-    pub fn load(path: &Path) -> Result<RosterStore, RosterError> {
+    /// `queue` bounds the sign-ins allowed to wait or run at once (`limits.sign_in_queue`).
+    pub fn load(path: &Path, queue: usize) -> Result<RosterStore, RosterError> {
         let path = crate::config::resolve_path(path);
         let roster = Roster::load(&path)?;
         tracing::info!(path = %path.display(), agents = roster.agents.len(), "agent roster loaded");
@@ -174,7 +170,7 @@ impl RosterStore {
             fingerprint: Mutex::new(crate::bot::fingerprint(&path)),
             path,
             verifying: Arc::new(Semaphore::new(VERIFY_WORKERS)),
-            queue: Arc::new(Semaphore::new(VERIFY_QUEUE)),
+            queue: Arc::new(Semaphore::new(queue.max(1))),
         })
     }
 

@@ -121,9 +121,11 @@ impl Application {
             .await
             .map_err(|_| crate::bot::BotError::PoolClosed)??;
         let roster_path = settings.agents.file.clone();
-        let roster = tokio::task::spawn_blocking(move || RosterStore::load(&roster_path))
-            .await
-            .map_err(|_| crate::bot::BotError::PoolClosed)??;
+        let sign_in_queue = settings.limits.sign_in_queue;
+        let roster =
+            tokio::task::spawn_blocking(move || RosterStore::load(&roster_path, sign_in_queue))
+                .await
+                .map_err(|_| crate::bot::BotError::PoolClosed)??;
         settings.dispatch.validate()?;
         let store = if settings.store.enabled() {
             Some(Arc::new(crate::store::Store::open(&settings.store).await?))

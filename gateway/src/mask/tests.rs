@@ -157,8 +157,13 @@ proptest! {
         let text = format!("{before}{}{after}", disguise(&phone, &styles));
         let masked = mask_text(&text);
         let seen = digits_of(&masked);
-        prop_assert!(!seen.contains(&phone[3..7]), "{text:?} -> {masked:?}");
-        prop_assert_eq!(seen, format!("{}{}", &phone[..3], &phone[7..]));
+        let visible = format!("{}{}", &phone[..3], &phone[7..]);
+        // The first three and last four can spell the middle four by chance (19595909000:
+        // "195" + "9000" holds "9590"); exactly those seven digits showing is the real check.
+        if !visible.contains(&phone[3..7]) {
+            prop_assert!(!seen.contains(&phone[3..7]), "{text:?} -> {masked:?}");
+        }
+        prop_assert_eq!(seen, visible);
     }
 
     #[test]

@@ -6,6 +6,10 @@ use std::time::{Duration, Instant};
 use crate::helpers::{spawn_app_with, write_roster, TestApp};
 
 async fn app() -> TestApp {
+    app_with_queue("128").await
+}
+
+async fn app_with_queue(sign_in_queue: &str) -> TestApp {
     let roster = write_roster("signin", &[("a01", "小王", &["pre_sale"], 5)]);
     let roster = roster.to_str().unwrap().to_string();
     spawn_app_with(&[
@@ -14,6 +18,7 @@ async fn app() -> TestApp {
             "KEFU__SERVER__ADMIN_TOKEN",
             "an-admin-token-of-32-characters!",
         ),
+        ("KEFU__LIMITS__SIGN_IN_QUEUE", sign_in_queue),
     ])
     .await
 }
@@ -74,7 +79,7 @@ async fn admin_token_failures_are_throttled_too() {
 
 #[tokio::test]
 async fn a_sign_in_flood_gets_503_at_once_and_customers_are_still_greeted() {
-    let app = app().await;
+    let app = app_with_queue("16").await;
     let attempts = (0..60).map(|i| {
         let app = &app;
         async move { agent_status(app, &format!("a01.wrong-{i}")).await }
