@@ -580,7 +580,7 @@ mod tests {
     #[test]
     fn ids_carry_the_count_and_the_send_time() {
         assert_eq!(
-            parse_id("r12.1700000000123456"),
+            parse_id("r12.3.1700000000123456"),
             Some((12, 1_700_000_000_123_456))
         );
         assert_eq!(parse_id("a-17"), None);
