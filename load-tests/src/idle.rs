@@ -241,8 +241,8 @@ pub async fn idle(opts: IdleOptions) -> anyhow::Result<IdleReport> {
     })
 }
 
-/// Waits until `n` sessions are greeted or failed (at most 30 s).
-async fn wait_open(open: &AtomicU64, failures: &AtomicU64, n: u64) {
+/// Waits until `n` sessions (or sockets) are open or failed (at most 30 s).
+pub(crate) async fn wait_open(open: &AtomicU64, failures: &AtomicU64, n: u64) {
     let until = Instant::now() + Duration::from_secs(30);
     while open.load(Ordering::Relaxed) + failures.load(Ordering::Relaxed) < n
         && Instant::now() < until

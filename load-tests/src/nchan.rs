@@ -18,7 +18,7 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::idle::rss_of_pid;
+use crate::idle::{rss_of_pid, wait_open};
 use crate::metrics::now_us;
 use crate::net::{self, Target};
 
@@ -229,16 +229,6 @@ pub async fn idle_nchan(
         marginal_kib_per_session: (marginal * 100.0).round() / 100.0,
         nginx_pid: nginx.pid,
     })
-}
-
-/// Waits until `n` sockets are open or failed (at most 30 s).
-async fn wait_open(open: &AtomicU64, failures: &AtomicU64, n: u64) {
-    let until = Instant::now() + Duration::from_secs(30);
-    while open.load(Ordering::Relaxed) + failures.load(Ordering::Relaxed) < n
-        && Instant::now() < until
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[cfg(test)]
