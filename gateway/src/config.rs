@@ -116,6 +116,8 @@ pub struct ServerSettings {
     pub header_read_timeout_ms: u64,
     pub allowed_origins: Vec<String>,
     pub operators_file: std::path::PathBuf,
+    /// Runtime threads; 0: one per core.
+    pub worker_threads: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -40,8 +40,7 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Command::HashToken { token }) = &cli.command {
         println!("{}", gateway::roster::hash_token(token)?);
@@ -58,8 +57,15 @@ async fn main() -> anyhow::Result<()> {
         println!("{settings:#?}");
         return Ok(());
     }
-    let app = Application::build(settings).await?;
-    app.run_until_stopped(gateway::shutdown::os_signal())
-        .await?;
-    Ok(())
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if settings.server.worker_threads > 0 {
+        runtime.worker_threads(settings.server.worker_threads);
+    }
+    let runtime = runtime.enable_all().build().context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let app = Application::build(settings).await?;
+        app.run_until_stopped(gateway::shutdown::os_signal())
+            .await?;
+        Ok(())
+    })
 }

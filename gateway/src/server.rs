@@ -207,6 +207,7 @@ impl Application {
     ) -> std::io::Result<()> {
         let state = self.state;
         let chores = tokio::spawn(run_chores(state.clone()));
+        let lag_probe = tokio::spawn(crate::telemetry::probe_runtime_lag());
         let events = tokio::spawn(run_events(state.clone(), self.events));
         let app = router(state.clone());
         state.ready.store(true, Ordering::Release);
@@ -246,6 +247,7 @@ impl Application {
             );
         }
         chores.abort();
+        lag_probe.abort();
         events.abort();
         crate::records::flush_on_shutdown(&state).await;
         tracing::info!("gateway stopped");
@@ -316,7 +318,11 @@ fn resident_memory_bytes() -> Option<u64> {
 /// This node's routing events, one at a time, in arrival order.
 async fn run_events(state: AppState, mut events: tokio::sync::mpsc::Receiver<NodeEvent>) {
     while let Some(event) = events.recv().await {
+        let kind = event.kind();
+        let started = std::time::Instant::now();
         routing::handle(&state, event).await;
+        metrics::histogram!("kefu_node_event_seconds", "kind" => kind)
+            .record(started.elapsed().as_secs_f64());
     }
 }
 

@@ -82,6 +82,18 @@ fn describe() {
         "open WebSocket connections"
     );
     describe_histogram!(
+        "kefu_runtime_lag_seconds",
+        Unit::Seconds,
+        "how late a 10 ms timer of the node fires: time every task of the node waited for a \
+         runtime thread (the node's share of a busy machine)"
+    );
+    describe_histogram!(
+        "kefu_node_event_seconds",
+        Unit::Seconds,
+        "time the node's event task spent on one routing event, by kind (every event of the \
+         node waits behind the one being handled)"
+    );
+    describe_histogram!(
         "kefu_greeting_latency_seconds",
         Unit::Seconds,
         "from accepted upgrade to greeting written"
@@ -101,4 +113,16 @@ fn describe() {
         "kefu_sessions_expired_total",
         "sessions forgotten after their grace period"
     );
+}
+
+/// Measures the node's scheduling delay for `kefu_runtime_lag_seconds` until the runtime
+/// stops: a sleep of 10 ms that wakes late means every task of the node waited as long.
+pub async fn probe_runtime_lag() {
+    const EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+    loop {
+        let asleep = tokio::time::Instant::now();
+        tokio::time::sleep(EVERY).await;
+        let late = asleep.elapsed().saturating_sub(EVERY);
+        metrics::histogram!("kefu_runtime_lag_seconds").record(late.as_secs_f64());
+    }
 }

@@ -144,7 +144,17 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Runtime::new() {
+    // A worker is one of several load processes sharing the machine with the gateways: one
+    // thread each keeps the generator's own wake-up delay (part of every latency it measures)
+    // and its context switches down.
+    let rt = if matches!(cli.cmd, Cmd::Worker { .. }) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Runtime::new()
+    };
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("kefu-load: cannot start the runtime: {e}");

@@ -57,6 +57,10 @@ pub struct Report {
     pub relay_cross_node_ms: Latency,
     pub agent_first_reply_ms: Latency,
     pub resume_ms: Latency,
+    /// How late the customer processes' 10 ms timers fired: the load generator's own
+    /// scheduling delay, part of every latency above (it shares the machine's cores).
+    #[serde(default)]
+    pub load_lag_ms: Latency,
     pub max_queue_len: u64,
     pub agent_load_spread_max: u64,
     pub agent_over_capacity: u64,
@@ -241,6 +245,9 @@ impl Report {
         }
         let _ = writeln!(s, "  first reply   {}", l(&self.agent_first_reply_ms));
         let _ = writeln!(s, "  resume        {}", l(&self.resume_ms));
+        if self.load_lag_ms.count > 0 {
+            let _ = writeln!(s, "  load lag      {}", l(&self.load_lag_ms));
+        }
         let _ = writeln!(
             s,
             "  max queue {}  agent load spread max {}  over capacity {}  assignments {}",

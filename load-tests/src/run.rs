@@ -247,6 +247,7 @@ pub async fn drive_customers(
         .map(|(k, d)| (k as u64, d))
         .collect();
     let mut tasks = JoinSet::new();
+    let probe = tokio::spawn(lag_probe(ctx.shared.clone()));
     let mut ticker =
         tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
     let mut t_s = 0;
@@ -281,6 +282,7 @@ pub async fn drive_customers(
             }
         }
     }
+    probe.abort();
     if let Some(f) = on_tick.as_mut() {
         f(ctx.shared.tick(t_s));
     }
@@ -354,6 +356,18 @@ fn spawn_worker(
             .await;
     });
     Ok(child)
+}
+
+/// Every 10 ms, how late the timer fired: the load process's own scheduling delay (sleeps
+/// round up to the timer's 1 ms tick, so ~1 ms of it is the timer, not the machine).
+async fn lag_probe(shared: Arc<Shared>) {
+    const EVERY: Duration = Duration::from_millis(10);
+    loop {
+        let asleep = Instant::now();
+        tokio::time::sleep(EVERY).await;
+        let late = asleep.elapsed().saturating_sub(EVERY);
+        shared.tally().hists.lag.record(late);
+    }
 }
 
 /// Runs as `kefu-load worker …`: one slice of the customers, reporting on stdout.
@@ -504,6 +518,7 @@ impl Aggregate {
             relay_cross_node_ms: relay.cross_node.summary(),
             agent_first_reply_ms: hists.agent_first_reply.summary(),
             resume_ms: hists.resume.summary(),
+            load_lag_ms: hists.lag.summary(),
             max_queue_len: timeline
                 .iter()
                 .map(|p| p.in_queue)

@@ -22,10 +22,13 @@ pub struct Hists {
     pub queue_wait: Hist,
     pub agent_first_reply: Hist,
     pub resume: Hist,
+    /// How late a 10 ms timer of the load process fires: the generator's own scheduling
+    /// delay, which every latency it measures includes.
+    pub lag: Hist,
 }
 
 impl Hists {
-    pub fn named(&self) -> [(&'static str, &Hist); 6] {
+    pub fn named(&self) -> [(&'static str, &Hist); 7] {
         [
             ("greeting_ms", &self.greeting),
             ("bot_answer_ms", &self.bot_answer),
@@ -33,6 +36,7 @@ impl Hists {
             ("queue_wait_ms", &self.queue_wait),
             ("agent_first_reply_ms", &self.agent_first_reply),
             ("resume_ms", &self.resume),
+            ("load_lag_ms", &self.lag),
         ]
     }
 
@@ -44,6 +48,7 @@ impl Hists {
             "queue_wait_ms" => &mut self.queue_wait,
             "agent_first_reply_ms" => &mut self.agent_first_reply,
             "resume_ms" => &mut self.resume,
+            "load_lag_ms" => &mut self.lag,
             _ => return None,
         })
     }

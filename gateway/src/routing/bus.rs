@@ -42,6 +42,18 @@ pub enum NodeEvent {
     },
 }
 
+impl NodeEvent {
+    /// What the event is, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            NodeEvent::Assigned { .. } => "assigned",
+            NodeEvent::Requeued { .. } => "requeued",
+            NodeEvent::ToCustomer { event, .. } => event.kind(),
+            NodeEvent::ToAgent { .. } => "to_agent",
+        }
+    }
+}
+
 /// What an agent did, for the customer's session. Its `Debug` hides the text.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -151,9 +163,12 @@ impl Bus {
     }
 
     /// Sends `event` to `node`'s event task. An event for another node is published on the
-    /// multiplexed connection, which keeps many PUBLISH commands in flight at once (a single
-    /// publisher task with one pipeline in flight was tried: every event then waited for the
-    /// batch before it, and the sale-day relay tail grew).
+    /// multiplexed connection without waiting for Redis's answer: the command is queued on the
+    /// connection here, so events keep their order, and the answer (an error, or nobody
+    /// subscribed because the node is down) is awaited on a task of its own. Waiting here held
+    /// up the caller (the node's one event task, an agent's socket) for a Redis round trip per
+    /// event, and every relay queued behind it at a peak. (A single publisher task with one
+    /// pipeline in flight was tried before: every event then waited for the batch before it.)
     pub async fn send(&self, node: &str, event: NodeEvent) {
         if node == &*self.node || self.remote.is_none() {
             return self.send_local(event);
@@ -167,21 +182,22 @@ impl Bus {
         };
         let mut conn = publisher.clone();
         let channel = format!("{prefix}{node}");
-        let published: Result<i64, _> = redis::cmd("PUBLISH")
-            .arg(&channel)
-            .arg(payload)
-            .query_async(&mut conn)
-            .await;
-        match published {
-            Ok(0) => {
-                metrics::counter!("kefu_bus_undelivered_total").increment(1);
-                tracing::warn!(node, "no subscriber for node event (node down?)");
-            }
-            Ok(_) => {}
-            Err(err) => {
-                metrics::counter!("kefu_bus_errors_total").increment(1);
-                tracing::error!(%err, node, "cannot publish node event");
-            }
+        let node = node.to_string();
+        let mut published = Box::pin(async move {
+            let answer: Result<i64, _> = redis::cmd("PUBLISH")
+                .arg(&channel)
+                .arg(payload)
+                .query_async(&mut conn)
+                .await;
+            check_published(&node, answer);
+        });
+        // The first poll puts the command in the connection's queue (or in line for it: the
+        // queue serves waiting senders in order); the rest only waits for the answer.
+        if futures_util::future::poll_immediate(&mut published)
+            .await
+            .is_none()
+        {
+            tokio::spawn(published);
         }
     }
 
@@ -195,6 +211,21 @@ impl Bus {
             tokio::spawn(async move {
                 let _ = local.send(event).await;
             });
+        }
+    }
+}
+
+/// Counts what a PUBLISH answered: a node with no subscriber is down (or not yet up).
+fn check_published(node: &str, answer: Result<i64, redis::RedisError>) {
+    match answer {
+        Ok(0) => {
+            metrics::counter!("kefu_bus_undelivered_total").increment(1);
+            tracing::warn!(node, "no subscriber for node event (node down?)");
+        }
+        Ok(_) => {}
+        Err(err) => {
+            metrics::counter!("kefu_bus_errors_total").increment(1);
+            tracing::error!(%err, node, "cannot publish node event");
         }
     }
 }

@@ -61,9 +61,13 @@ async fn refresh_capacity(app: &AppState) {
 async fn refresh_positions(app: &AppState) {
     let mut groups = std::collections::BTreeSet::new();
     for session in app.sessions.all() {
-        if let SessionState::Queued { group } = session.state() {
-            groups.insert(group);
-        }
+        session.peek_state(|state| {
+            if let SessionState::Queued { group } = state {
+                if !groups.contains(group) {
+                    groups.insert(group.clone());
+                }
+            }
+        });
     }
     for group in groups {
         match app.dispatcher.positions(&group).await {
@@ -82,31 +86,34 @@ async fn refresh_positions(app: &AppState) {
 async fn check_sla(app: &AppState) {
     let sla = Duration::from_secs(app.settings.routing.first_response_sla_s);
     for session in app.sessions.all() {
-        let SessionState::WithAgent {
-            agent, agent_node, ..
-        } = session.state()
-        else {
+        let due = session.with_state_and_conversation(|state, c| {
+            let SessionState::WithAgent {
+                agent, agent_node, ..
+            } = state
+            else {
+                return None;
+            };
+            match c.awaiting_since {
+                Some(since) if !c.sla_warned && since.elapsed() >= sla => {
+                    c.sla_warned = true;
+                    Some((agent.clone(), agent_node.clone(), since.elapsed()))
+                }
+                _ => None,
+            }
+        });
+        let Some((agent, agent_node, waiting)) = due else {
             continue;
         };
-        let waiting = session.with_conversation(|c| match c.awaiting_since {
-            Some(since) if !c.sla_warned && since.elapsed() >= sla => {
-                c.sla_warned = true;
-                Some(since.elapsed())
-            }
-            _ => None,
-        });
-        if let Some(waiting) = waiting {
-            metrics::counter!("kefu_sla_warnings_total").increment(1);
-            let frame = AgentServerFrame::SlaWarning {
-                session: session.id.to_string(),
-                waiting_s: waiting.as_secs(),
-            };
-            let event = NodeEvent::ToAgent {
-                agent,
-                frame,
-                customer_node: None,
-            };
-            app.bus.send(&agent_node, event).await;
-        }
+        metrics::counter!("kefu_sla_warnings_total").increment(1);
+        let frame = AgentServerFrame::SlaWarning {
+            session: session.id.to_string(),
+            waiting_s: waiting.as_secs(),
+        };
+        let event = NodeEvent::ToAgent {
+            agent,
+            frame,
+            customer_node: None,
+        };
+        app.bus.send(&agent_node, event).await;
     }
 }

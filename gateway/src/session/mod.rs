@@ -223,6 +223,23 @@ impl Session {
         self.lock().state.clone()
     }
 
+    /// Looks at the state without cloning it: the once-a-second scans visit every session of
+    /// the node, and cloning each state (three strings with an agent) cost an allocation
+    /// storm per tick at tens of thousands of sessions.
+    pub fn peek_state<R>(&self, f: impl FnOnce(&SessionState) -> R) -> R {
+        f(&self.lock().state)
+    }
+
+    /// The state and the conversation under one lock (for the SLA scan).
+    pub fn with_state_and_conversation<R>(
+        &self,
+        f: impl FnOnce(&SessionState, &mut Conversation) -> R,
+    ) -> R {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        f(&inner.state, &mut inner.conversation)
+    }
+
     pub fn set_state(&self, state: SessionState) {
         self.lock().state = state;
     }
