@@ -144,16 +144,7 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // A worker is one of several load processes sharing the machine with the gateways: one
-    // thread each keeps the generator's own wake-up delay (part of every latency it measures)
-    // and its context switches down.
-    let rt = if matches!(cli.cmd, Cmd::Worker { .. }) {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Runtime::new()
-    };
+    let rt = tokio::runtime::Runtime::new();
     let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {

@@ -168,14 +168,6 @@ impl Cluster {
                 .stdout(log_file(&dir, &format!("node-{i}.log"))?)
                 .stderr(log_file(&dir, &format!("node-{i}.err.log"))?)
                 .kill_on_drop(true);
-            // Nodes sharing this machine split its cores rather than each running a thread
-            // per core (more runtime threads than cores only add wake-up delay).
-            let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-            cmd.env(
-                "KEFU__SERVER__WORKER_THREADS",
-                std::env::var("KEFU__SERVER__WORKER_THREADS")
-                    .unwrap_or_else(|_| (cores / n.max(1) as usize).max(1).to_string()),
-            );
             if let Some(url) = &redis_url {
                 cmd.env("KEFU__DISPATCH__BACKEND", "redis")
                     .env("KEFU__DISPATCH__REDIS_URL", url);
