@@ -35,6 +35,7 @@ pub mod roster;
 pub mod routing;
 pub mod server;
 pub mod session;
+pub mod signin;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

@@ -29,6 +29,9 @@ use crate::server::AppState;
 pub struct AgentQuery {
     token: Option<String>,
     last_seq: Option<u64>,
+    /// Two-step sign-in: a code, or a pass from an earlier `otp_session` frame.
+    otp: Option<String>,
+    otp_session: Option<String>,
 }
 
 pub async fn upgrade(
@@ -74,9 +77,19 @@ pub async fn upgrade(
         }
     };
     let last_seq = query.last_seq.unwrap_or(0);
-    connection::configure(ws, &app).on_upgrade(move |socket| {
+    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+    let user_agent = user_agent.unwrap_or("").to_string();
+    connection::configure(ws, &app).on_upgrade(move |mut socket| {
         let span = tracing::info_span!("agent", agent = %entry.id);
-        serve(socket, app, entry, last_seq, permit).instrument(span)
+        async move {
+            let (otp, pass) = (query.otp, query.otp_session);
+            let ip = peer.ip();
+            if crate::signin::agent_step::check(&app, &mut socket, &entry, otp, pass, ip).await {
+                app.sign_in.signed_in("agent", &entry.id, ip, &user_agent);
+                serve(socket, app, entry, last_seq, permit).await;
+            }
+        }
+        .instrument(span)
     })
 }
 
@@ -366,6 +379,7 @@ fn blocked(
     rule: &str,
 ) {
     metrics::counter!("kefu_leaks_blocked_total", "rule" => rule.to_string()).increment(1);
+    app.sign_in.leak_blocked(agent_id, session, rule);
     tracing::info!(rule, session, "agent message blocked by a leak rule");
     if let Some(store) = app.store.clone() {
         let entry = crate::store::AuditEntry {
