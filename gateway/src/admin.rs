@@ -80,7 +80,9 @@ pub async fn authorize(
     match op {
         Some(op) if op.role.allows(need) => {
             if let Some(ip) = crate::guard::peer_ip() {
-                let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+                let agent = headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok());
                 state
                     .sign_in
                     .signed_in("operator", &op.id, ip, agent.unwrap_or(""));

@@ -69,7 +69,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Command::TotpEnroll { id }) => {
             let keys = gateway::signin::RosterKeys::load(&settings.store);
-            print!("{}", gateway::signin::enroll(&keys, id).map_err(anyhow::Error::msg)?);
+            print!(
+                "{}",
+                gateway::signin::enroll(&keys, id).map_err(anyhow::Error::msg)?
+            );
             return Ok(());
         }
         _ => {}

@@ -290,7 +290,10 @@ fn router(state: AppState) -> Router {
         .route("/admin/reports/complaints", get(records::http::complaints))
         .route("/admin/reports/summary", get(records::http::summary))
         .route("/admin/supervisor", get(admin::supervisor))
-        .route("/admin/otp-session", axum::routing::post(admin::otp_session))
+        .route(
+            "/admin/otp-session",
+            axum::routing::post(admin::otp_session),
+        )
         .merge(crate::web::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -235,6 +235,22 @@ async function run(context, base) {
     await supervisor.close();
   });
 
+  await step('a message breaking a leak rule is blocked and the supervisor is alerted', async () => {
+    const supervisor = await context.newPage();
+    await supervisor.goto(`${base}/supervisor/`);
+    await supervisor.getByLabel('管理令牌').fill(ADMIN_TOKEN);
+    await supervisor.getByRole('button', { name: '查看' }).click();
+    await supervisor.locator('#alerts-state', { hasText: '实时' }).waitFor();
+    const box = agent.locator('article.chat').getByRole('textbox');
+    await box.fill('加我微信 kefu_private88');
+    await box.press('Enter');
+    const alert = supervisor.locator('#alerts li[data-kind="leak_blocked"]', { hasText: 'wechat' });
+    await alert.waitFor();
+    assert(!(await alert.textContent()).includes('kefu_private88'), 'no message text in the alert');
+    await shot(supervisor, '07b-supervisor-alert');
+    await supervisor.close();
+  });
+
   await step('the agent closes; the widget shows the survey; the answer is sent', async () => {
     await agent.locator('article.chat').getByRole('button', { name: '结束会话' }).click();
     await agent.locator('article.chat .state', { hasText: '会话已结束' }).waitFor();

@@ -77,7 +77,9 @@ pub async fn upgrade(
         }
     };
     let last_seq = query.last_seq.unwrap_or(0);
-    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
     let user_agent = user_agent.unwrap_or("").to_string();
     connection::configure(ws, &app).on_upgrade(move |mut socket| {
         let span = tracing::info_span!("agent", agent = %entry.id);

@@ -66,7 +66,10 @@ pub async fn upgrade(
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting_down").into_response();
     }
     let given = [
-        (header::AUTHORIZATION, query.token.map(|t| format!("Bearer {t}"))),
+        (
+            header::AUTHORIZATION,
+            query.token.map(|t| format!("Bearer {t}")),
+        ),
         (super::OTP_HEADER, query.otp),
         (super::PASS_HEADER, query.otp_session),
     ];

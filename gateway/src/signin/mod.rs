@@ -93,7 +93,9 @@ impl OtpError {
 
     pub fn message(self) -> &'static str {
         match self {
-            OtpError::Required => "otp_required: this account signs in with a 6-digit code from its authenticator app",
+            OtpError::Required => {
+                "otp_required: this account signs in with a 6-digit code from its authenticator app"
+            }
             OtpError::Bad => "bad_otp: the code is wrong, expired or already used",
         }
     }

@@ -78,7 +78,9 @@ impl TotpSecret {
         let now = unix_s / STEP_S;
         [now.saturating_sub(1), now, now + 1]
             .into_iter()
-            .find(|&step| crate::admin::constant_time_eq(self.code_at(step).as_bytes(), code.as_bytes()))
+            .find(|&step| {
+                crate::admin::constant_time_eq(self.code_at(step).as_bytes(), code.as_bytes())
+            })
     }
 }
 

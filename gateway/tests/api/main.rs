@@ -15,6 +15,6 @@ mod privacy_logs;
 mod privacy_store;
 mod records;
 mod security;
-mod two_step;
 #[path = "../support/mod.rs"]
 mod support;
+mod two_step;

@@ -13,7 +13,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::helpers::{spawn_app_with, temp_store_url, write_roster, Client, Event, TestApp, TEST_KEY, WAIT};
+use crate::helpers::{
+    spawn_app_with, temp_store_url, write_roster, Client, Event, TestApp, TEST_KEY, WAIT,
+};
 
 const BREAK_GLASS: &str = "break-glass-secret-of-24-chars";
 
@@ -38,7 +40,10 @@ fn enroll(id: &str) -> (Vec<u8>, String) {
 /// RFC 6238 (HMAC-SHA-1, 6 digits, 30 s), written out here rather than taken from the
 /// gateway, `offset` steps from now.
 fn code(secret: &[u8], offset: i64) -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let step = (now / 30 + offset) as u64;
     let mut mac = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(secret).unwrap();
     mac.update(&step.to_be_bytes());
@@ -68,7 +73,10 @@ fn enroll_in_file(path: &std::path::Path, id: &str, sealed: &str) {
 async fn agent_app(extra: &[(&str, &str)]) -> (TestApp, Vec<u8>) {
     let roster = write_roster(
         "totp",
-        &[("a01", "小王", &["pre_sale"], 3), ("a02", "小李", &["pre_sale"], 3)],
+        &[
+            ("a01", "小王", &["pre_sale"], 3),
+            ("a02", "小李", &["pre_sale"], 3),
+        ],
     );
     let (secret, sealed) = enroll("a01");
     enroll_in_file(&roster, "a01", &sealed);
@@ -142,12 +150,16 @@ async fn an_enrolled_agent_needs_a_real_code_once() {
     refused_with(&mut agent, "bad_otp").await;
 
     // The right code on the URL: a pass, then the welcome.
-    let mut agent = socket(&app, &format!("/ws/agent?otp={now}"), token, "t").await.unwrap();
+    let mut agent = socket(&app, &format!("/ws/agent?otp={now}"), token, "t")
+        .await
+        .unwrap();
     let pass = let_in(&mut agent).await;
     drop(agent);
 
     // The same code again is refused (replay), even though it is still within its window.
-    let mut agent = socket(&app, &format!("/ws/agent?otp={now}"), token, "t").await.unwrap();
+    let mut agent = socket(&app, &format!("/ws/agent?otp={now}"), token, "t")
+        .await
+        .unwrap();
     refused_with(&mut agent, "bad_otp").await;
 
     // The first-frame form, with the code of the next step (accepted: clocks drift).
@@ -201,7 +213,9 @@ fn write_operators(ops: &[(&str, &str, Option<&str>)]) -> std::path::PathBuf {
     let mut text = String::new();
     for (id, role, sealed) in ops {
         let hash = gateway::roster::hash_token(&format!("{id}.secret")).unwrap();
-        let totp = sealed.map(|s| format!("totp = {s:?}\n")).unwrap_or_default();
+        let totp = sealed
+            .map(|s| format!("totp = {s:?}\n"))
+            .unwrap_or_default();
         text.push_str(&format!(
             "[[operator]]\nid = {id:?}\nname = \"op {id}\"\nrole = {role:?}\ntoken_hash = {hash:?}\n{totp}"
         ));
@@ -218,9 +232,8 @@ fn write_operators(ops: &[(&str, &str, Option<&str>)]) -> std::path::PathBuf {
 /// One HTTP/1.0 call; returns status, headers and body.
 async fn call(app: &TestApp, method: &str, path: &str, headers: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
-    let request = format!(
-        "{method} {path} HTTP/1.0\r\nHost: x\r\n{headers}Content-Length: 0\r\n\r\n"
-    );
+    let request =
+        format!("{method} {path} HTTP/1.0\r\nHost: x\r\n{headers}Content-Length: 0\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
@@ -236,7 +249,10 @@ async fn call(app: &TestApp, method: &str, path: &str, headers: &str) -> (u16, S
 #[tokio::test]
 async fn an_enrolled_operator_needs_the_code_for_admin_calls() {
     let (secret, sealed) = enroll("sup1");
-    let ops = write_operators(&[("sup1", "supervisor", Some(&sealed)), ("sup2", "supervisor", None)]);
+    let ops = write_operators(&[
+        ("sup1", "supervisor", Some(&sealed)),
+        ("sup2", "supervisor", None),
+    ]);
     let ops = ops.to_str().unwrap().to_string();
     let app = spawn_app_with(&[
         ("KEFU__SERVER__OPERATORS_FILE", &ops),
@@ -245,7 +261,11 @@ async fn an_enrolled_operator_needs_the_code_for_admin_calls() {
     .await;
     let auth = "Authorization: Bearer sup1.secret\r\n";
     let (status, body) = call(&app, "GET", "/admin/supervisor", auth).await;
-    assert_eq!((status, body.starts_with("otp_required")), (401, true), "{body}");
+    assert_eq!(
+        (status, body.starts_with("otp_required")),
+        (401, true),
+        "{body}"
+    );
     let bad = format!("{auth}X-Kefu-OTP: {}\r\n", wrong_code(&secret));
     let (status, body) = call(&app, "GET", "/admin/supervisor", &bad).await;
     assert_eq!((status, body.starts_with("bad_otp")), (401, true), "{body}");
@@ -255,7 +275,11 @@ async fn an_enrolled_operator_needs_the_code_for_admin_calls() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"queues\""), "{body}");
     let (status, body) = call(&app, "GET", "/admin/supervisor", &good).await;
-    assert_eq!((status, body.starts_with("bad_otp")), (401, true), "a code is good once: {body}");
+    assert_eq!(
+        (status, body.starts_with("bad_otp")),
+        (401, true),
+        "a code is good once: {body}"
+    );
 
     // A pass for the page: one code, then as many polls as it likes.
     let next = format!("{auth}X-Kefu-OTP: {}\r\n", code(&secret, 1));
@@ -271,7 +295,11 @@ async fn an_enrolled_operator_needs_the_code_for_admin_calls() {
     }
     // The pass is sup1's: worth nothing with another operator's token.
     let stolen = format!("Authorization: Bearer sup2.secret\r\nX-Kefu-OTP-Session: {pass}\r\n");
-    assert_eq!(call(&app, "GET", "/admin/supervisor", &stolen).await.0, 200, "sup2 is not enrolled");
+    assert_eq!(
+        call(&app, "GET", "/admin/supervisor", &stolen).await.0,
+        200,
+        "sup2 is not enrolled"
+    );
     // An operator who is not enrolled, and the break-glass token, are as before.
     let plain = "Authorization: Bearer sup2.secret\r\n";
     assert_eq!(call(&app, "GET", "/admin/supervisor", plain).await.0, 200);
@@ -315,16 +343,23 @@ async fn new_sign_ins_are_audited_and_pushed_to_supervisors() {
         .unwrap();
 
     // The account's very first sign-in: an alert marked first.
-    let agent = socket(&app, "/ws/agent", Some("a01.secret"), "ua-one").await.unwrap();
+    let agent = socket(&app, "/ws/agent", Some("a01.secret"), "ua-one")
+        .await
+        .unwrap();
     let first = alert_for(&mut supervisor, "a01").await;
     assert_eq!(first["kind"], "new_sign_in", "{first}");
     assert_eq!(first["role"], "agent");
-    assert_eq!((first["first"].clone(), first["new_ip"].clone()), (json!(true), json!(true)));
+    assert_eq!(
+        (first["first"].clone(), first["new_ip"].clone()),
+        (json!(true), json!(true))
+    );
     assert_eq!(first["ip"], "127.0.0.x", "the address is masked: {first}");
     drop(agent);
 
     // The same address and user agent again: nothing.
-    let again = socket(&app, "/ws/agent", Some("a01.secret"), "ua-one").await.unwrap();
+    let again = socket(&app, "/ws/agent", Some("a01.secret"), "ua-one")
+        .await
+        .unwrap();
     let quiet = supervisor.drain(Duration::from_millis(700)).await;
     assert!(
         quiet.iter().all(|f| f["account"] != "a01"),
@@ -333,7 +368,9 @@ async fn new_sign_ins_are_audited_and_pushed_to_supervisors() {
     drop(again);
 
     // A new user agent from the same address: an alert, not first.
-    let mut agent = socket(&app, "/ws/agent", Some("a01.secret"), "ua-two").await.unwrap();
+    let mut agent = socket(&app, "/ws/agent", Some("a01.secret"), "ua-two")
+        .await
+        .unwrap();
     let second = alert_for(&mut supervisor, "a01").await;
     assert_eq!(second["first"], false, "{second}");
     assert_eq!(second["new_ip"], false, "{second}");
@@ -347,7 +384,9 @@ async fn new_sign_ins_are_audited_and_pushed_to_supervisors() {
     let assigned = agent.recv_type("assigned").await;
     let session = assigned["session"].as_str().unwrap();
     let text = "加我微信 kefu_private88";
-    agent.send(json!({"type":"message","session":session,"id":"x1","text":text})).await;
+    agent
+        .send(json!({"type":"message","session":session,"id":"x1","text":text}))
+        .await;
     assert_eq!(agent.recv_type("error").await["code"], "blocked_content");
     let leak = loop {
         let frame = supervisor.recv().await;
@@ -355,7 +394,10 @@ async fn new_sign_ins_are_audited_and_pushed_to_supervisors() {
             break frame;
         }
     };
-    assert_eq!((leak["rule"].as_str(), leak["session"].as_str()), (Some("wechat"), Some(session)));
+    assert_eq!(
+        (leak["rule"].as_str(), leak["session"].as_str()),
+        (Some("wechat"), Some(session))
+    );
     assert!(!leak.to_string().contains("kefu_private88"), "{leak}");
 
     // The audit log has both sign-ins of a01, the address masked, the values only hashed.
@@ -370,11 +412,25 @@ async fn new_sign_ins_are_audited_and_pushed_to_supervisors() {
         .filter(|e| e["action"] == "new_sign_in")
         .collect();
     assert_eq!(sign_ins.len(), 2, "{body}");
-    assert!(sign_ins.iter().all(|e| e["peer"] == "127.0.0.x" && e["target"] == "agent:a01"));
-    assert!(sign_ins[1]["detail"].as_str().unwrap().contains("first=true"), "{body}");
-    assert!(!body.contains("ua-two") && !body.contains("127.0.0.1"), "{body}");
+    assert!(sign_ins
+        .iter()
+        .all(|e| e["peer"] == "127.0.0.x" && e["target"] == "agent:a01"));
+    assert!(
+        sign_ins[1]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("first=true"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("ua-two") && !body.contains("127.0.0.1"),
+        "{body}"
+    );
     let metrics = app.get("/metrics").await.1;
-    assert!(metrics.contains("kefu_sign_in_alerts_total"), "metric exported");
+    assert!(
+        metrics.contains("kefu_sign_in_alerts_total"),
+        "metric exported"
+    );
     app.stop().await.unwrap();
 }
 
@@ -397,11 +453,23 @@ async fn totp_enroll_prints_a_secret_that_the_roster_value_opens_to() {
     let uri = field("uri: ");
     let sealed = field("roster: totp = ");
     let sealed = sealed.trim_matches('"');
-    assert_eq!(uri, format!("otpauth://totp/kefu:op01?secret={secret}&issuer=kefu"));
-    assert!(data_encoding::BASE32_NOPAD.decode(secret.as_bytes()).unwrap().len() >= 20);
+    assert_eq!(
+        uri,
+        format!("otpauth://totp/kefu:op01?secret={secret}&issuer=kefu")
+    );
+    assert!(
+        data_encoding::BASE32_NOPAD
+            .decode(secret.as_bytes())
+            .unwrap()
+            .len()
+            >= 20
+    );
     let opened = gateway::signin::totp::open(&test_keys(), "op01", sealed).unwrap();
     assert_eq!(opened.base32(), secret);
-    assert!(!text.contains(&format!("totp = \"{secret}")), "the roster value is sealed");
+    assert!(
+        !text.contains(&format!("totp = \"{secret}")),
+        "the roster value is sealed"
+    );
 
     // Without the store key there is nothing to seal with.
     let output = Command::new(env!("CARGO_BIN_EXE_kefu-gateway"))
@@ -437,5 +505,8 @@ async fn a_totp_value_that_does_not_open_stops_the_start_and_check_config() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("totp does not open") && stderr.contains("a01"), "{stderr}");
+    assert!(
+        stderr.contains("totp does not open") && stderr.contains("a01"),
+        "{stderr}"
+    );
 }
