@@ -11,14 +11,47 @@
 use std::net::IpAddr;
 
 use axum::extract::ws::{Message, WebSocket};
+use axum::http::{header, HeaderMap};
 use serde_json::json;
 
 use super::{Account, OtpError};
 use crate::roster::AgentEntry;
 use crate::server::AppState;
 
-/// Whether the agent passed; on `false` the socket has been told and closed.
-pub async fn check(
+/// What the upgrade request brought for the second step (and for the sign-in history).
+pub struct SecondStep {
+    otp: Option<String>,
+    pass: Option<String>,
+    ip: IpAddr,
+    user_agent: String,
+}
+
+impl SecondStep {
+    pub fn new(otp: Option<String>, pass: Option<String>, ip: IpAddr, headers: &HeaderMap) -> Self {
+        let user_agent = headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok());
+        Self {
+            otp,
+            pass,
+            ip,
+            user_agent: user_agent.unwrap_or("").to_string(),
+        }
+    }
+
+    /// Whether the agent passed (then the sign-in is noted for the alerts); on `false` the
+    /// socket has been told and closed.
+    pub async fn check(self, app: &AppState, socket: &mut WebSocket, entry: &AgentEntry) -> bool {
+        let passed = check(app, socket, entry, self.otp, self.pass, self.ip).await;
+        if passed {
+            let sign_in = &app.sign_in;
+            sign_in.signed_in("agent", &entry.id, self.ip, &self.user_agent);
+        }
+        passed
+    }
+}
+
+async fn check(
     app: &AppState,
     socket: &mut WebSocket,
     entry: &AgentEntry,

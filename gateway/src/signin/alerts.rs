@@ -81,13 +81,9 @@ pub async fn upgrade(
     if let Err(refused) = crate::admin::authorize(&app, &headers, Permission::Supervise).await {
         return *refused;
     }
-    let permit = match app.limits.admit(peer.ip()) {
+    let permit = match crate::connection::admit(&app, peer.ip()) {
         Ok(p) => p,
-        Err(refusal) => {
-            metrics::counter!("kefu_connections_rejected_total", "reason" => refusal.as_str())
-                .increment(1);
-            return (StatusCode::SERVICE_UNAVAILABLE, refusal.as_str()).into_response();
-        }
+        Err(refused) => return refused,
     };
     // Subscribed before the upgrade answer, so no alert raised after it is missed.
     let alerts = app.sign_in.alerts.subscribe();
