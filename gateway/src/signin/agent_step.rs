@@ -89,7 +89,8 @@ async fn check(
                 app.agent_auth_failures.record_failure(ip);
                 metrics::counter!("kefu_auth_failures_total", "socket" => "agent_otp").increment(1);
             }
-            tracing::warn!(peer = %ip, code = err.code().as_str(), "agent second step refused");
+            let peer = super::history::masked_ip(ip);
+            tracing::warn!(%peer, code = err.code().as_str(), "agent second step refused");
             send(socket, error_frame(err, false)).await;
             crate::connection::close(socket, 1008, err.code().as_str()).await;
             false
