@@ -174,13 +174,13 @@ pub async fn write_ready(
 pub fn admit(
     app: &AppState,
     ip: std::net::IpAddr,
-) -> Result<crate::limits::ConnectionPermit, axum::response::Response> {
+) -> Result<crate::limits::ConnectionPermit, Box<axum::response::Response>> {
     use axum::response::IntoResponse;
     app.limits.admit(ip).map_err(|refusal| {
         metrics::counter!("kefu_connections_rejected_total", "reason" => refusal.as_str())
             .increment(1);
         let status = axum::http::StatusCode::SERVICE_UNAVAILABLE;
-        (status, refusal.as_str()).into_response()
+        Box::new((status, refusal.as_str()).into_response())
     })
 }
 

@@ -72,7 +72,7 @@ pub async fn upgrade(
     };
     let permit = match connection::admit(&app, peer.ip()) {
         Ok(p) => p,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let last_seq = query.last_seq.unwrap_or(0);
     let step = SecondStep::new(query.otp, query.otp_session, peer.ip(), &headers);

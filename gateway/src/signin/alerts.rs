@@ -83,7 +83,7 @@ pub async fn upgrade(
     }
     let permit = match crate::connection::admit(&app, peer.ip()) {
         Ok(p) => p,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     // Subscribed before the upgrade answer, so no alert raised after it is missed.
     let alerts = app.sign_in.alerts.subscribe();
