@@ -16,6 +16,8 @@ pub struct Caller {
     /// The operator's id, or `None` for the break-glass token (the reader then names
     /// themselves in `X-Kefu-Operator` where a read needs it).
     pub operator: Option<String>,
+    /// A sign-in pass, when this call gave a good code (see [`otp_session`]).
+    pub pass: Option<(String, u64)>,
 }
 
 fn refuse(status: StatusCode, why: &'static str) -> Box<Response> {
@@ -64,12 +66,32 @@ pub async fn authorize(
                 }
             });
         }
-        return Ok(Caller { operator: None });
+        return Ok(Caller {
+            operator: None,
+            pass: None,
+        });
     }
-    match state.operators.authenticate(given).await {
-        Some(op) if op.role.allows(need) => Ok(Caller {
-            operator: Some(op.id),
-        }),
+    let op = state.operators.authenticate(given).await;
+    // The second step before the role: a stolen token alone learns nothing about its role.
+    let pass = match &op {
+        Some(op) => Some(second_step(state, headers, op)?),
+        None => None,
+    };
+    match op {
+        Some(op) if op.role.allows(need) => {
+            if let Some(ip) = crate::guard::peer_ip() {
+                let agent = headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok());
+                state
+                    .sign_in
+                    .signed_in("operator", &op.id, ip, agent.unwrap_or(""));
+            }
+            Ok(Caller {
+                operator: Some(op.id),
+                pass: pass.flatten(),
+            })
+        }
         Some(op) => {
             tracing::warn!(operator = %op.id, action = need.as_str(), "admin call outside the operator's role");
             Err(refuse(
@@ -85,6 +107,52 @@ pub async fn authorize(
                 "bad or missing admin token",
             ))
         }
+    }
+}
+
+/// An enrolled operator's second step: a valid pass (`X-Kefu-OTP-Session`) or a good code
+/// (`X-Kefu-OTP`, which earns a pass). 401 `otp_required` / `bad_otp` otherwise (counted by
+/// the sign-in failure throttle like a bad token).
+fn second_step(
+    state: &AppState,
+    headers: &HeaderMap,
+    op: &crate::operators::Operator,
+) -> Result<Option<(String, u64)>, Box<Response>> {
+    let value = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let account = crate::signin::Account {
+        role: "operator",
+        id: &op.id,
+        secret: op.otp.as_ref(),
+        token_hash: &op.token_hash,
+    };
+    if state
+        .sign_in
+        .pass_ok(&account, value(crate::signin::PASS_HEADER))
+    {
+        return Ok(None);
+    }
+    state
+        .sign_in
+        .check_code(&account, value(crate::signin::OTP_HEADER))
+        .map_err(|err| {
+            metrics::counter!("kefu_auth_failures_total", "socket" => "admin_otp").increment(1);
+            tracing::warn!(operator = %op.id, code = err.code().as_str(), "admin second step refused");
+            refuse(StatusCode::UNAUTHORIZED, err.message())
+        })
+}
+
+/// `POST /admin/otp-session`: an operator's sign-in with a code (`X-Kefu-OTP`) answered with
+/// a pass, `{"otp_session":"…","expires_at_ms":…}`, to send as `X-Kefu-OTP-Session` (or
+/// `?otp_session=` on `/ws/supervisor`) instead of a new code until it expires. For an
+/// operator who is not enrolled (or the break-glass token) `otp_session` is `null`.
+pub async fn otp_session(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match authorize(&state, &headers, Permission::SignIn).await {
+        Ok(caller) => {
+            let (pass, expires) = caller.pass.unzip();
+            let body = json!({"otp_session": pass, "expires_at_ms": expires});
+            ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+        }
+        Err(refused) => *refused,
     }
 }
 

@@ -50,6 +50,7 @@ pub struct Settings {
     pub dispatch: crate::dispatch::DispatchSettings,
     pub store: crate::store::StoreSettings,
     pub leaks: crate::leaks::LeakSettings,
+    pub sign_in: sign_in::SignInSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -212,6 +213,7 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+pub mod sign_in;
 mod validate;
 pub use validate::MIN_ADMIN_TOKEN_CHARS;
 

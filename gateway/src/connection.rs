@@ -169,6 +169,21 @@ pub async fn write_ready(
         .unwrap_or(Ok(false))
 }
 
+/// A connection slot for a signed-in socket (agent, supervisor) from `ip`, or the 503
+/// refusal, counted by reason.
+pub fn admit(
+    app: &AppState,
+    ip: std::net::IpAddr,
+) -> Result<crate::limits::ConnectionPermit, Box<axum::response::Response>> {
+    use axum::response::IntoResponse;
+    app.limits.admit(ip).map_err(|refusal| {
+        metrics::counter!("kefu_connections_rejected_total", "reason" => refusal.as_str())
+            .increment(1);
+        let status = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+        Box::new((status, refusal.as_str()).into_response())
+    })
+}
+
 pub async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
     let frame = CloseFrame {
         code,

@@ -14,11 +14,22 @@ use axum::response::{IntoResponse, Response};
 use crate::limits::FailureThrottle;
 use crate::server::AppState;
 
+tokio::task_local! {
+    /// The client address of the request being handled, for handlers that take only headers
+    /// (the admin API's sign-in history): set here, so a client cannot supply it.
+    static PEER: std::net::IpAddr;
+}
+
+/// The address of the client whose request this task is handling, if any.
+pub fn peer_ip() -> Option<std::net::IpAddr> {
+    PEER.try_with(|ip| *ip).ok()
+}
+
 /// Which sign-in a request is, if any.
 fn throttle_for<'a>(app: &'a AppState, path: &str) -> Option<&'a FailureThrottle> {
     if path == "/ws/agent" {
         Some(&app.agent_auth_failures)
-    } else if path.starts_with("/admin/") {
+    } else if path.starts_with("/admin/") || path == "/ws/supervisor" {
         Some(&app.admin_auth_failures)
     } else {
         None
@@ -50,7 +61,7 @@ fn origin_allowed(request: &Request, listed: &[String]) -> bool {
 pub async fn guard(State(app): State<AppState>, request: Request, next: Next) -> Response {
     let server = &app.settings.server;
     let origin_ok = match request.uri().path() {
-        "/ws/agent" => origin_allowed(&request, &server.allowed_origins),
+        "/ws/agent" | "/ws/supervisor" => origin_allowed(&request, &server.allowed_origins),
         "/ws/customer" if !server.widget_origins.is_empty() => {
             origin_allowed(&request, &server.widget_origins)
         }
@@ -80,7 +91,10 @@ pub async fn guard(State(app): State<AppState>, request: Request, next: Next) ->
                 .into_response();
         }
     }
-    let response = next.run(request).await;
+    let response = match ip {
+        Some(ip) => PEER.scope(ip, next.run(request)).await,
+        None => next.run(request).await,
+    };
     if let Some((throttle, ip)) = throttle {
         if response.status() == StatusCode::UNAUTHORIZED {
             throttle.record_failure(ip);

@@ -12,6 +12,8 @@
 //! - [`server`]: binding, routes, readiness, chores and the drain on shutdown;
 //! - [`store`], [`records`]: the encrypted conversation store, survey and complaints,
 //!   retention, the records admin API and reports;
+//! - [`signin`]: two-step sign-in (TOTP) for agents and operators, sign-in history and
+//!   `new_sign_in` alerts, the supervisors' alert socket `/ws/supervisor`;
 //! - [`shutdown`], [`telemetry`]: the stop signal; logs and Prometheus metrics.
 
 pub mod admin;
@@ -36,6 +38,7 @@ pub mod routing;
 pub mod server;
 pub mod session;
 pub mod shutdown;
+pub mod signin;
 pub mod store;
 pub mod telemetry;
 pub mod web;

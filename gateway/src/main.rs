@@ -38,6 +38,13 @@ enum Command {
         /// The token; `AGENT_ID.SECRET` lets the gateway check it against one agent only.
         token: String,
     },
+    /// Enroll an agent or operator for two-step sign-in: prints a new secret for the
+    /// authenticator app, its otpauth:// URI, and the `totp = "…"` line for the roster entry
+    /// (the secret sealed with the store key, which must be set as for starting the gateway).
+    TotpEnroll {
+        /// The roster entry's id (agent or operator).
+        id: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,9 +60,21 @@ fn main() -> anyhow::Result<()> {
     if let Some(listen) = cli.listen {
         settings.server.listen = listen;
     }
-    if let Some(Command::CheckConfig) = &cli.command {
-        println!("{settings:#?}");
-        return Ok(());
+    match &cli.command {
+        Some(Command::CheckConfig) => {
+            gateway::signin::check_rosters(&settings).map_err(anyhow::Error::msg)?;
+            println!("{settings:#?}");
+            return Ok(());
+        }
+        Some(Command::TotpEnroll { id }) => {
+            let keys = gateway::signin::RosterKeys::load(&settings.store);
+            print!(
+                "{}",
+                gateway::signin::enroll(&keys, id).map_err(anyhow::Error::msg)?
+            );
+            return Ok(());
+        }
+        _ => {}
     }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if settings.server.worker_threads > 0 {

@@ -24,6 +24,8 @@ pub enum Role {
 /// What an admin call needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permission {
+    /// Only signing in (`POST /admin/otp-session`): every role.
+    SignIn,
     ReloadKb,
     Supervise,
     Reports,
@@ -34,6 +36,7 @@ pub enum Permission {
 impl Permission {
     pub fn as_str(self) -> &'static str {
         match self {
+            Permission::SignIn => "sign_in",
             Permission::ReloadKb => "reload_kb",
             Permission::Supervise => "supervise",
             Permission::Reports => "reports",
@@ -47,6 +50,7 @@ impl Role {
     pub fn allows(self, p: Permission) -> bool {
         use Permission::*;
         match self {
+            _ if p == SignIn => true,
             Role::Admin => true,
             Role::Supervisor => matches!(p, Supervise | Reports),
             Role::Auditor => matches!(p, ReadRecords | ReadAudit | Reports),
@@ -62,6 +66,12 @@ pub struct Operator {
     pub name: String,
     pub role: Role,
     pub token_hash: String,
+    /// Two-step sign-in: the secret sealed with the store key (`kefu-gateway totp-enroll ID`).
+    #[serde(default)]
+    pub totp: Option<String>,
+    /// `totp`, opened at load.
+    #[serde(skip)]
+    pub otp: Option<crate::signin::TotpSecret>,
 }
 
 impl std::fmt::Debug for Operator {
@@ -90,8 +100,9 @@ const DEFAULT_FILE: &str = "config/operators.toml";
 const MAX_OPERATORS: usize = 1000;
 
 impl Operators {
-    /// Reads `path` ("" : no operators, only the break-glass token).
-    pub fn load(path: &Path) -> Result<Self, String> {
+    /// Reads `path` ("" : no operators, only the break-glass token); `keys` opens enrolled
+    /// operators' `totp`.
+    pub fn load(path: &Path, keys: &crate::signin::RosterKeys) -> Result<Self, String> {
         if path.as_os_str().is_empty() {
             return Ok(Self::default());
         }
@@ -108,7 +119,7 @@ impl Operators {
         }
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{shown}: {e}"))?;
-        let file: File = toml::from_str(&text).map_err(|e| format!("{shown}: {e}"))?;
+        let mut file: File = toml::from_str(&text).map_err(|e| format!("{shown}: {e}"))?;
         if file.operator.len() > MAX_OPERATORS {
             return Err(format!("{shown}: more than {MAX_OPERATORS} operators"));
         }
@@ -131,6 +142,12 @@ impl Operators {
             }
             if file.operator[..i].iter().any(|o| o.id == op.id) {
                 return Err(format!("{shown}: operator id `{}` appears twice", op.id));
+            }
+        }
+        for (i, op) in file.operator.iter_mut().enumerate() {
+            if let Some(sealed) = &op.totp {
+                let opened = keys.open_totp(&op.id, sealed);
+                op.otp = Some(opened.map_err(|e| format!("{shown}: operator[{i}]: {e}"))?);
             }
         }
         Ok(Self {

@@ -13,6 +13,8 @@ use argon2::Argon2;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
+use crate::signin::RosterKeys;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RosterError {
     #[error("cannot read the agent roster {path}: {source}")]
@@ -35,6 +37,13 @@ pub struct AgentEntry {
     pub groups: Vec<String>,
     pub capacity: u32,
     pub token_hash: String,
+    /// Two-step sign-in: the secret sealed with the store key (`kefu-gateway totp-enroll
+    /// ID`). An entry with it is enrolled and must give a code.
+    #[serde(default)]
+    pub totp: Option<String>,
+    /// `totp`, opened at load (a value that does not open stops the load).
+    #[serde(skip)]
+    pub otp: Option<crate::signin::TotpSecret>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,13 +61,18 @@ pub struct Roster {
 
 impl Roster {
     pub fn parse(text: &str, path: &str) -> Result<Roster, RosterError> {
+        Self::parse_with(text, path, &RosterKeys::none())
+    }
+
+    /// As [`Self::parse`], opening enrolled entries' `totp` with `keys`.
+    pub fn parse_with(text: &str, path: &str, keys: &RosterKeys) -> Result<Roster, RosterError> {
         let invalid = |message: String| RosterError::Invalid {
             path: path.to_string(),
             message,
         };
-        let file: RosterFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let mut file: RosterFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
         let mut seen = std::collections::HashSet::new();
-        for (i, a) in file.agent.iter().enumerate() {
+        for (i, a) in file.agent.iter_mut().enumerate() {
             let which = format!("agent #{} ({:?})", i + 1, a.id);
             if a.id.is_empty() || a.id.contains('.') || a.id.len() > 64 {
                 return Err(invalid(format!(
@@ -77,17 +91,21 @@ impl Roster {
             PasswordHash::new(&a.token_hash).map_err(|e| {
                 invalid(format!("{which}: token_hash is not an argon2 hash ({e}); use `kefu-gateway hash-token`"))
             })?;
+            if let Some(sealed) = &a.totp {
+                let opened = keys.open_totp(&a.id, sealed);
+                a.otp = Some(opened.map_err(|e| invalid(format!("{which}: {e}")))?);
+            }
         }
         Ok(Roster { agents: file.agent })
     }
 
-    pub fn load(path: &Path) -> Result<Roster, RosterError> {
+    pub fn load(path: &Path, keys: &RosterKeys) -> Result<Roster, RosterError> {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| RosterError::Read {
             path: shown.clone(),
             source,
         })?;
-        Self::parse(&text, &shown)
+        Self::parse_with(&text, &shown, keys)
     }
 
     pub fn get(&self, id: &str) -> Option<&AgentEntry> {
@@ -156,14 +174,16 @@ pub struct RosterStore {
     /// Admission to `verifying`: bounds the sign-ins waiting for a worker.
     queue: Arc<Semaphore>,
     fingerprint: Mutex<Option<crate::bot::Fingerprint>>,
+    keys: RosterKeys,
 }
 
 impl RosterStore {
     /// Loads the roster at start (blocking is fine there).
     /// `queue` bounds the sign-ins allowed to wait or run at once (`limits.sign_in_queue`).
-    pub fn load(path: &Path, queue: usize) -> Result<RosterStore, RosterError> {
+    /// `keys` opens enrolled entries' `totp`, now and on every reload.
+    pub fn load(path: &Path, queue: usize, keys: RosterKeys) -> Result<RosterStore, RosterError> {
         let path = crate::config::resolve_path(path);
-        let roster = Roster::load(&path)?;
+        let roster = Roster::load(&path, &keys)?;
         tracing::info!(path = %path.display(), agents = roster.agents.len(), "agent roster loaded");
         Ok(RosterStore {
             current: RwLock::new(Arc::new(roster)),
@@ -171,6 +191,7 @@ impl RosterStore {
             path,
             verifying: Arc::new(Semaphore::new(VERIFY_WORKERS)),
             queue: Arc::new(Semaphore::new(queue.max(1))),
+            keys,
         })
     }
 
@@ -207,9 +228,10 @@ impl RosterStore {
     /// Reloads when the file changed; a bad file is refused and the old roster kept.
     pub async fn reload_if_changed(&self) {
         let path = self.path.clone();
+        let keys = self.keys.clone();
         let Ok((print, loaded)) = tokio::task::spawn_blocking(move || {
             let print = crate::bot::fingerprint(&path);
-            (print, Roster::load(&path))
+            (print, Roster::load(&path, &keys))
         })
         .await
         else {

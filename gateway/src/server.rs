@@ -73,6 +73,8 @@ pub struct Shared {
     pub store: Option<Arc<crate::store::Store>>,
     /// Who may use the admin API, and as what.
     pub operators: crate::operators::Operators,
+    /// Two-step sign-in, sign-in history and the supervisors' alert channel.
+    pub sign_in: Arc<crate::signin::SignIn>,
     next_conn: AtomicU64,
 }
 
@@ -122,10 +124,13 @@ impl Application {
             .map_err(|_| crate::bot::BotError::PoolClosed)??;
         let roster_path = settings.agents.file.clone();
         let sign_in_queue = settings.limits.sign_in_queue;
-        let roster =
-            tokio::task::spawn_blocking(move || RosterStore::load(&roster_path, sign_in_queue))
-                .await
-                .map_err(|_| crate::bot::BotError::PoolClosed)??;
+        let store_settings = settings.store.clone();
+        let (roster, keys) = tokio::task::spawn_blocking(move || {
+            let keys = crate::signin::RosterKeys::load(&store_settings);
+            RosterStore::load(&roster_path, sign_in_queue, keys.clone()).map(|r| (r, keys))
+        })
+        .await
+        .map_err(|_| crate::bot::BotError::PoolClosed)??;
         settings.dispatch.validate()?;
         let store = if settings.store.enabled() {
             Some(Arc::new(crate::store::Store::open(&settings.store).await?))
@@ -160,8 +165,13 @@ impl Application {
             settings.limits.max_connections,
             settings.limits.max_connections_per_ip,
         );
-        let operators = crate::operators::Operators::load(&settings.server.operators_file)
+        let operators = crate::operators::Operators::load(&settings.server.operators_file, &keys)
             .map_err(StartError::Operators)?;
+        let sign_in = Arc::new(crate::signin::SignIn::new(
+            &keys,
+            store.clone(),
+            &settings.sign_in,
+        ));
         let state = Arc::new(Shared {
             node_id,
             sessions,
@@ -179,6 +189,7 @@ impl Application {
             metrics: telemetry::metrics_handle(),
             store,
             operators,
+            sign_in,
             next_conn: AtomicU64::new(1),
             settings,
         });
@@ -259,6 +270,7 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/ws/customer", get(customer::upgrade))
         .route("/ws/agent", get(agent::upgrade))
+        .route("/ws/supervisor", get(crate::signin::alerts::upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -280,6 +292,10 @@ fn router(state: AppState) -> Router {
         .route("/admin/reports/complaints", get(records::http::complaints))
         .route("/admin/reports/summary", get(records::http::summary))
         .route("/admin/supervisor", get(admin::supervisor))
+        .route(
+            "/admin/otp-session",
+            axum::routing::post(admin::otp_session),
+        )
         .merge(crate::web::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -371,7 +387,10 @@ async fn run_chores(state: AppState) {
         let retention_every = state.settings.store.retention_interval_s.max(1);
         if n == 1 || n.is_multiple_of(retention_every) {
             let app = state.clone();
-            tokio::spawn(async move { records::retention::run_once(&app).await });
+            tokio::spawn(async move {
+                records::retention::run_once(&app).await;
+                app.sign_in.prune().await;
+            });
         }
         let watch = state.settings.kb.watch_interval_s;
         if watch > 0 && n.is_multiple_of(watch) {

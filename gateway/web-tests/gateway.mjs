@@ -36,8 +36,9 @@ function freePort() {
   });
 }
 
-/** Starts the gateway and waits until /readyz answers; returns {base, stop, logs}. */
-export async function startGateway(bin) {
+/** Starts the gateway (with `extraEnv` over the test settings) and waits until /readyz
+ * answers; returns {base, stop, logs}. */
+export async function startGateway(bin, extraEnv = {}) {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const logs = [];
@@ -50,6 +51,7 @@ export async function startGateway(bin) {
       // Short enough that the test sees the console's SLA warning.
       KEFU__ROUTING__FIRST_RESPONSE_SLA_S: '2',
       RUST_LOG: process.env.RUST_LOG || 'warn',
+      ...extraEnv,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -2,16 +2,19 @@
 // /usr/bin/chromium) driven by playwright-core. One conversation, step by step: a customer asks
 // the bot, asks for a person; an agent signs in, gets the chat with its history, replies; the
 // customer sees it, reloads and still has everything (once); the supervisor sees the agent;
-// the agent closes; the customer answers the survey. Screenshots go to ./screenshots/.
+// the agent closes; the customer answers the survey. Then, on a gateway whose roster enrolls the
+// agent for two-step sign-in, the console asks for the code. Screenshots go to ./screenshots/.
 //
 //   node test.mjs            (KEFU_GATEWAY_BIN=… to skip `cargo build -p gateway`)
 
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { ADMIN_TOKEN, gatewayBinary, startGateway } from './gateway.mjs';
+import { ADMIN_TOKEN, ROOT, gatewayBinary, startGateway } from './gateway.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const SHOTS = join(HERE, 'screenshots');
@@ -69,7 +72,8 @@ async function waitFor(predicate, what, timeout = TIMEOUT) {
 }
 
 mkdirSync(SHOTS, { recursive: true });
-const gateway = await startGateway(gatewayBinary());
+const bin = gatewayBinary();
+const gateway = await startGateway(bin);
 const profile = mkdtempSync(join(tmpdir(), 'kefu-chromium-'));
 let context;
 try {
@@ -84,6 +88,7 @@ try {
   });
   context.setDefaultTimeout(TIMEOUT);
   await run(context, gateway.base);
+  await twoStep(context, bin);
 } catch (err) {
   failed += 1;
   console.log(`FAIL setup: ${err?.stack || err}`);
@@ -235,6 +240,22 @@ async function run(context, base) {
     await supervisor.close();
   });
 
+  await step('a message breaking a leak rule is blocked and the supervisor is alerted', async () => {
+    const supervisor = await context.newPage();
+    await supervisor.goto(`${base}/supervisor/`);
+    await supervisor.getByLabel('管理令牌').fill(ADMIN_TOKEN);
+    await supervisor.getByRole('button', { name: '查看' }).click();
+    await supervisor.locator('#alerts-state', { hasText: '实时' }).waitFor();
+    const box = agent.locator('article.chat').getByRole('textbox');
+    await box.fill('加我微信 kefu_private88');
+    await box.press('Enter');
+    const alert = supervisor.locator('#alerts li[data-kind="leak_blocked"]', { hasText: 'wechat' });
+    await alert.waitFor();
+    assert(!(await alert.textContent()).includes('kefu_private88'), 'no message text in the alert');
+    await shot(supervisor, '07b-supervisor-alert');
+    await supervisor.close();
+  });
+
   await step('the agent closes; the widget shows the survey; the answer is sent', async () => {
     await agent.locator('article.chat').getByRole('button', { name: '结束会话' }).click();
     await agent.locator('article.chat .state', { hasText: '会话已结束' }).waitFor();
@@ -283,5 +304,56 @@ async function run(context, base) {
     await page.getByRole('button', { name: 'Talk to a person' }).waitFor();
     await shot(page, '12-widget-english');
     await page.close();
+  });
+}
+
+// ---- two-step sign-in ------------------------------------------------------------------------
+
+/** The current RFC 6238 code (HMAC-SHA-1, 6 digits, 30 s) of a base32 secret. */
+function totp(base32) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  const bits = [...base32].map((c) => alphabet.indexOf(c).toString(2).padStart(5, '0')).join('');
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const step = Buffer.alloc(8);
+  step.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 30_000)));
+  const tag = createHmac('sha1', key).update(step).digest();
+  const at = tag[19] & 0x0f;
+  return String((tag.readUInt32BE(at) & 0x7fffffff) % 1_000_000).padStart(6, '0');
+}
+
+async function twoStep(context, bin) {
+  await step('an enrolled agent is asked for the 6-digit code, refused a wrong one, let in with the right one', async () => {
+    const key = Buffer.alloc(32, 7).toString('base64'); // a test key, not a real one
+    const env = { ...process.env, KEFU_ENCRYPTION_KEY: key };
+    const enrolled = spawnSync(bin, ['totp-enroll', 'a01'], { env, encoding: 'utf8' });
+    assert(enrolled.status === 0, `totp-enroll failed: ${enrolled.stderr}`);
+    const secret = enrolled.stdout.match(/^secret: (\S+)$/m)[1];
+    const line = enrolled.stdout.match(/^roster: (totp = .+)$/m)[1];
+    const roster = readFileSync(join(ROOT, 'config', 'agents.toml'), 'utf8')
+      .replace('id = "a01"\n', `id = "a01"\n${line}\n`);
+    const dir = mkdtempSync(join(tmpdir(), 'kefu-totp-'));
+    const file = join(dir, 'agents.toml');
+    writeFileSync(file, roster);
+    const enrolledGateway = await startGateway(bin, { KEFU_ENCRYPTION_KEY: key, KEFU__AGENTS__FILE: file });
+    const page = await context.newPage();
+    try {
+      await page.goto(`${enrolledGateway.base}/console/`);
+      await page.getByLabel('客服令牌').fill(AGENT_TOKEN);
+      await page.getByRole('button', { name: '登录' }).click();
+      const code = page.getByLabel('验证码');
+      await code.waitFor();
+      await shot(page, '09-console-code');
+      await code.fill(totp(secret) === '000000' ? '111111' : '000000');
+      await page.getByRole('button', { name: '验证' }).click();
+      await page.locator('#otp-error', { hasText: 'Wrong' }).waitFor();
+      await code.fill(totp(secret));
+      await page.getByRole('button', { name: '验证' }).click();
+      await page.locator('#me-name', { hasText: '小王' }).waitFor();
+      await page.locator('#conn', { hasText: 'connected' }).waitFor();
+    } finally {
+      await page.close();
+      await enrolledGateway.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 }

@@ -5,6 +5,7 @@
 //! agent does goes to the dispatcher (ready, away, close, transfer) or to the customer's node
 //! through the bus (messages, typing).
 
+mod leak;
 mod registry;
 
 pub use registry::{AgentSession, Agents};
@@ -24,11 +25,15 @@ use crate::limits::{ConnectionPermit, FrameVerdict};
 use crate::protocol::{parse_agent_frame, AgentFrame, AgentServerFrame, ErrorCode};
 use crate::routing::{self, CustomerEvent, NodeEvent};
 use crate::server::AppState;
+use crate::signin::agent_step::SecondStep;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct AgentQuery {
     token: Option<String>,
     last_seq: Option<u64>,
+    /// Two-step sign-in: a code, or a pass from an earlier `otp_session` frame.
+    otp: Option<String>,
+    otp_session: Option<String>,
 }
 
 pub async fn upgrade(
@@ -65,18 +70,20 @@ pub async fn upgrade(
                 .into_response();
         }
     };
-    let permit = match app.limits.admit(peer.ip()) {
+    let permit = match connection::admit(&app, peer.ip()) {
         Ok(p) => p,
-        Err(refusal) => {
-            metrics::counter!("kefu_connections_rejected_total", "reason" => refusal.as_str())
-                .increment(1);
-            return (StatusCode::SERVICE_UNAVAILABLE, refusal.as_str()).into_response();
-        }
+        Err(refused) => return *refused,
     };
     let last_seq = query.last_seq.unwrap_or(0);
-    connection::configure(ws, &app).on_upgrade(move |socket| {
+    let step = SecondStep::new(query.otp, query.otp_session, peer.ip(), &headers);
+    connection::configure(ws, &app).on_upgrade(move |mut socket| {
         let span = tracing::info_span!("agent", agent = %entry.id);
-        serve(socket, app, entry, last_seq, permit).instrument(span)
+        async move {
+            if step.check(&app, &mut socket, &entry).await {
+                serve(socket, app, entry, last_seq, permit).await;
+            }
+        }
+        .instrument(span)
     })
 }
 
@@ -246,7 +253,7 @@ async fn on_frame(app: &AppState, agent: &AgentSession, frame: AgentFrame) {
                 return agent.error(code, message, Some(msg_id));
             }
             if let Some(rule) = app.settings.leaks.check(&text) {
-                return blocked(app, agent, id, &session, msg_id, rule);
+                return leak::blocked(app, agent, id, &session, msg_id, rule);
             }
             let fresh = agent.remember_message(&msg_id);
             agent.outbox.emit(&AgentServerFrame::Ack {
@@ -353,42 +360,6 @@ async fn on_frame(app: &AppState, agent: &AgentSession, frame: AgentFrame) {
             }
         }
     }
-}
-
-/// An agent message broke leak rule `rule`: not delivered, the agent told which rule, the
-/// block counted and audited (rule and chat only; the text stays out of the audit and logs).
-fn blocked(
-    app: &AppState,
-    agent: &AgentSession,
-    agent_id: &str,
-    session: &str,
-    msg_id: String,
-    rule: &str,
-) {
-    metrics::counter!("kefu_leaks_blocked_total", "rule" => rule.to_string()).increment(1);
-    tracing::info!(rule, session, "agent message blocked by a leak rule");
-    if let Some(store) = app.store.clone() {
-        let entry = crate::store::AuditEntry {
-            at_ms: crate::session::now_ms(),
-            operator: format!("agent:{agent_id}"),
-            action: "leak_blocked".into(),
-            target: format!("session:{session}"),
-            peer: format!("node:{}", app.node_id),
-            detail: format!("rule={rule}"),
-        };
-        tokio::spawn(async move {
-            if let Err(err) = store.audit(&entry).await {
-                tracing::error!(error = %err, "cannot audit a blocked agent message");
-            }
-        });
-    }
-    agent.error(
-        ErrorCode::BlockedContent,
-        format!(
-            "not delivered: the message breaks rule `{rule}` (contact details or payment outside the platform)"
-        ),
-        Some(msg_id),
-    );
 }
 
 fn not_yours(agent: &AgentSession, session: &str, id: Option<String>) {

@@ -187,6 +187,10 @@ pub enum ErrorCode {
     UnknownGroup,
     /// An agent message broke a `[leaks]` rule and was not delivered.
     BlockedContent,
+    /// The agent or operator is enrolled for two-step sign-in and gave no code.
+    OtpRequired,
+    /// A wrong, expired or already used code.
+    BadOtp,
     Internal,
 }
 
@@ -209,6 +213,8 @@ impl ErrorCode {
             ErrorCode::TranscriptFull => "transcript_full",
             ErrorCode::UnknownGroup => "unknown_group",
             ErrorCode::BlockedContent => "blocked_content",
+            ErrorCode::OtpRequired => "otp_required",
+            ErrorCode::BadOtp => "bad_otp",
             ErrorCode::Internal => "internal",
         }
     }

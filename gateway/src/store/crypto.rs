@@ -297,6 +297,18 @@ impl KeyRing {
         current.chain(legacy).collect()
     }
 
+    /// A key for another purpose (`label` names it), derived from the current encryption key
+    /// by a labelled BLAKE2b MAC, so every node holding the key derives the same one and the
+    /// encryption key itself never serves two purposes.
+    pub fn derived_key(&self, label: &str) -> Option<[u8; 32]> {
+        let (_, _, key) = self.keys.first()?;
+        let mut mac = blake2::Blake2bMac512::new_from_slice(key).ok()?;
+        mac.update(b"kefu key derivation\0");
+        mac.update(label.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        tag[..32].try_into().ok()
+    }
+
     /// The blind index under the current key (what new rows store).
     pub fn blind_index(&self, value: &str) -> String {
         self.blind_indexes(value)

@@ -10,6 +10,7 @@
 pub mod crypto;
 mod queries;
 mod schema;
+mod sign_ins;
 mod writer;
 
 use std::path::PathBuf;

@@ -54,6 +54,15 @@ const STATEMENTS: &[&str] = &[
         detail TEXT NOT NULL
     )",
     "CREATE INDEX IF NOT EXISTS kefu_audit_at ON kefu_audit (at_ms)",
+    // Where each account signed in from (keyed hashes of address and user agent, never the
+    // values), for the `new_sign_in` alerts; rows unused for `sign_in.history_days` go.
+    "CREATE TABLE IF NOT EXISTS kefu_sign_ins (
+        account TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        last_ms BIGINT NOT NULL,
+        PRIMARY KEY (account, kind, digest)
+    )",
 ];
 
 /// Creates whatever is missing.

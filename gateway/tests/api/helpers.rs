@@ -57,6 +57,28 @@ pub fn write_roster(name: &str, agents: &[(&str, &str, &[&str], u32)]) -> std::p
     path
 }
 
+/// An operators roster; operator `ID` signs in with `ID.secret`, and is enrolled for two-step
+/// sign-in when a sealed `totp` value is given.
+pub fn write_operators(ops: &[(&str, &str, Option<&str>)]) -> std::path::PathBuf {
+    let mut text = String::new();
+    for (id, role, sealed) in ops {
+        let hash = gateway::roster::hash_token(&format!("{id}.secret")).expect("hash");
+        let totp = sealed
+            .map(|s| format!("totp = {s:?}\n"))
+            .unwrap_or_default();
+        text.push_str(&format!(
+            "[[operator]]\nid = {id:?}\nname = \"op {id}\"\nrole = {role:?}\ntoken_hash = {hash:?}\n{totp}"
+        ));
+    }
+    let path = std::env::temp_dir().join(format!(
+        "kefu-operators-{}-{}.toml",
+        std::process::id(),
+        uuid_like()
+    ));
+    std::fs::write(&path, text).expect("write operators");
+    path
+}
+
 fn uuid_like() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
@@ -186,6 +208,33 @@ impl TestApp {
             self.addr
         );
         self.http(request).await
+    }
+
+    /// One HTTP/1.0 call (no chunking) with extra header lines (each ending in `\r\n`);
+    /// returns status and body.
+    pub async fn request(&self, method: &str, path: &str, headers: &str) -> (u16, String) {
+        let request =
+            format!("{method} {path} HTTP/1.0\r\nHost: x\r\n{headers}Content-Length: 0\r\n\r\n");
+        self.http(request).await
+    }
+
+    /// A WebSocket at `path_and_query` with an optional bearer token and a user agent.
+    pub async fn socket(
+        &self,
+        path_and_query: &str,
+        token: Option<&str>,
+        user_agent: &str,
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = self.ws_url(path_and_query).into_client_request()?;
+        if let Some(token) = token {
+            let value = format!("Bearer {token}").parse().expect("header value");
+            request.headers_mut().insert("authorization", value);
+        }
+        let agent = user_agent.parse().expect("header value");
+        request.headers_mut().insert("user-agent", agent);
+        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Client { ws, last_seq: 0 })
     }
 
     async fn http(&self, request: String) -> (u16, String) {

@@ -15,5 +15,7 @@ mod privacy_logs;
 mod privacy_store;
 mod records;
 mod security;
+mod sign_in_alerts;
 #[path = "../support/mod.rs"]
 mod support;
+mod two_step;

@@ -3,49 +3,21 @@
 //! use of it is audited.
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use crate::helpers::{spawn_app_with, temp_store_url, TestApp, WAIT};
+use crate::helpers::{spawn_app_with, temp_store_url, TestApp};
 
 const BREAK_GLASS: &str = "break-glass-secret-of-24-chars";
 
 fn write_operators(ops: &[(&str, &str)]) -> std::path::PathBuf {
-    let mut text = String::new();
-    for (id, role) in ops {
-        let hash = gateway::roster::hash_token(&format!("{id}.secret")).unwrap();
-        text.push_str(&format!(
-            "[[operator]]\nid = {id:?}\nname = \"op {id}\"\nrole = {role:?}\ntoken_hash = {hash:?}\n"
-        ));
-    }
-    let path = std::env::temp_dir().join(format!(
-        "kefu-operators-{}-{}.toml",
-        std::process::id(),
-        uuid::Uuid::new_v4()
-    ));
-    std::fs::write(&path, text).unwrap();
-    path
+    let ops: Vec<(&str, &str, Option<&str>)> =
+        ops.iter().map(|(id, role)| (*id, *role, None)).collect();
+    crate::helpers::write_operators(&ops)
 }
 
-/// One HTTP/1.0 call (no chunking) with `token`; returns status and body.
+/// One call with `token`; returns status and body.
 async fn call(app: &TestApp, method: &str, path: &str, token: &str, extra: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(app.addr).await.unwrap();
-    let request = format!(
-        "{method} {path} HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer {token}\r\n{extra}Content-Length: 0\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let headers = format!("Authorization: Bearer {token}\r\n{extra}");
+    app.request(method, path, &headers).await
 }
 
 #[tokio::test]

@@ -9,6 +9,9 @@ import { ResumableSocket, wsBase } from '/shared/socket.js';
 import { ChatCard } from './chat.js';
 
 const TOKEN_KEY = 'kefu.console.token';
+// Two-step sign-in: the pass the server gives after a good code, so reconnects (and reloads in
+// this tab) do not ask for a new code until it expires.
+const PASS_KEY = 'kefu.console.otp_session';
 const TYPING_EVERY_MS = 2000;
 const $ = (id) => document.getElementById(id);
 
@@ -18,6 +21,7 @@ let socket = null;
 let chats = new Map(); // session → ChatCard
 let replaying = false;
 let lastTyping = 0;
+let pendingCode = ''; // a code typed for the next connection only
 
 main();
 
@@ -25,6 +29,14 @@ async function main() {
   $('signin').addEventListener('submit', (e) => {
     e.preventDefault();
     signIn($('token').value.trim());
+  });
+  $('otp').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    pendingCode = $('otp-code').value.trim();
+    $('otp-code').value = '';
+    if (token && pendingCode) start(token);
+    else showSignIn('');
   });
   $('signout').addEventListener('click', signOut);
   $('ready').addEventListener('click', () => setPresence('ready'));
@@ -42,6 +54,7 @@ async function main() {
 
 function showSignIn(error) {
   $('desk').hidden = true;
+  $('otp').hidden = true;
   $('signin').hidden = false;
   $('signin-error').textContent = error;
   $('token').focus();
@@ -50,13 +63,27 @@ function showSignIn(error) {
 function signIn(token) {
   if (!token) return;
   journal.reset({ keepExtra: false });
+  sessionStorage.removeItem(PASS_KEY);
   sessionStorage.setItem(TOKEN_KEY, token);
   start(token);
+}
+
+/** The server wants the code (`otp_required`) or refused one (`bad_otp`). */
+function askCode(code) {
+  socket?.stop();
+  sessionStorage.removeItem(PASS_KEY);
+  $('desk').hidden = true;
+  $('signin').hidden = true;
+  $('otp').hidden = false;
+  $('otp-error').textContent = code === 'bad_otp'
+    ? '验证码错误或已使用 · Wrong or already used code' : '';
+  $('otp-code').focus();
 }
 
 function signOut() {
   socket?.stop();
   sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(PASS_KEY);
   journal.reset({ keepExtra: false });
   chats.forEach((c) => c.el.remove());
   chats = new Map();
@@ -66,6 +93,7 @@ function signOut() {
 
 function start(token) {
   $('signin').hidden = true;
+  $('otp').hidden = true;
   $('desk').hidden = false;
   redraw();
   socket = new ResumableSocket({
@@ -88,6 +116,10 @@ function url(token) {
     redraw();
   }
   const q = new URLSearchParams({ token, last_seq: String(journal.lastSeq) });
+  const pass = sessionStorage.getItem(PASS_KEY);
+  if (pendingCode) q.set('otp', pendingCode);
+  else if (pass) q.set('otp_session', pass);
+  pendingCode = '';
   return `${wsBase(location.origin)}/ws/agent?${q}`;
 }
 
@@ -125,6 +157,13 @@ function setPresence(wanted) {
 // ---- frames ---------------------------------------------------------------------------------
 
 function receive(frame) {
+  if (frame.type === 'otp_session') {
+    sessionStorage.setItem(PASS_KEY, frame.otp_session);
+    return;
+  }
+  if (frame.type === 'error' && (frame.code === 'otp_required' || frame.code === 'bad_otp')) {
+    return askCode(frame.code);
+  }
   touch();
   switch (frame.type) {
     case 'typing':

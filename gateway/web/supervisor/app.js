@@ -1,25 +1,48 @@
 // Supervisor view: polls GET /admin/supervisor (bearer admin token) every 1.5 s and draws the
-// queues, the agents and the SLA figures. The token is kept in sessionStorage only.
+// queues, the agents and the SLA figures, and listens on /ws/supervisor for alerts (new
+// sign-ins, blocked leaks). The token is kept in sessionStorage only.
+//
+// Two-step sign-in: when the server answers `otp_required` (or `bad_otp`) the form asks for
+// the 6-digit code, trades it once for a pass (POST /admin/otp-session) and sends the pass
+// with every poll (X-Kefu-OTP-Session) and on the alerts socket, until it expires.
 
 import { el } from '/shared/dom.js';
+import { wsBase } from '/shared/socket.js';
 
 const TOKEN_KEY = 'kefu.supervisor.token';
+const PASS_KEY = 'kefu.supervisor.otp_session';
+const MAX_ALERTS = 50;
 const POLL_MS = 1500;
 const LONG_WAIT_S = 60;
 const $ = (id) => document.getElementById(id);
 
 let timer = null;
 let lastOk = 0;
+let alerts = null; // the alerts socket
+let alertsTriedAt = 0;
 
-$('signin').addEventListener('submit', (e) => {
+$('signin').addEventListener('submit', async (e) => {
   e.preventDefault();
   const token = $('token').value.trim();
   if (!token) return;
   sessionStorage.setItem(TOKEN_KEY, token);
+  const code = $('otp-code').value.trim();
+  $('otp-code').value = '';
+  if (!$('otp-field').hidden && code) {
+    const response = await fetch('/admin/otp-session', {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'X-Kefu-OTP': code },
+      cache: 'no-store',
+    });
+    if (!response.ok) return refused(response);
+    const { otp_session: pass } = await response.json();
+    if (pass) sessionStorage.setItem(PASS_KEY, pass);
+  }
   start();
 });
 $('signout').addEventListener('click', () => {
   sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(PASS_KEY);
   stop('');
 });
 
@@ -35,6 +58,8 @@ function start() {
 
 function stop(error) {
   clearTimeout(timer);
+  alerts?.close();
+  alerts = null;
   $('board').hidden = true;
   $('signin').hidden = false;
   $('signin-error').textContent = error;
@@ -45,17 +70,15 @@ async function poll() {
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (!token) return;
   try {
-    const response = await fetch('/admin/supervisor', {
-      headers: { Authorization: `Bearer ${token}` },
-      cache: 'no-store',
-    });
-    if (response.status === 401 || response.status === 403) {
-      sessionStorage.removeItem(TOKEN_KEY);
-      return stop(`${response.status}: ${await response.text()}`);
-    }
+    const headers = { Authorization: `Bearer ${token}` };
+    const pass = sessionStorage.getItem(PASS_KEY);
+    if (pass) headers['X-Kefu-OTP-Session'] = pass;
+    const response = await fetch('/admin/supervisor', { headers, cache: 'no-store' });
+    if (response.status === 401 || response.status === 403) return refused(response);
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     render(await response.json());
     lastOk = Date.now();
+    listen(token);
   } catch (err) {
     // Keep the last figures on screen, marked stale, and keep trying.
     const updated = $('updated');
@@ -63,6 +86,63 @@ async function poll() {
     updated.textContent = `更新失败 · update failed (${err.message}); ${lastOk ? `last ${new Date(lastOk).toLocaleTimeString()}` : ''}`;
   }
   timer = setTimeout(poll, POLL_MS);
+}
+
+/** A refusal: a code is needed (keep the token, ask for it) or the token is bad. */
+async function refused(response) {
+  const text = await response.text();
+  sessionStorage.removeItem(PASS_KEY);
+  const needsCode = text.startsWith('otp_required') || text.startsWith('bad_otp');
+  $('otp-field').hidden = !needsCode;
+  if (!needsCode) sessionStorage.removeItem(TOKEN_KEY);
+  stop(needsCode && text.startsWith('otp_required')
+    ? '请输入验证码 · Enter the 6-digit code'
+    : `${response.status}: ${text}`);
+  if (needsCode) {
+    $('token').value = sessionStorage.getItem(TOKEN_KEY) || '';
+    $('otp-code').focus();
+  }
+}
+
+/** Opens the alerts socket if it is not open (retried at most every 5 s). */
+function listen(token) {
+  if (alerts || Date.now() - alertsTriedAt < 5000) return;
+  alertsTriedAt = Date.now();
+  const q = new URLSearchParams({ token });
+  const pass = sessionStorage.getItem(PASS_KEY);
+  if (pass) q.set('otp_session', pass);
+  const ws = new WebSocket(`${wsBase(location.origin)}/ws/supervisor?${q}`);
+  alerts = ws;
+  ws.onopen = () => { $('alerts-state').textContent = '实时 · live'; };
+  ws.onmessage = (event) => {
+    try {
+      const frame = JSON.parse(event.data);
+      if (frame.type === 'alert') showAlert(frame);
+    } catch {
+      // the server only sends JSON
+    }
+  };
+  ws.onclose = () => {
+    if (alerts === ws) alerts = null;
+    $('alerts-state').textContent = '未连接 · not connected';
+  };
+}
+
+function showAlert(a) {
+  let text;
+  if (a.kind === 'new_sign_in') {
+    const what = [a.new_ip ? '新地址 new address' : '', a.new_user_agent ? '新浏览器 new browser' : '']
+      .filter(Boolean).join(', ');
+    text = `${a.first ? '首次登录 First sign-in' : '异常登录 New sign-in'}: ${a.role} ${a.account} · ${a.ip} · ${what}`;
+  } else if (a.kind === 'leak_blocked') {
+    text = `拦截 Leak blocked: rule ${a.rule} · agent ${a.agent} · chat ${String(a.session).slice(0, 8)}`;
+  } else {
+    text = `${a.kind}`;
+  }
+  const at = new Date(a.at_ms || Date.now()).toLocaleTimeString();
+  const list = $('alerts');
+  list.prepend(el('li', { 'data-kind': a.kind }, el('time', { text: at }), text));
+  while (list.children.length > MAX_ALERTS) list.lastElementChild.remove();
 }
 
 function render(report) {
