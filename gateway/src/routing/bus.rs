@@ -170,27 +170,9 @@ impl Bus {
     /// event, and every relay queued behind it at a peak. (A single publisher task with one
     /// pipeline in flight was tried before: every event then waited for the batch before it.)
     pub async fn send(&self, node: &str, event: NodeEvent) {
-        if node == &*self.node || self.remote.is_none() {
-            return self.send_local(event);
-        }
-        let Some((publisher, prefix)) = &self.remote else {
+        let Some(mut published) = self.publish(node, event) else {
             return;
         };
-        let payload = match serde_json::to_string(&event) {
-            Ok(p) => p,
-            Err(err) => return tracing::error!(%err, "unserialisable node event"),
-        };
-        let mut conn = publisher.clone();
-        let channel = format!("{prefix}{node}");
-        let node = node.to_string();
-        let mut published = Box::pin(async move {
-            let answer: Result<i64, _> = redis::cmd("PUBLISH")
-                .arg(&channel)
-                .arg(payload)
-                .query_async(&mut conn)
-                .await;
-            check_published(&node, answer);
-        });
         // The first poll puts the command in the connection's queue (or in line for it: the
         // queue serves waiting senders in order); the rest only waits for the answer.
         if futures_util::future::poll_immediate(&mut published)
@@ -199,6 +181,47 @@ impl Bus {
         {
             tokio::spawn(published);
         }
+    }
+
+    /// Like [`Bus::send`], but returns once Redis has the event, i.e. once it is on its way to
+    /// the other node's subscriber ahead of anything the caller does next on another
+    /// connection. An agent must hear that a customer left before the freed slot's next chat
+    /// reaches it (that goes through the dispatcher and the new customer's node).
+    pub async fn send_confirmed(&self, node: &str, event: NodeEvent) {
+        if let Some(published) = self.publish(node, event) {
+            published.await;
+        }
+    }
+
+    /// Delivers a local event at once; for another node, the PUBLISH to run.
+    fn publish(
+        &self,
+        node: &str,
+        event: NodeEvent,
+    ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
+        if node == &*self.node || self.remote.is_none() {
+            self.send_local(event);
+            return None;
+        }
+        let (publisher, prefix) = self.remote.as_ref()?;
+        let payload = match serde_json::to_string(&event) {
+            Ok(p) => p,
+            Err(err) => {
+                tracing::error!(%err, "unserialisable node event");
+                return None;
+            }
+        };
+        let mut conn = publisher.clone();
+        let channel = format!("{prefix}{node}");
+        let node = node.to_string();
+        Some(Box::pin(async move {
+            let answer: Result<i64, _> = redis::cmd("PUBLISH")
+                .arg(&channel)
+                .arg(payload)
+                .query_async(&mut conn)
+                .await;
+            check_published(&node, answer);
+        }))
     }
 
     fn send_local(&self, event: NodeEvent) {

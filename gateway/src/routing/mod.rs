@@ -58,7 +58,9 @@ pub async fn enqueue(app: &AppState, session: &Arc<Session>, group: &str, priori
                 .send(&node, NodeEvent::Assigned { assignment })
                 .await;
         }
-        Ok(Enqueued::Queued { group, position }) => tell_position(app, session, &group, position),
+        Ok(Enqueued::Queued { group, position }) => {
+            tell_position(app, session, &group, position);
+        }
         Err(err) => {
             metrics::counter!("kefu_dispatch_errors_total").increment(1);
             tracing::error!(error = %err, "cannot enqueue for a human");
@@ -373,7 +375,7 @@ pub async fn cancel(app: &AppState, session_id: &str, state: Option<SessionState
             frame,
             customer_node: None,
         };
-        app.bus.send(&agent_node, event).await;
+        app.bus.send_confirmed(&agent_node, event).await;
     }
     match app.dispatcher.cancel(session_id).await {
         Ok(assignments) => announce(app, assignments).await,

@@ -28,8 +28,14 @@ fn worth_telling(last: Option<usize>, since: Duration, now: usize) -> bool {
     }
 }
 
-/// Sends `queued` with the estimated wait when the position changed enough to tell.
-pub(super) fn tell_position(app: &AppState, session: &Session, group: &str, position: usize) {
+/// Sends `queued` with the estimated wait when the position changed enough to tell; returns
+/// whether it did.
+pub(super) fn tell_position(
+    app: &AppState,
+    session: &Session,
+    group: &str,
+    position: usize,
+) -> bool {
     let changed = session.with_conversation(|c| {
         let since = c.position_told_at.map_or(Duration::MAX, |at| at.elapsed());
         let tell = worth_telling(c.last_position, since, position);
@@ -50,6 +56,7 @@ pub(super) fn tell_position(app: &AppState, session: &Session, group: &str, posi
             no_agent_available: capacity == 0,
         });
     }
+    changed
 }
 
 #[cfg(test)]

@@ -8,7 +8,10 @@ local ak = key('agent', id)
 if op == 'online' then
   local node, groups, cap = ARGV[3], ARGV[4], ARGV[5]
   if redis.call('EXISTS', ak) == 1 then
-    for _, g in ipairs(agent_groups(id)) do redis.call('SREM', key('group', g), id) end
+    for _, g in ipairs(agent_groups(id)) do
+      redis.call('SREM', key('group', g), id)
+      redis.call('SREM', key('free', g), id)
+    end
     local old = redis.call('HGET', ak, 'node')
     if old then redis.call('SREM', key('node_agents', old), id) end
   end
@@ -38,15 +41,18 @@ if op == 'ready' then
   if redis.call('HGET', ak, 'status') ~= 'ready' then
     redis.call('HSET', ak, 'status', 'ready', 'idle', next_seq())
   end
+  sync_free(id)
   local out = {}
   drain(agent_groups(id), out)
   return reply('ok', {}, out)
 elseif op == 'away' then
   redis.call('HSET', ak, 'status', 'away')
+  sync_free(id)
   redis.call('ZREM', K_DISC, id)
   return reply('ok')
 elseif op == 'disconnected' then
   redis.call('HSET', ak, 'status', 'disconnected')
+  sync_free(id)
   redis.call('ZADD', K_DISC, num(NOW), id)
   return reply('ok')
 elseif op == 'offline' then

@@ -12,6 +12,7 @@ if f[2] == 'q' then
   return reply('ok')
 end
 redis.call('SREM', key('chats', f[3]), s)
+sync_free(f[3])
 local out = {}
 drain(agent_groups(f[3]), out)
 return reply('ok', {}, out)

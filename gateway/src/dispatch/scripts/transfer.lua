@@ -11,6 +11,7 @@ if f[1] == 'a' then from = f[2] end
 local function leave(freed)
   if from then
     redis.call('SREM', key('chats', from), s)
+    sync_free(from)
     for _, g in ipairs(agent_groups(from)) do table.insert(freed, g) end
   end
   return freed
