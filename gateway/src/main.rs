@@ -80,7 +80,10 @@ fn main() -> anyhow::Result<()> {
     if settings.server.worker_threads > 0 {
         runtime.worker_threads(settings.server.worker_threads);
     }
-    let runtime = runtime.enable_all().build().context("cannot start the runtime")?;
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
     runtime.block_on(async {
         let app = Application::build(settings).await?;
         app.run_until_stopped(gateway::shutdown::os_signal())

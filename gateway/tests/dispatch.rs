@@ -28,6 +28,7 @@ both_backends!(
     disconnected_agent_is_reaped_after_grace,
     dead_node_is_reaped_after_grace,
     race_200_customers_10_agents_two_nodes,
+    only_free_ready_agents_are_picked_as_they_change,
 );
 
 async fn least_loaded_then_idle_longest(env: Env) {
@@ -219,6 +220,57 @@ async fn away_gets_no_new_chats(env: Env) {
     );
     let got = d.agent_ready("a1", None).await.unwrap();
     assert_eq!(got[0].session, "s2");
+}
+
+/// Redis keeps a set of each group's free agents to pick from: every change of status,
+/// capacity, chats or groups must keep it exact, or a free agent is passed over (a queue that
+/// never drains) or a full one picked.
+async fn only_free_ready_agents_are_picked_as_they_change(env: Env) {
+    let d = &env.d;
+    d.agent_online(&spec("a1", &["g", "h"], 1), "n1")
+        .await
+        .unwrap();
+    d.agent_ready("a1", None).await.unwrap();
+    // Full in every group it serves.
+    assert_eq!(
+        agent_of(&d.enqueue(ticket("s1", "g", 0)).await.unwrap()),
+        "a1"
+    );
+    assert_eq!(
+        position_of(&d.enqueue(ticket("s2", "h", 0)).await.unwrap()),
+        1
+    );
+    // A release frees it in both groups: the other group's head is drained into the slot.
+    let got = d.release("a1", "s1").await.unwrap();
+    assert_eq!((got.len(), got[0].session.as_str()), (1, "s2"));
+    d.release("a1", "s2").await.unwrap();
+    // Signing in again (a reconnect) leaves it away until it says ready, with new groups.
+    d.agent_online(&spec("a1", &["h"], 1), "n2").await.unwrap();
+    assert_eq!(
+        position_of(&d.enqueue(ticket("s3", "h", 0)).await.unwrap()),
+        1
+    );
+    let got = d.agent_ready("a1", None).await.unwrap();
+    assert_eq!((got.len(), got[0].session.as_str()), (1, "s3"));
+    d.release("a1", "s3").await.unwrap();
+    // No longer in g: a customer of g waits.
+    assert_eq!(
+        position_of(&d.enqueue(ticket("s4", "g", 0)).await.unwrap()),
+        1
+    );
+    // Disconnected: passed over; offline: gone from the groups for good.
+    d.agent_disconnected("a1").await.unwrap();
+    assert_eq!(
+        position_of(&d.enqueue(ticket("s5", "h", 0)).await.unwrap()),
+        1
+    );
+    d.agent_offline("a1").await.unwrap();
+    d.agent_online(&spec("a2", &["h"], 2), "n1").await.unwrap();
+    let got = d.agent_ready("a2", None).await.unwrap();
+    assert_eq!(
+        got.iter().map(|a| a.agent.as_str()).collect::<Vec<_>>(),
+        ["a2"]
+    );
 }
 
 async fn offline_requeues_at_the_front(env: Env) {
