@@ -106,3 +106,10 @@ pub fn mask_text(text: &str) -> Cow<'_, str> {
 pub fn normalise(text: &str) -> String {
     Normal::new(text).text
 }
+
+/// How the masker reads a number, for the fuzz targets (`gateway/fuzz`) to check its output
+/// against; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::digits::{is_separator, MAX_GAP};
+}

@@ -5,7 +5,7 @@
 
 /// Separator characters a number may be broken up with (after NFKC, so the ideographic space
 /// and full-width forms are already the ASCII ones).
-fn is_separator(c: char) -> bool {
+pub fn is_separator(c: char) -> bool {
     c.is_whitespace()
         || matches!(
             c,
@@ -39,7 +39,7 @@ fn is_separator(c: char) -> bool {
 }
 
 /// Separator characters allowed between two digit groups of one number.
-const MAX_GAP: usize = 3;
+pub const MAX_GAP: usize = 3;
 /// The longest number masked (a 19-digit card).
 const MAX_DIGITS: usize = 19;
 
