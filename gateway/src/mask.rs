@@ -58,7 +58,27 @@ fn masked_number(n: &digits::Found, normal: &str) -> String {
 }
 
 /// Returns `text` with personal data masked; borrows when there is nothing to mask.
+///
+/// Masking masked text changes nothing: what one round leaves visible (the ends of a number,
+/// digits next to it) can read as a number of its own (`138****5678 1234567890123` holds the
+/// card `5678 1234567890123`), and the frames toward agents mask again what was masked, so
+/// rounds repeat until nothing changes. Every round that changes the text removes digits, so
+/// this ends; most texts take one round, a text with a number two.
 pub fn mask_text(text: &str) -> Cow<'_, str> {
+    let Some(mut masked) = mask_once(text) else {
+        return Cow::Borrowed(text);
+    };
+    while let Some(again) = mask_once(&masked) {
+        if again == masked {
+            break;
+        }
+        masked = again;
+    }
+    Cow::Owned(masked)
+}
+
+/// One round of masking; `None` when there is nothing to mask.
+fn mask_once(text: &str) -> Option<String> {
     let normal = Normal::new(text);
     let p = patterns();
     // (original byte range, replacement), then applied in order.
@@ -82,7 +102,7 @@ pub fn mask_text(text: &str) -> Cow<'_, str> {
         }
     }
     if edits.is_empty() {
-        return Cow::Borrowed(text);
+        return None;
     }
     edits.sort_by_key(|&(a, b, _)| (a, std::cmp::Reverse(b)));
     let mut out = String::with_capacity(text.len());
@@ -98,11 +118,18 @@ pub fn mask_text(text: &str) -> Cow<'_, str> {
         at = b;
     }
     out.push_str(&text[at..]);
-    Cow::Owned(out)
+    Some(out)
 }
 
 /// `text` as the masking patterns see it: NFKC, format characters dropped. The leak rules
 /// match on it too, so `微\u{200b}信` or full-width letters do not get past them.
 pub fn normalise(text: &str) -> String {
     Normal::new(text).text
+}
+
+/// How the masker reads a number, for the fuzz targets (`gateway/fuzz`) to check its output
+/// against; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::digits::{is_separator, MAX_GAP};
 }

@@ -5,7 +5,7 @@
 
 /// Separator characters a number may be broken up with (after NFKC, so the ideographic space
 /// and full-width forms are already the ASCII ones).
-fn is_separator(c: char) -> bool {
+pub fn is_separator(c: char) -> bool {
     c.is_whitespace()
         || matches!(
             c,
@@ -39,7 +39,7 @@ fn is_separator(c: char) -> bool {
 }
 
 /// Separator characters allowed between two digit groups of one number.
-const MAX_GAP: usize = 3;
+pub const MAX_GAP: usize = 3;
 /// The longest number masked (a 19-digit card).
 const MAX_DIGITS: usize = 19;
 
@@ -160,12 +160,14 @@ fn valid_id(b: &[u8]) -> bool {
         && (1..=31).contains(&n(12..14))
 }
 
-/// Every number to mask in the normalised `text`, in order, not overlapping.
+/// Every number to mask in the normalised `text`, in order of where they start: from each
+/// group, the longest stretch that is one. They may overlap: skipping past a match would let a
+/// card read greedily swallow the start of a phone number written after it
+/// (`000000000000 1381 2345678` showed `1381 2345678`).
 pub(super) fn find(text: &str) -> Vec<Found> {
     let groups = groups(text);
     let mut found = Vec::new();
-    let mut i = 0;
-    while i < groups.len() {
+    for i in 0..groups.len() {
         let run = groups[i].0;
         // The longest stretch of groups from `i` that is a number to mask.
         let mut best: Option<(usize, usize, Kind, String)> = None;
@@ -187,24 +189,20 @@ pub(super) fn find(text: &str) -> Vec<Found> {
                 break;
             }
         }
-        match best {
-            Some((j, to, kind, digits)) => {
-                let after_prefix = match kind {
-                    Kind::Phone { prefix: 2 } if groups[i].1.digits == "86" && j > i => {
-                        Some(groups[i + 1].1.from)
-                    }
-                    _ => None,
-                };
-                found.push(Found {
-                    from: groups[i].1.from,
-                    to,
-                    after_prefix,
-                    kind,
-                    digits,
-                });
-                i = j + 1;
-            }
-            None => i += 1,
+        if let Some((j, to, kind, digits)) = best {
+            let after_prefix = match kind {
+                Kind::Phone { prefix: 2 } if groups[i].1.digits == "86" && j > i => {
+                    Some(groups[i + 1].1.from)
+                }
+                _ => None,
+            };
+            found.push(Found {
+                from: groups[i].1.from,
+                to,
+                after_prefix,
+                kind,
+                digits,
+            });
         }
     }
     found

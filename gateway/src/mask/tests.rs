@@ -96,6 +96,35 @@ fn full_width_zero_width_and_separators_do_not_get_past() {
     );
 }
 
+#[test]
+fn a_card_read_greedily_does_not_uncover_a_phone_after_it() {
+    // Found by the `masker` fuzz target: twelve digits in front made `…1381` a card, and the
+    // rest of the phone number after it was never looked at.
+    let masked = mask_text("000000000000 1381 2345678");
+    assert!(!digits_of(&masked).contains("2345678"), "{masked}");
+    assert_eq!(masked, "**** **** **** 1381");
+}
+
+#[test]
+fn masking_masked_text_changes_nothing() {
+    // Found by the `masker` fuzz target: the last four of a masked phone and the digits after
+    // it read as a card on the next round (the frames toward agents mask again).
+    for text in [
+        "13812345678 1234567890123",
+        "000000000000 1381 2345678",
+        "卡号 6222 0212 34562 3456 7890 1 7890 123",
+        "卡 6222021234567890 电话 13812345678",
+        "我的手机号是13812345678，麻烦回电",
+    ] {
+        let once = mask_text(text);
+        assert_eq!(mask_text(&once), once, "{text}");
+    }
+    assert_eq!(
+        mask_text("13812345678 1234567890123"),
+        "138******** **** **** 0123"
+    );
+}
+
 /// Digits of `s` after normalisation, in order (what an agent could read off the text).
 fn digits_of(s: &str) -> String {
     super::normal::Normal::new(s)
@@ -190,6 +219,12 @@ proptest! {
         let masked = mask_text(&text);
         let seen = digits_of(&masked);
         prop_assert_eq!(seen, card[card.len() - 4..].to_string(), "{:?} -> {:?}", text, masked);
+    }
+
+    #[test]
+    fn masking_is_idempotent(text in "[0-9 .*+\\-８１３\u{200b}a-z路号]{0,60}") {
+        let once = mask_text(&text).into_owned();
+        prop_assert_eq!(mask_text(&once), once.as_str(), "{:?}", text);
     }
 
     #[test]

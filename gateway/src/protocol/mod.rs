@@ -252,7 +252,12 @@ pub fn parse_frame<T: serde::de::DeserializeOwned>(
             ),
         });
     }
-    serde_json::from_value(value).map_err(|e| bad_field(format!("bad `{kind}` frame: {e}")))
+    serde_json::from_value(value).map_err(|e| {
+        bad_field(format!(
+            "bad `{kind}` frame: {}",
+            clip_middle(&e.to_string())
+        ))
+    })
 }
 
 pub fn parse_customer_frame(text: &str) -> Result<CustomerFrame, FrameError> {
@@ -288,6 +293,26 @@ pub(crate) fn clip(value: &str, max: usize) -> String {
         Some((at, _)) => format!("{}…", &value[..at]),
         None => value.to_string(),
     }
+}
+
+/// A serde error message with its middle cut out when it is long. serde quotes the offending
+/// input (`invalid type: string "…"`, ``unknown field `…` ``) and ends with what it expected,
+/// so the start and the end are what a client needs, and the gateway must not reflect a large
+/// value or field name back.
+fn clip_middle(message: &str) -> String {
+    const HEAD: usize = 80;
+    const TAIL: usize = 64;
+    let chars = message.chars().count();
+    if chars <= HEAD + TAIL + 1 {
+        return message.to_string();
+    }
+    let at = |n: usize| {
+        message
+            .char_indices()
+            .nth(n)
+            .map_or(message.len(), |(at, _)| at)
+    };
+    format!("{}…{}", &message[..at(HEAD)], &message[at(chars - TAIL)..])
 }
 
 fn bad_field(message: impl Into<String>) -> FrameError {
@@ -338,6 +363,25 @@ mod tests {
         assert_eq!(code(r#"{"type":7}"#), ErrorCode::BadField);
         let err = parse_customer_frame(r#"{"type":"message","id":"a"}"#).unwrap_err();
         assert!(err.message.contains("text"), "{}", err.message);
+    }
+
+    #[test]
+    fn bad_field_errors_do_not_echo_large_input() {
+        // Found by the `customer_frame` fuzz target: serde quotes a mistyped value or an
+        // unknown field name whole, so a 16 KiB frame came back as a 16 KiB error.
+        let long = "长".repeat(5000);
+        for frame in [
+            format!(r#"{{"type":"survey_answer","score":"{long}"}}"#),
+            format!(r#"{{"type":"message","id":"a","text":"x","{long}":1}}"#),
+        ] {
+            let err = parse_customer_frame(&frame).unwrap_err();
+            assert_eq!(err.code, ErrorCode::BadField);
+            assert!(err.message.chars().count() <= 200, "{}", err.message);
+            assert!(err.message.starts_with("bad `"), "{}", err.message);
+        }
+        let err = parse_customer_frame(&format!(r#"{{"type":"survey_answer","score":"{long}"}}"#))
+            .unwrap_err();
+        assert!(err.message.ends_with("expected u8"), "{}", err.message);
     }
 
     #[test]
