@@ -368,10 +368,14 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The frame budget of the node `relay --spawn 1` starts: far above what it can take.
+const RELAY_FRAME_BUDGET: &str = "1000000";
+
 /// What the relay run does about the gateway's limits, said in its output.
 fn relay_limits_note() -> String {
-    "the gateway rate-limits customer messages only (limits.messages_per_second); agent messages \
-     have no rate limit, so the limiter is not what is measured"
+    "the gateway rate-limits customer messages (limits.messages_per_second) and every socket's \
+     frames (limits.frames_per_second, frame_burst: 20/s, bursts of 60); against your own node \
+     (--target) raise the frame budget or agents are cut off after their first burst"
         .into()
 }
 
@@ -438,11 +442,23 @@ capacity = 1
             per_ip.clone(),
         ),
         ("KEFU__LIMITS__OUTBOUND_QUEUE".to_owned(), "1024".to_owned()),
+        // Every socket, an agent's too, has a frame budget (20/s, bursts of 60 by default)
+        // against floods; an agent sending as fast as the node accepts is the point here.
+        (
+            "KEFU__LIMITS__FRAMES_PER_SECOND".to_owned(),
+            RELAY_FRAME_BUDGET.to_owned(),
+        ),
+        (
+            "KEFU__LIMITS__FRAME_BURST".to_owned(),
+            RELAY_FRAME_BUDGET.to_owned(),
+        ),
     ];
     let notes = vec![format!(
         "spawned node: {agents} agents of capacity {capacity}, store in a temp SQLite file, \
              KEFU__LIMITS__MAX_CONNECTIONS_PER_IP={per_ip}, KEFU__LIMITS__OUTBOUND_QUEUE=1024 \
-             (so the slow-consumer cut at 64 queued frames is not what is measured)"
+             (so the slow-consumer cut at 64 queued frames is not what is measured), \
+             KEFU__LIMITS__FRAMES_PER_SECOND and FRAME_BURST={RELAY_FRAME_BUDGET} (the per-socket \
+             frame budget)"
     )];
     let cluster = spawn::Cluster::start_with_env(1, &profile, bin, &env).await?;
     Ok((cluster, store_dir, notes))
