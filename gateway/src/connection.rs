@@ -35,8 +35,21 @@ pub trait FrameHandler {
     fn take_frame(&mut self) -> FrameVerdict;
     /// A frame was dropped over budget: tell the client `rate_limited`.
     fn over_budget(&mut self);
-    /// The node is shutting down: say goodbye through the outbox.
-    fn on_shutdown(&mut self);
+    /// The node is shutting down: say goodbye through the outbox. With a durable log the
+    /// party resumes elsewhere: the answer is then the last `seq` it may have seen, and the
+    /// loop tells it `reconnect` and closes with 1012 (service restart).
+    fn on_shutdown(&mut self) -> impl std::future::Future<Output = Option<u64>> + Send;
+}
+
+/// Close code 1012: the service restarts; reconnect (RFC 6455 registry).
+pub const SERVICE_RESTART: u16 = 1012;
+
+/// How long the goodbye waits for the log to take what is still pending.
+const SHUTDOWN_SYNC: Duration = Duration::from_secs(2);
+
+/// Waits (bounded) until the session's pending frames are durable, for the goodbye.
+pub async fn sync_for_shutdown(session: &crate::session::Session) {
+    let _ = tokio::time::timeout(SHUTDOWN_SYNC, session.sync()).await;
 }
 
 pub async fn run<H: FrameHandler>(
@@ -56,9 +69,20 @@ pub async fn run<H: FrameHandler>(
         tokio::select! {
             biased;
             _ = shutdown.recv() => {
-                handler.on_shutdown();
+                let resumable = handler.on_shutdown().await;
                 flush(socket, attachment, write_timeout, H::SOCKET).await;
-                close(socket, close_code::AWAY, "server shutting down").await;
+                match resumable {
+                    Some(seq) => {
+                        let text = format!(r#"{{"type":"reconnect","seq":{seq}}}"#);
+                        let _ = tokio::time::timeout(
+                            write_timeout,
+                            socket.send(Message::Text(text.into())),
+                        )
+                        .await;
+                        close(socket, SERVICE_RESTART, "service restart; resume the session").await;
+                    }
+                    None => close(socket, close_code::AWAY, "server shutting down").await,
+                }
                 return End::Dropped("shutdown");
             }
             _ = attachment.wake.notified() => {

@@ -24,6 +24,7 @@ pub mod connection;
 pub mod customer;
 pub mod dispatch;
 pub mod guard;
+pub mod journal;
 pub mod leaks;
 pub mod limits;
 pub mod listener;

@@ -33,12 +33,22 @@ impl<T: Serialize> Envelope<'_, T> {
     }
 }
 
+/// Cheap to clone: clones share the one log (the journal's writer holds one to mark frames
+/// durable).
+#[derive(Clone)]
 pub struct Outbox {
     inner: Arc<Mutex<Inner>>,
 }
 
 struct Inner {
     next_seq: u64,
+    /// The highest `seq` a connection may take: with a durable log, a frame is written only
+    /// once the log has it (so an `ack` means durable); without one, every frame at once.
+    durable: u64,
+    /// Frames wait for [`Outbox::mark_durable`] (a durable log exists).
+    journaled: bool,
+    /// Another node took the session over: nothing more is delivered from here.
+    fenced: bool,
     replay: VecDeque<(u64, Utf8Bytes)>,
     replay_cap: usize,
     link: Option<Link>,
@@ -83,9 +93,17 @@ fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
 
 impl Outbox {
     pub fn new(replay_cap: usize) -> Self {
+        Self::with_log(replay_cap, false)
+    }
+
+    /// An outbox whose frames wait for the durable log when `journaled`.
+    pub fn with_log(replay_cap: usize, journaled: bool) -> Self {
         Self {
             inner: Arc::new(Mutex::new(Inner {
                 next_seq: 1,
+                durable: 0,
+                journaled,
+                fenced: false,
                 replay: VecDeque::new(),
                 replay_cap: replay_cap.max(1),
                 link: None,
@@ -101,13 +119,23 @@ impl Outbox {
     /// Numbers `frame`, logs it for replay and wakes the attached connection.
     /// Returns its `seq`.
     pub fn emit<T: Serialize>(&self, frame: &T) -> u64 {
+        self.emit_with(frame, |_, _| {})
+    }
+
+    /// Like [`Outbox::emit`], calling `log(seq, text)` under the outbox's lock first, so that
+    /// frames reach the durable log in `seq` order.
+    pub fn emit_with<T: Serialize>(&self, frame: &T, log: impl FnOnce(u64, &str)) -> u64 {
         let mut inner = self.lock();
         let seq = inner.next_seq;
         inner.next_seq += 1;
         let text = Utf8Bytes::from(Envelope { seq, frame }.to_json());
+        log(seq, text.as_str());
         inner.replay.push_back((seq, text));
         if inner.replay.len() > inner.replay_cap {
             inner.replay.pop_front();
+        }
+        if !inner.journaled {
+            inner.durable = seq;
         }
         if let Some(link) = &inner.link {
             if (seq + 1).saturating_sub(link.next) > link.max_pending {
@@ -121,6 +149,52 @@ impl Outbox {
             }
         }
         seq
+    }
+
+    /// The log has every frame up to `seq`: the connection may write them.
+    pub fn mark_durable(&self, seq: u64) {
+        let mut inner = self.lock();
+        if seq > inner.durable {
+            inner.durable = seq;
+            if let Some(link) = &inner.link {
+                link.wake.notify_one();
+            }
+        }
+    }
+
+    /// Another node owns the session now: drop the connection, deliver nothing more.
+    pub fn fence(&self) {
+        let mut inner = self.lock();
+        if inner.fenced {
+            return;
+        }
+        inner.fenced = true;
+        if let Some(link) = inner.link.take() {
+            link.wake.notify_one();
+        }
+        inner.detached_since = Some(Instant::now());
+    }
+
+    pub fn is_fenced(&self) -> bool {
+        self.lock().fenced
+    }
+
+    /// Starts from a log read back: `frames` are the last ones sent (ascending `seq`), all
+    /// durable; numbering goes on after `last_seq`.
+    pub fn restore(&self, frames: Vec<(u64, String)>, last_seq: u64) {
+        let mut inner = self.lock();
+        inner.replay.clear();
+        let skip = frames.len().saturating_sub(inner.replay_cap);
+        for (seq, text) in frames.into_iter().skip(skip) {
+            inner.replay.push_back((seq, Utf8Bytes::from(text)));
+        }
+        inner.next_seq = last_seq + 1;
+        inner.durable = last_seq;
+    }
+
+    /// The last `seq` that is durable (what a client may have seen).
+    pub fn durable_seq(&self) -> u64 {
+        self.lock().durable
     }
 
     /// Sends `frame` to the attached connection only, with `seq` 0 and no replay-log entry.
@@ -233,6 +307,9 @@ impl Attachment {
             return Ok(Some(text));
         }
         let next = link.next;
+        if next > inner.durable {
+            return Ok(None); // not in the log yet
+        }
         let Some((front, _)) = inner.replay.front() else {
             return Ok(None);
         };

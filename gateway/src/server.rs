@@ -43,6 +43,8 @@ pub enum StartError {
     Operators(String),
     #[error("conversation store: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("conversation log: {0}")]
+    Journal(#[from] crate::journal::JournalError),
     #[error("cannot bind {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -71,6 +73,8 @@ pub struct Shared {
     pub metrics: PrometheusHandle,
     /// The durable conversation store (`None` when `store.url` is empty).
     pub store: Option<Arc<crate::store::Store>>,
+    /// The durable log of live conversations (off without Redis routing or a store).
+    pub journal: crate::journal::Journal,
     /// Who may use the admin API, and as what.
     pub operators: crate::operators::Operators,
     /// Two-step sign-in, sign-in history and the supervisors' alert channel.
@@ -147,7 +151,9 @@ impl Application {
         } else {
             settings.server.node_id.clone()
         };
-        let sessions = Sessions::new(
+        let journal =
+            crate::journal::Journal::start(&settings.dispatch, store.clone(), &node_id).await?;
+        let sessions = Sessions::with_journal(
             Duration::from_secs(settings.session.grace_period_s),
             SessionLimits {
                 replay_frames: settings.session.replay_frames,
@@ -159,6 +165,7 @@ impl Application {
                 transcript_entries: settings.session.transcript_entries,
                 transcript_bytes: settings.session.transcript_bytes,
             },
+            journal.clone(),
         );
         let (bus, events) = Bus::start(&settings.dispatch, &node_id).await?;
         let limits = ConnectionLimits::new(
@@ -188,6 +195,7 @@ impl Application {
             ready: AtomicBool::new(false),
             metrics: telemetry::metrics_handle(),
             store,
+            journal,
             operators,
             sign_in,
             next_conn: AtomicU64::new(1),
@@ -220,6 +228,10 @@ impl Application {
         let chores = tokio::spawn(run_chores(state.clone()));
         let lag_probe = tokio::spawn(crate::telemetry::probe_runtime_lag());
         let events = tokio::spawn(run_events(state.clone(), self.events));
+        if !state.journal.is_shared() {
+            // One node with its log in the store: take back what was live before a restart.
+            routing::restore_logged(&state).await;
+        }
         let app = router(state.clone());
         state.ready.store(true, Ordering::Release);
         tracing::info!(addr = %self.listener.local_addr()?, node = %state.node_id, "gateway listening");
@@ -359,6 +371,10 @@ async fn run_chores(state: AppState) {
             if let Err(err) = state.dispatcher.heartbeat(&state.node_id, ttl).await {
                 tracing::error!(error = %err, "heartbeat failed");
             }
+        }
+        if n.is_multiple_of(5) {
+            let app = state.clone();
+            tokio::spawn(async move { app.journal.forget_due(app.store.as_deref()).await });
         }
         for session in state.sessions.reap_expired() {
             let before = session.state();

@@ -6,6 +6,7 @@
 //! through the bus (messages, typing).
 
 mod leak;
+mod moved;
 mod registry;
 
 pub use registry::{AgentSession, Agents};
@@ -102,7 +103,7 @@ async fn serve(
     _permit: ConnectionPermit,
 ) {
     let conn = app.next_conn_id();
-    let agent = app.agents.get_or_create(&entry, &app.settings);
+    let (agent, created) = app.agents.get_or_create(&entry, &app.settings);
     let spec = AgentSpec {
         id: entry.id.clone(),
         groups: entry.groups.clone(),
@@ -113,7 +114,13 @@ async fn serve(
         connection::close(&mut socket, 1011, "routing unavailable").await;
         return;
     }
-    if last_seq == 0 {
+    // New here, with a durable log: the agent may hold chats served from another node (it
+    // moved, or its node went away); they come back from the log, numbered after what it saw.
+    let from_log = created && app.journal.is_durable();
+    if from_log {
+        agent.outbox.skip_to(last_seq);
+    }
+    if last_seq == 0 || from_log {
         agent.outbox.emit(&AgentServerFrame::Welcome {
             agent: entry.id.clone(),
             name: entry.name.clone(),
@@ -121,10 +128,13 @@ async fn serve(
             capacity: entry.capacity,
         });
     }
+    if from_log {
+        moved::restore_chats(&app, &agent).await;
+    }
     let mut attachment = agent
         .outbox
         .attach(conn, last_seq, app.settings.limits.outbound_queue);
-    if attachment.gap {
+    if attachment.gap && !from_log {
         rebuild(&app, &agent, last_seq, &mut attachment).await;
     }
     tracing::info!(node = %app.node_id, "agent connected");
@@ -212,12 +222,17 @@ impl FrameHandler for AgentHandler {
         );
     }
 
-    fn on_shutdown(&mut self) {
+    async fn on_shutdown(&mut self) -> Option<u64> {
+        if self.app.journal.is_durable() {
+            // Its chats live in the log: it resumes on another node (or this one, restarted).
+            return Some(self.agent.outbox.last_seq());
+        }
         self.agent.error(
             ErrorCode::ShuttingDown,
             "the gateway node is shutting down; reconnect",
             None,
         );
+        None
     }
 }
 
@@ -256,6 +271,20 @@ async fn on_frame(app: &AppState, agent: &AgentSession, frame: AgentFrame) {
                 return leak::blocked(app, agent, id, &session, msg_id, rule);
             }
             let fresh = agent.remember_message(&msg_id);
+            if fresh {
+                // Durable before the ack: whichever node serves the customer delivers it.
+                let entry = crate::journal::Entry::AgentMessage {
+                    agent: id.to_string(),
+                    name: agent.entry.name.clone(),
+                    id: msg_id.clone(),
+                    text: text.clone(),
+                    at_ms: crate::session::now_ms(),
+                };
+                if let Err(err) = app.journal.append_input(&session, &entry).await {
+                    agent.forget_message(&msg_id);
+                    return moved::not_stored(agent, &session, msg_id, err);
+                }
+            }
             agent.outbox.emit(&AgentServerFrame::Ack {
                 id: msg_id.clone(),
                 duplicate: !fresh,

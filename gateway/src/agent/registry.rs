@@ -109,6 +109,14 @@ impl AgentSession {
         true
     }
 
+    /// Forgets a message id whose message could not be stored, so a re-send is taken.
+    pub fn forget_message(&self, id: &str) {
+        let mut state = self.lock();
+        if state.seen.remove(id) {
+            state.seen_order.retain(|s| s != id);
+        }
+    }
+
     pub fn error(&self, code: ErrorCode, message: impl Into<String>, id: Option<String>) {
         metrics::counter!("kefu_errors_total", "code" => code.as_str()).increment(1);
         self.outbox.emit(&AgentServerFrame::Error {
@@ -126,10 +134,19 @@ pub struct Agents {
 
 impl Agents {
     /// The agent's session on this node, created on first sign-in.
-    pub fn get_or_create(&self, entry: &AgentEntry, settings: &Settings) -> Arc<AgentSession> {
-        self.map
+    /// The agent's session on this node; `true` when it was created now (the agent's first
+    /// connection here, or after its grace period).
+    pub fn get_or_create(
+        &self,
+        entry: &AgentEntry,
+        settings: &Settings,
+    ) -> (Arc<AgentSession>, bool) {
+        let mut created = false;
+        let session = self
+            .map
             .entry(entry.id.clone())
             .or_insert_with(|| {
+                created = true;
                 let limits = &settings.limits;
                 Arc::new(AgentSession {
                     entry: entry.clone(),
@@ -143,7 +160,8 @@ impl Agents {
                     }),
                 })
             })
-            .clone()
+            .clone();
+        (session, created)
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<AgentSession>> {

@@ -5,6 +5,7 @@
 //! straight to the socket before the loop starts, so it is never queued behind other work.
 
 mod flow;
+mod resume;
 mod trigger;
 
 use std::net::SocketAddr;
@@ -143,12 +144,24 @@ async fn serve(
         Some(r) => (Some((r.id.as_str(), r.token.as_str())), r.last_seq),
         None => (None, 0),
     };
-    let resolved = app.sessions.resolve(
-        requested,
-        params.visitor.clone(),
-        params.channel,
-        params.lang,
-    );
+    let from_log = match &params.resume {
+        Some(r) if app.journal.is_durable() && app.sessions.get_live(&r.id).is_none() => {
+            resume::from_log(&app, &r.id, &r.token).await
+        }
+        _ => resume::FromLog::NotTried,
+    };
+    let resolved = match from_log {
+        resume::FromLog::Resumed(session) => Resolved::Resumed(session),
+        // An ended session is answered as before its log existed: not known any more.
+        resume::FromLog::NotTried | resume::FromLog::Closed | resume::FromLog::Unknown => {
+            app.sessions.resolve(
+                requested,
+                params.visitor.clone(),
+                params.channel,
+                params.lang,
+            )
+        }
+    };
     let (session, token) = match resolved {
         Resolved::Resumed(s) => (s, None),
         Resolved::New(f) => (f.session, Some(f.token)),
@@ -184,6 +197,11 @@ async fn serve(
             resume_token,
             text,
         });
+        // The greeting is written once the log has the session (a resume can then find it).
+        if session.sync().await.is_err() {
+            app.sessions.remove(&session.id);
+            return;
+        }
     }
     let mut attachment = session.attach(
         conn,
@@ -245,7 +263,12 @@ impl FrameHandler for CustomerHandler {
     const SOCKET: &'static str = "customer";
 
     async fn on_text(&mut self, text: &str) -> Option<String> {
-        flow::on_text(&self.app, &self.session, text).await
+        let ended = flow::on_text(&self.app, &self.session, text).await;
+        if ended.is_some() {
+            // The last frames go out before the socket closes: once the log has them.
+            connection::sync_for_shutdown(&self.session).await;
+        }
+        ended
     }
 
     fn on_binary(&mut self) {
@@ -270,10 +293,15 @@ impl FrameHandler for CustomerHandler {
         );
     }
 
-    fn on_shutdown(&mut self) {
+    async fn on_shutdown(&mut self) -> Option<u64> {
+        if self.app.journal.is_durable() {
+            connection::sync_for_shutdown(&self.session).await;
+            return Some(self.session.durable_seq());
+        }
         self.session.emit(&ServerFrame::Closed {
             reason: "shutting_down".into(),
         });
+        None
     }
 }
 

@@ -35,7 +35,7 @@
 //! node clocks do not matter. Mutating scripts reply `[status, result, assignments, tickets]`.
 
 mod conn;
-pub(crate) use conn::manager;
+pub(crate) use conn::{manager, Conn};
 mod reply;
 
 use std::sync::Arc;
@@ -43,7 +43,6 @@ use std::sync::Arc;
 use ::redis::Script;
 use async_trait::async_trait;
 
-use self::conn::Conn;
 use self::reply::{parse_enqueued, RawReply, Reply};
 use super::{
     check_id, AgentSpec, Assignment, DispatchError, Dispatcher, Enqueued, Requeued, Snapshot,

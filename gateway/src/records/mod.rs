@@ -183,6 +183,9 @@ impl TranscriptFacts {
 /// queue is full rather than dropping a conversation.
 pub async fn save(app: &AppState, session: &Session, reason: Option<&str>) {
     let Some(store) = &app.store else {
+        if reason.is_some() {
+            app.journal.forget_later(&session.id);
+        }
         return;
     };
     let record = from_session(app, session, reason);
@@ -190,6 +193,10 @@ pub async fn save(app: &AppState, session: &Session, reason: Option<&str>) {
         observe_final(&record);
     }
     store.save(record).await;
+    if reason.is_some() {
+        // Queued after the record, so the flush before the deletion covers it.
+        app.journal.forget_later(&session.id);
+    }
 }
 
 /// On stop: the record of every live chat so far, then the writer's queue written out. A

@@ -75,6 +75,11 @@ pub enum CustomerEvent {
         agent: String,
         agent_node: String,
     },
+    /// The agent's socket is on `agent_node` now (it reconnected to another node).
+    AgentMoved {
+        agent: String,
+        agent_node: String,
+    },
     /// Transferred into `group`'s queue at `position`.
     Transferred {
         agent: String,
@@ -93,6 +98,7 @@ impl CustomerEvent {
             CustomerEvent::AgentTyping { .. } => "agent_typing",
             CustomerEvent::ChatClosed { .. } => "chat_closed",
             CustomerEvent::Resync { .. } => "resync",
+            CustomerEvent::AgentMoved { .. } => "agent_moved",
             CustomerEvent::Transferred { .. } => "transferred",
         }
     }
@@ -104,6 +110,7 @@ impl CustomerEvent {
             | CustomerEvent::AgentTyping { agent }
             | CustomerEvent::ChatClosed { agent }
             | CustomerEvent::Resync { agent, .. }
+            | CustomerEvent::AgentMoved { agent, .. }
             | CustomerEvent::Transferred { agent, .. } => agent,
         }
     }

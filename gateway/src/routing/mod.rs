@@ -5,6 +5,7 @@
 //! Rule of thumb: whatever changes a customer session runs on the customer's node, whatever
 //! changes an agent's view runs on the agent's node; the dispatcher's shared state decides.
 
+mod adopt;
 pub mod bus;
 mod periodic;
 mod positions;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+pub use adopt::{adopt, restore_logged};
 pub use bus::{Bus, CustomerEvent, NodeEvent};
 pub use periodic::tick;
 use positions::tell_position;
@@ -81,12 +83,12 @@ pub async fn enqueue(app: &AppState, session: &Arc<Session>, group: &str, priori
 pub async fn handle(app: &AppState, event: NodeEvent) {
     match event {
         NodeEvent::Assigned { assignment } => on_assigned(app, assignment).await,
-        NodeEvent::Requeued { ticket, reason } => on_requeued(app, ticket, &reason),
+        NodeEvent::Requeued { ticket, reason } => on_requeued(app, ticket, &reason).await,
         NodeEvent::ToCustomer {
             session,
             event: CustomerEvent::Resync { agent, agent_node },
         } => resync(app, &session, &agent, &agent_node).await,
-        NodeEvent::ToCustomer { session, event } => on_customer_event(app, &session, event),
+        NodeEvent::ToCustomer { session, event } => on_customer_event(app, &session, event).await,
         NodeEvent::ToAgent {
             agent,
             frame,
@@ -97,17 +99,17 @@ pub async fn handle(app: &AppState, event: NodeEvent) {
 
 /// On the customer's node: the session has an agent now.
 async fn on_assigned(app: &AppState, a: Assignment) {
-    let Some(session) = app.sessions.get(&a.session) else {
+    let Some(session) = app.sessions.get_live(&a.session) else {
+        // Resumed on another node meanwhile: that node serves it.
+        let id = a.session.clone();
+        if adopt::forward_to_owner(app, &id, NodeEvent::Assigned { assignment: a }).await {
+            return;
+        }
         // The customer left meanwhile: free the slot (and fill it with the next customer).
-        return cancel(app, &a.session, None).await;
+        return cancel(app, &id, None).await;
     };
     let name = app.agent_name(&a.agent);
     metrics::histogram!("kefu_queue_wait_seconds").record(a.waited_ms as f64 / 1000.0);
-    session.set_state(SessionState::WithAgent {
-        agent: a.agent.clone(),
-        group: a.group.clone(),
-        agent_node: a.agent_node.clone(),
-    });
     session.with_conversation(|c| {
         c.last_position = None;
         c.assigned_at = Some(Instant::now());
@@ -115,6 +117,11 @@ async fn on_assigned(app: &AppState, a: Assignment) {
         c.sla_warned = false;
         c.awaiting_since = None;
         c.agents.push(a.agent.clone());
+    });
+    session.set_state(SessionState::WithAgent {
+        agent: a.agent.clone(),
+        group: a.group.clone(),
+        agent_node: a.agent_node.clone(),
     });
     session.record(
         Speaker::System,
@@ -133,7 +140,7 @@ async fn on_assigned(app: &AppState, a: Assignment) {
 }
 
 /// What an agent is told of a chat it serves: the customer (masked) and the full history.
-fn assigned_frame(
+pub(crate) fn assigned_frame(
     session: &Session,
     group: &str,
     waited_ms: u64,
@@ -159,7 +166,17 @@ fn assigned_frame(
 
 /// On the customer's node: the agent lost frames of this chat; send it the chat again.
 async fn resync(app: &AppState, session_id: &str, agent: &str, agent_node: &str) {
-    let Some(session) = app.sessions.get(session_id) else {
+    let Some(session) = app.sessions.get_live(session_id) else {
+        let event = NodeEvent::ToCustomer {
+            session: session_id.to_string(),
+            event: CustomerEvent::Resync {
+                agent: agent.to_string(),
+                agent_node: agent_node.to_string(),
+            },
+        };
+        if adopt::forward_to_owner(app, session_id, event).await {
+            return;
+        }
         // Gone meanwhile: tell the agent so its console does not keep a dead chat.
         let frame = AgentServerFrame::CustomerLeft {
             session: session_id.to_string(),
@@ -180,6 +197,11 @@ async fn resync(app: &AppState, session_id: &str, agent: &str, agent_node: &str)
     if a != agent {
         return;
     }
+    session.set_state(SessionState::WithAgent {
+        agent: a.clone(),
+        group: group.clone(),
+        agent_node: agent_node.to_string(),
+    });
     let event = NodeEvent::ToAgent {
         agent: a,
         frame: assigned_frame(&session, &group, 0, true),
@@ -225,6 +247,10 @@ fn start_greeting_timer(app: AppState, session: Arc<Session>, agent: String, nam
             text: text.clone(),
             auto: true,
         });
+        // A node paused past a takeover must not greet in the agent's name twice.
+        if session.sync().await.is_err() {
+            return;
+        }
         if let SessionState::WithAgent { agent_node, .. } = session.state() {
             let frame = AgentServerFrame::AutoGreeting {
                 session: session.id.to_string(),
@@ -241,8 +267,14 @@ fn start_greeting_timer(app: AppState, session: Arc<Session>, agent: String, nam
 }
 
 /// On the customer's node: the agent is gone; the session is back at the front of the queue.
-fn on_requeued(app: &AppState, ticket: Ticket, reason: &str) {
-    let Some(session) = app.sessions.get(&ticket.session) else {
+async fn on_requeued(app: &AppState, ticket: Ticket, reason: &str) {
+    let Some(session) = app.sessions.get_live(&ticket.session) else {
+        let id = ticket.session.clone();
+        let event = NodeEvent::Requeued {
+            ticket,
+            reason: reason.to_string(),
+        };
+        adopt::forward_to_owner(app, &id, event).await;
         return;
     };
     session.set_state(SessionState::Queued {
@@ -259,11 +291,18 @@ fn on_requeued(app: &AppState, ticket: Ticket, reason: &str) {
 }
 
 /// On the customer's node: something the agent did.
-fn on_customer_event(app: &AppState, session_id: &str, event: CustomerEvent) {
-    let Some(session) = app.sessions.get(session_id) else {
+async fn on_customer_event(app: &AppState, session_id: &str, event: CustomerEvent) {
+    let Some(session) = app.sessions.get_live(session_id) else {
+        let kind = event.kind();
+        let forward = NodeEvent::ToCustomer {
+            session: session_id.to_string(),
+            event,
+        };
+        if adopt::forward_to_owner(app, session_id, forward).await {
+            return;
+        }
         tracing::info!(
-            kind = event.kind(),
-            agent = event.agent(),
+            kind,
             session = session_id,
             "agent event dropped: the customer session has ended"
         );
@@ -275,25 +314,16 @@ fn on_customer_event(app: &AppState, session_id: &str, event: CustomerEvent) {
     };
     match event {
         CustomerEvent::AgentMessage { agent, id, text } if agent_now.as_deref() == Some(&agent) => {
-            let first = session.with_conversation(|c| {
-                c.awaiting_since = None;
-                c.sla_warned = false;
-                let first = !c.agent_replied;
-                c.agent_replied = true;
-                first.then_some(c.assigned_at).flatten()
-            });
-            if let Some(assigned_at) = first {
-                metrics::histogram!("kefu_agent_first_reply_seconds")
-                    .record(assigned_at.elapsed().as_secs_f64());
+            adopt::deliver_agent_message(app, &session, &agent, "", id, text, true);
+        }
+        CustomerEvent::AgentMoved { agent, agent_node } if agent_now.as_deref() == Some(&agent) => {
+            if let SessionState::WithAgent { group, .. } = session.state() {
+                session.set_state(SessionState::WithAgent {
+                    agent,
+                    group,
+                    agent_node,
+                });
             }
-            session.record(Speaker::Agent, &text, Some(id.clone()));
-            session.emit(&ServerFrame::Message {
-                id,
-                from: "agent".into(),
-                name: app.agent_name(&agent),
-                text,
-                auto: false,
-            });
         }
         CustomerEvent::AgentTyping { agent } if agent_now.as_deref() == Some(&agent) => {
             session.emit_ephemeral(&ServerFrame::Typing {});

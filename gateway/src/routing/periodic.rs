@@ -126,6 +126,11 @@ async fn check_sla(app: &AppState) {
         let Some((agent, agent_node, waiting)) = due else {
             continue;
         };
+        // Only the owner warns: a node that was paused past a takeover learns it here.
+        session.checkpoint();
+        if session.sync().await.is_err() {
+            continue;
+        }
         metrics::counter!("kefu_sla_warnings_total").increment(1);
         let frame = AgentServerFrame::SlaWarning {
             session: session.id.to_string(),

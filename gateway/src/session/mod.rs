@@ -3,8 +3,11 @@
 //! A session outlives its socket: its frames go through an [`Outbox`] (numbered, replayable,
 //! bounded), so a customer who reconnects within the grace period resumes where they were.
 
+mod rebuild;
 mod registry;
 pub mod token;
+
+pub use rebuild::{rebuild, PendingAgentMessage, RebuildError, Rebuilt};
 
 pub use registry::{Fresh, Resolved, Sessions};
 
@@ -14,13 +17,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
+use crate::journal::{Done, Entry, Facts, Fence, Journal, JournalError};
 use crate::limits::{FrameBudget, FrameVerdict, RateLimiter};
 pub use crate::outbox::Attachment;
 use crate::outbox::Outbox;
 use crate::protocol::{Channel, Lang, ServerFrame};
 
 /// Where a session is in its life. The bot, routing and survey extend the middle states.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "s", rename_all = "snake_case")]
 pub enum SessionState {
     /// Created; the greeting is being written.
     Greeting,
@@ -104,7 +109,17 @@ pub struct Session {
     /// Hash of the `resume_token` handed out in the greeting; the token itself is never kept.
     token_hash: [u8; 32],
     outbox: Outbox,
+    /// The durable log and this node's fence on it (`None`: nothing is durable).
+    log: Option<SessionLog>,
     inner: Mutex<Inner>,
+}
+
+/// A session's place in the durable log.
+#[derive(Clone)]
+pub struct SessionLog {
+    pub journal: Journal,
+    /// This node's lease epoch.
+    pub epoch: u64,
 }
 
 struct Inner {
@@ -186,14 +201,40 @@ impl Session {
         limits: SessionLimits,
         token_hash: [u8; 32],
     ) -> Self {
+        Self::with_log(
+            id,
+            visitor,
+            channel,
+            lang,
+            limits,
+            token_hash,
+            None,
+            now_ms(),
+        )
+    }
+
+    /// A session whose events go to the durable `log`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_log(
+        id: Arc<str>,
+        visitor: Option<String>,
+        channel: Channel,
+        lang: Lang,
+        limits: SessionLimits,
+        token_hash: [u8; 32],
+        log: Option<SessionLog>,
+        created_ms: u64,
+    ) -> Self {
+        let journaled = log.as_ref().is_some_and(|l| l.journal.is_durable());
         Self {
             id,
             visitor,
             channel,
             lang,
-            created_ms: now_ms(),
+            created_ms,
             token_hash,
-            outbox: Outbox::new(limits.replay_frames),
+            outbox: Outbox::with_log(limits.replay_frames, journaled),
+            log,
             inner: Mutex::new(Inner {
                 state: SessionState::Greeting,
                 seen_ids: HashSet::new(),
@@ -241,12 +282,92 @@ impl Session {
     }
 
     pub fn set_state(&self, state: SessionState) {
-        self.lock().state = state;
+        let mut inner = self.lock();
+        inner.state = state;
+        self.log_state(&inner);
     }
 
-    /// Numbers `frame`, logs it for replay and pushes it to the attached connection.
+    /// Writes the state and the lasting facts of the conversation to the log (after a
+    /// change made through [`Session::with_conversation`] that must survive the node).
+    pub fn checkpoint(&self) {
+        let inner = self.lock();
+        self.log_state(&inner);
+    }
+
+    fn log_state(&self, inner: &Inner) {
+        if let Some(log) = &self.log {
+            let c = &inner.conversation;
+            let facts = Facts {
+                unanswered: c.unanswered,
+                last_category: c.last_category.clone(),
+                offered: c.offered.iter().cloned().collect(),
+                complaint_level: c.complaint_level,
+                agents: c.agents.clone(),
+                survey: c.survey.clone(),
+                escalations: c.escalations,
+                agent_replied: c.agent_replied,
+            };
+            let entry = Entry::State {
+                state: inner.state.clone(),
+                facts,
+            };
+            log.journal
+                .append(&self.id, Fence::Owner(log.epoch), &entry, None);
+        }
+    }
+
+    fn log_line(&self, line: &TranscriptEntry) {
+        if let Some(log) = &self.log {
+            let entry = Entry::Line { line: line.clone() };
+            log.journal
+                .append(&self.id, Fence::Owner(log.epoch), &entry, None);
+        }
+    }
+
+    /// Numbers `frame`, logs it for replay and pushes it to the attached connection (once
+    /// the durable log has it).
     pub fn emit(&self, frame: &ServerFrame) -> u64 {
-        self.outbox.emit(frame)
+        let Some(log) = &self.log else {
+            return self.outbox.emit(frame);
+        };
+        self.outbox.emit_with(frame, |seq, text| {
+            let entry = Entry::Frame {
+                seq,
+                text: text.to_string(),
+            };
+            let done = Done::Frame(self.outbox.clone(), seq);
+            log.journal
+                .append(&self.id, Fence::Owner(log.epoch), &entry, Some(done));
+        })
+    }
+
+    /// Resolves once everything this session appended so far is durable; `Fenced` when
+    /// another node owns the session now.
+    pub async fn sync(&self) -> Result<(), JournalError> {
+        if let Some(log) = &self.log {
+            log.journal
+                .barrier(&self.id, Fence::Owner(log.epoch))
+                .await?;
+        }
+        if self.outbox.is_fenced() {
+            return Err(JournalError::Fenced);
+        }
+        Ok(())
+    }
+
+    /// Another node owns this session (its log said so): it must be forgotten here.
+    pub fn is_fenced(&self) -> bool {
+        self.outbox.is_fenced()
+    }
+
+    /// The session's durable log, if any.
+    pub fn log(&self) -> Option<&SessionLog> {
+        self.log.as_ref()
+    }
+
+    /// The last frame a client can have seen.
+    pub fn durable_seq(&self) -> u64 {
+        self.outbox.durable_seq()
     }
 
     /// Sends `frame` to the live connection only, unnumbered (`seq` 0) and not kept for
@@ -314,12 +435,14 @@ impl Session {
                 inner.seen_ids.remove(&old);
             }
         }
-        inner.push(TranscriptEntry {
+        let line = TranscriptEntry {
             from: Speaker::Customer,
             text: text.to_string(),
             at_ms: now_ms(),
             id: Some(id.to_string()),
-        });
+        };
+        self.log_line(&line);
+        inner.push(line);
         Accepted::New
     }
 
@@ -331,12 +454,14 @@ impl Session {
             metrics::counter!("kefu_transcript_full_total").increment(1);
             return;
         }
-        inner.push(TranscriptEntry {
+        let line = TranscriptEntry {
             from,
             text: text.to_string(),
             at_ms: now_ms(),
             id,
-        });
+        };
+        self.log_line(&line);
+        inner.push(line);
     }
 
     /// Remembers entry ids the bot just offered (an answer or suggestions).
@@ -365,6 +490,15 @@ impl Session {
     /// Reads or updates what the bot remembers.
     pub fn with_conversation<R>(&self, f: impl FnOnce(&mut Conversation) -> R) -> R {
         f(&mut self.lock().conversation)
+    }
+
+    /// Whether a line with this `id` said by `from` is in the transcript (an agent message
+    /// delivered before a rebuild).
+    pub fn has_line(&self, from: Speaker, id: &str) -> bool {
+        self.lock()
+            .transcript
+            .iter()
+            .any(|l| l.from == from && l.id.as_deref() == Some(id))
     }
 
     /// Everything said so far.

@@ -6,7 +6,8 @@ use std::time::Duration;
 use dashmap::DashMap;
 use tokio::time::Instant;
 
-use super::{Session, SessionLimits};
+use super::{Session, SessionLimits, SessionLog};
+use crate::journal::{Entry, Fence, Journal};
 use crate::protocol::{Channel, Lang};
 
 /// How a connection's session request was resolved.
@@ -33,27 +34,89 @@ pub struct Sessions {
     map: DashMap<Arc<str>, Arc<Session>>,
     grace: Duration,
     limits: SessionLimits,
+    journal: Journal,
 }
 
 impl Sessions {
     pub fn new(grace: Duration, limits: SessionLimits) -> Self {
+        Self::with_journal(grace, limits, Journal::off())
+    }
+
+    /// Sessions whose events go to `journal` (when it is durable).
+    pub fn with_journal(grace: Duration, limits: SessionLimits, journal: Journal) -> Self {
         Self {
             map: DashMap::new(),
             grace,
             limits,
+            journal,
         }
+    }
+
+    /// The per-session limits new and rebuilt sessions get.
+    pub fn limits(&self) -> &SessionLimits {
+        &self.limits
+    }
+
+    /// Keeps a session rebuilt from the log; if one with its id is live here already (a
+    /// concurrent resume), that one wins.
+    pub fn adopt(&self, session: Arc<Session>) -> (Arc<Session>, bool) {
+        let mut adopted = false;
+        let kept = self
+            .map
+            .entry(session.id.clone())
+            .and_modify(|s| {
+                if s.is_fenced() {
+                    *s = session.clone();
+                    adopted = true;
+                }
+            })
+            .or_insert_with(|| {
+                adopted = true;
+                session.clone()
+            })
+            .clone();
+        self.update_gauge();
+        (kept, adopted)
+    }
+
+    /// The live (not fenced) session `id` of this node.
+    pub fn get_live(&self, id: &str) -> Option<Arc<Session>> {
+        let session = self.get(id)?;
+        if session.is_fenced() {
+            self.map.remove_if(id, |_, s| s.is_fenced());
+            self.update_gauge();
+            return None;
+        }
+        Some(session)
     }
 
     pub fn create(&self, visitor: Option<String>, channel: Channel, lang: Lang) -> Fresh {
         let id: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
         let (token, token_hash) = super::token::generate();
-        let session = Arc::new(Session::new(
+        let log = self.journal.is_durable().then(|| SessionLog {
+            journal: self.journal.clone(),
+            epoch: 1,
+        });
+        let created_ms = super::now_ms();
+        if log.is_some() {
+            let open = Entry::Open {
+                visitor: visitor.clone(),
+                channel,
+                lang,
+                created_ms,
+                token: super::token::hash_to_hex(&token_hash),
+            };
+            self.journal.append(&id, Fence::Create, &open, None);
+        }
+        let session = Arc::new(Session::with_log(
             id.clone(),
             visitor,
             channel,
             lang,
             self.limits.clone(),
             token_hash,
+            log,
+            created_ms,
         ));
         self.map.insert(id, session.clone());
         self.update_gauge();
@@ -72,7 +135,7 @@ impl Sessions {
         let Some((id, token)) = requested else {
             return Resolved::New(self.create(visitor, channel, lang));
         };
-        match self.get(id) {
+        match self.get_live(id) {
             Some(session) if session.token_matches(token) => {
                 if !self.is_expired(&session, Instant::now()) {
                     Resolved::Resumed(session)
@@ -112,6 +175,12 @@ impl Sessions {
     /// them (state untouched), so routing can cancel what they were waiting for.
     pub fn reap_expired(&self) -> Vec<Arc<Session>> {
         let now = Instant::now();
+        // Sessions another node took over go without a trace here: the new owner has them.
+        let fenced = self.map.len();
+        self.map.retain(|_, s| !s.is_fenced());
+        if self.map.len() != fenced {
+            self.update_gauge();
+        }
         let expired: Vec<Arc<str>> = self
             .map
             .iter()

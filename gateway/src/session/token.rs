@@ -27,6 +27,23 @@ pub fn hash(token: &str) -> [u8; 32] {
     Blake2s256::digest(token.as_bytes()).into()
 }
 
+/// A token hash as kept in the durable log (hex).
+pub fn hash_to_hex(hash: &[u8; 32]) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The hash back from [`hash_to_hex`]; `None` when it is not 64 hex digits.
+pub fn hash_from_hex(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 /// Whether `token` hashes to `expected`, without an early exit on the first differing byte.
 pub fn matches(expected: &[u8; 32], token: &str) -> bool {
     if token.is_empty() || token.len() > MAX_TOKEN_LEN {

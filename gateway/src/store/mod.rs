@@ -8,6 +8,7 @@
 //! ([`crypto`]) before they reach the database.
 
 pub mod crypto;
+mod log;
 mod queries;
 mod schema;
 mod sign_ins;
@@ -22,6 +23,7 @@ use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
 pub use crypto::{CryptoError, KeyRing, KeySource};
+pub use log::LogRow;
 pub use queries::{AuditEntry, ComplaintRecord, ConversationSummary};
 
 use crate::records::ConversationRecord;
@@ -151,6 +153,11 @@ impl Store {
 
     pub fn keys(&self) -> &KeyRing {
         &self.keys
+    }
+
+    /// The key ring, shared (the conversation log on Redis seals its entries with it).
+    pub fn key_ring(&self) -> Arc<KeyRing> {
+        self.keys.clone()
     }
 
     /// Queues a record for the batch writer; waits while the queue is full.

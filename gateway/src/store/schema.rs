@@ -53,6 +53,14 @@ const STATEMENTS: &[&str] = &[
         peer TEXT NOT NULL,
         detail TEXT NOT NULL
     )",
+    // The log of live conversations (memory routing): one encrypted entry per row, numbered in
+    // append order; a session's rows go once its record is stored.
+    "CREATE TABLE IF NOT EXISTS kefu_log (
+        session TEXT NOT NULL,
+        n BIGINT NOT NULL,
+        body_enc TEXT NOT NULL,
+        PRIMARY KEY (session, n)
+    )",
     "CREATE INDEX IF NOT EXISTS kefu_audit_at ON kefu_audit (at_ms)",
     // Where each account signed in from (keyed hashes of address and user agent, never the
     // values), for the `new_sign_in` alerts; rows unused for `sign_in.history_days` go.

@@ -7,6 +7,7 @@ mod agents;
 mod bad_input;
 mod bot;
 mod customer;
+mod durable;
 mod helpers;
 mod operations;
 mod operators;

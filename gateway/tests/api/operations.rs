@@ -56,8 +56,8 @@ async fn per_ip_limit_refuses_with_429() {
 }
 
 #[tokio::test]
-async fn graceful_shutdown_tells_customers_and_exits() {
-    let mut app = spawn_app().await;
+async fn graceful_shutdown_without_a_durable_log_closes_the_chats() {
+    let mut app = spawn_app_with(&[("KEFU__STORE__URL", "")]).await;
     let (mut a, _) = app.connect_customer("").await;
     let (mut b, _) = app.connect_customer("lang=en").await;
     app.trigger_stop();

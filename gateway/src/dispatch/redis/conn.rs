@@ -25,14 +25,14 @@ pub(crate) async fn manager(
 /// their own. The Cluster variant routes each script by its first key (`{prefix}`), which is
 /// why every script's KEYS[1] is the hash-tagged base.
 #[derive(Clone)]
-pub(super) enum Conn {
+pub(crate) enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
 }
 
 impl Conn {
     /// `redis://host:port/db` for one server; `redis://a:7000,redis://b:7001,…` for Cluster.
-    pub(super) async fn open(url: &str, timeout: Duration) -> Result<Self, DispatchError> {
+    pub(crate) async fn open(url: &str, timeout: Duration) -> Result<Self, DispatchError> {
         let urls: Vec<&str> = url
             .split(',')
             .map(str::trim)

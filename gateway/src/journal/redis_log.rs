@@ -1,0 +1,307 @@
+//! The log on Redis: per session a stream and its lease, under one hash tag
+//! (`{<prefix>:s:<id>}`), so one script can check the lease and append atomically, and a
+//! Redis Cluster spreads sessions over its shards.
+//!
+//! | key | type | content |
+//! |---|---|---|
+//! | `{p:s:<id>}:log` | stream | entries, field `e`: `x` + sealed JSON (store key) or `p` + JSON |
+//! | `{p:s:<id>}:lease` | string | `node:epoch` of the owner |
+//! | `{p:s:<id>}:epoch` | string | the last epoch handed out (INCR) |
+//!
+//! Every key expires `LOG_TTL` after the session's last append: an abandoned log does not
+//! outlive the trade's needs (its record is in the store by then).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::{AsyncCommands, Script};
+
+use super::writer::LogGroup;
+use super::{Fence, JournalError};
+use crate::dispatch::redis::Conn;
+use crate::dispatch::DispatchSettings;
+use crate::store::crypto::Aad;
+use crate::store::KeyRing;
+
+/// How long a log outlives its last append.
+const LOG_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Appends entries if the caller may: `c` creates the lease (epoch 1) if nobody holds it,
+/// `o` requires the lease to be the caller's, `i` (an input from another node) requires the
+/// log to exist. Replies 1 (appended), 0 (fenced), -1 (no log).
+const APPEND: &str = r"
+local mode = ARGV[1]
+if mode == 'c' then
+  local cur = redis.call('GET', KEYS[2])
+  if not cur then
+    redis.call('SET', KEYS[3], 1)
+    redis.call('SET', KEYS[2], ARGV[2])
+  elseif cur ~= ARGV[2] then
+    return 0
+  end
+elseif mode == 'o' then
+  if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
+else
+  if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+end
+for i = 4, #ARGV do
+  redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
+return 1
+";
+
+/// Takes the lease for `ARGV[1]` with the next epoch, if the log exists. Replies the epoch,
+/// 0 when there is no log.
+const TAKE: &str = r"
+if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+local e = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. e, 'PX', ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return e
+";
+
+#[derive(Clone)]
+pub(crate) struct RedisLog {
+    conn: Conn,
+    prefix: Arc<str>,
+    keys: Option<Arc<KeyRing>>,
+    append: Arc<Script>,
+    take: Arc<Script>,
+}
+
+struct Keys {
+    log: String,
+    lease: String,
+    epoch: String,
+}
+
+fn aad(session: &str) -> Aad<'_> {
+    Aad {
+        table: "kefu_log",
+        row: session,
+        field: "e",
+    }
+}
+
+impl RedisLog {
+    pub(super) async fn open(
+        url: &str,
+        settings: &DispatchSettings,
+        keys: Option<Arc<KeyRing>>,
+    ) -> Result<Self, JournalError> {
+        let timeout = Duration::from_millis(settings.redis_timeout_ms);
+        let conn = Conn::open(url, timeout)
+            .await
+            .map_err(|e| JournalError::Unavailable(e.to_string()))?;
+        Ok(Self {
+            conn,
+            prefix: settings.key_prefix.as_str().into(),
+            keys,
+            append: Arc::new(Script::new(APPEND)),
+            take: Arc::new(Script::new(TAKE)),
+        })
+    }
+
+    fn keys(&self, session: &str) -> Keys {
+        let tag = format!("{{{}:s:{session}}}", self.prefix);
+        Keys {
+            log: format!("{tag}:log"),
+            lease: format!("{tag}:lease"),
+            epoch: format!("{tag}:epoch"),
+        }
+    }
+
+    /// Encrypts every group's entries on the blocking pool (when the store key is there).
+    pub(super) async fn seal_groups<'a>(
+        &self,
+        order: &[&'a str],
+        groups: &mut HashMap<&'a str, Vec<LogGroup>>,
+    ) -> Result<(), JournalError> {
+        let Some(ring) = self.keys.clone() else {
+            for list in groups.values_mut() {
+                for g in list {
+                    for b in &mut g.bodies {
+                        b.insert(0, 'p');
+                    }
+                }
+            }
+            return Ok(());
+        };
+        let work: Vec<(String, Vec<Vec<String>>)> = order
+            .iter()
+            .map(|s| {
+                let bodies = groups
+                    .get_mut(s)
+                    .map(|list| {
+                        list.iter_mut()
+                            .map(|g| std::mem::take(&mut g.bodies))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (s.to_string(), bodies)
+            })
+            .collect();
+        let sealed = tokio::task::spawn_blocking(move || {
+            work.into_iter()
+                .map(|(session, lists)| {
+                    let lists = lists
+                        .into_iter()
+                        .map(|bodies| {
+                            bodies
+                                .into_iter()
+                                .map(|b| {
+                                    ring.encrypt_field(&b, aad(&session))
+                                        .map(|s| format!("x{s}"))
+                                })
+                                .collect::<Result<Vec<_>, _>>()
+                        })
+                        .collect::<Result<Vec<_>, _>>();
+                    lists.map(|l| (session, l))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|_| JournalError::Unavailable("blocking pool closed".into()))?
+        .map_err(|e| JournalError::Unavailable(e.to_string()))?;
+        for (session, lists) in sealed {
+            if let Some(list) = groups.get_mut(session.as_str()) {
+                for (g, bodies) in list.iter_mut().zip(lists) {
+                    g.bodies = bodies;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn open_body(&self, session: &str, stored: &str) -> Option<String> {
+        if let Some(plain) = stored.strip_prefix('p') {
+            return Some(plain.to_string());
+        }
+        let sealed = stored.strip_prefix('x')?;
+        self.keys.as_ref()?.decrypt_field(sealed, aad(session)).ok()
+    }
+
+    /// Appends one group, retrying Redis errors (a restart, a failover) until it answers.
+    pub(super) async fn append_with_retry(
+        &self,
+        session: &str,
+        node: &str,
+        fence: Fence,
+        bodies: &[String],
+    ) -> Result<(), JournalError> {
+        let keys = self.keys(session);
+        let (mode, owner) = match fence {
+            Fence::Create => ("c", format!("{node}:1")),
+            Fence::Owner(epoch) => ("o", format!("{node}:{epoch}")),
+            Fence::Input => ("i", String::new()),
+        };
+        let mut delay = Duration::from_millis(20);
+        loop {
+            let mut invocation = self.append.key(&keys.log);
+            invocation
+                .key(&keys.lease)
+                .key(&keys.epoch)
+                .arg(mode)
+                .arg(&owner)
+                .arg(LOG_TTL.as_millis() as u64);
+            for b in bodies {
+                invocation.arg(b);
+            }
+            let mut conn = self.conn.clone();
+            match invocation.invoke_async::<i64>(&mut conn).await {
+                Ok(1) => return Ok(()),
+                Ok(0) => {
+                    metrics::counter!("kefu_journal_fenced_total").increment(1);
+                    return Err(JournalError::Fenced);
+                }
+                Ok(_) => return Err(JournalError::NoLog),
+                Err(err) => {
+                    metrics::counter!("kefu_journal_errors_total").increment(1);
+                    tracing::warn!(%err, "conversation log append failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// The entries after `after` (all of them without), opened, and the last stream id.
+    pub(super) async fn load(
+        &self,
+        session: &str,
+        after: Option<&str>,
+    ) -> Result<(Vec<String>, Option<String>), JournalError> {
+        let keys = self.keys(session);
+        let start = after.map_or_else(|| "-".to_string(), |a| format!("({a}"));
+        let mut conn = self.conn.clone();
+        let reply: redis::streams::StreamRangeReply = conn
+            .xrange(&keys.log, start, "+")
+            .await
+            .map_err(|e| JournalError::Unavailable(e.to_string()))?;
+        let mut bodies = Vec::with_capacity(reply.ids.len());
+        let mut last = None;
+        let mut unreadable = 0usize;
+        for id in reply.ids {
+            let stored: Option<String> = id.get("e");
+            match stored.as_deref().and_then(|s| self.open_body(session, s)) {
+                Some(body) => bodies.push(body),
+                None => unreadable += 1,
+            }
+            last = Some(id.id);
+        }
+        if unreadable > 0 {
+            metrics::counter!("kefu_journal_bad_entries_total").increment(unreadable as u64);
+            tracing::error!(
+                unreadable,
+                "log entries that cannot be opened (key?) were skipped"
+            );
+        }
+        Ok((bodies, last))
+    }
+
+    pub(super) async fn take_lease(
+        &self,
+        session: &str,
+        node: &str,
+    ) -> Result<Option<u64>, JournalError> {
+        let keys = self.keys(session);
+        let mut conn = self.conn.clone();
+        let epoch: u64 = self
+            .take
+            .key(&keys.lease)
+            .key(&keys.epoch)
+            .key(&keys.log)
+            .arg(node)
+            .arg(LOG_TTL.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| JournalError::Unavailable(e.to_string()))?;
+        Ok((epoch > 0).then_some(epoch))
+    }
+
+    pub(super) async fn owner(&self, session: &str) -> Option<String> {
+        let keys = self.keys(session);
+        let mut conn = self.conn.clone();
+        let lease: Option<String> = conn.get(&keys.lease).await.ok()?;
+        let lease = lease?;
+        let (node, _epoch) = lease.rsplit_once(':')?;
+        Some(node.to_string())
+    }
+
+    pub(super) async fn delete(&self, session: &str) -> Result<(), JournalError> {
+        let keys = self.keys(session);
+        let mut conn = self.conn.clone();
+        // One command per key: on a Cluster they share a slot, but keep it simple and safe.
+        for key in [&keys.log, &keys.lease, &keys.epoch] {
+            let _: () = conn
+                .del(key)
+                .await
+                .map_err(|e| JournalError::Unavailable(e.to_string()))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,210 @@
+//! Taking over sessions rebuilt from the durable log: tell the dispatcher where the customer
+//! is now, tell the agent (its console rebuilds the chat), deliver what the log holds but no
+//! frame delivered yet, and, on one node with its log in the store, take back at start every
+//! session that was live before a restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{on_assigned, tell_position, NodeEvent};
+use crate::dispatch::{Enqueued, Ticket};
+use crate::journal::Entry;
+use crate::protocol::ServerFrame;
+use crate::server::AppState;
+use crate::session::{rebuild, PendingAgentMessage, Session, SessionLog, SessionState, Speaker};
+
+/// Sessions taken back at most after a restart.
+const MAX_RESTORED: usize = 200_000;
+
+/// After a session came here from the log.
+pub async fn adopt(
+    app: &AppState,
+    session: &Arc<Session>,
+    undelivered: Vec<PendingAgentMessage>,
+    cursor: Option<String>,
+) {
+    for m in undelivered {
+        deliver_agent_message(app, session, &m.agent, &m.name, m.id, m.text, false);
+    }
+    match session.state() {
+        SessionState::Queued { group } => {
+            let priority = session.with_conversation(|c| c.complaint_level);
+            super::enqueue(app, session, &group, priority).await;
+        }
+        SessionState::WithAgent { agent, group, .. } => {
+            reattach_agent(app, session, agent, group).await;
+        }
+        _ => {}
+    }
+    if let Some(cursor) = cursor {
+        tokio::spawn(catch_up(app.clone(), session.clone(), cursor));
+    }
+}
+
+/// The chat had an agent: the dispatcher learns the customer's node (an enqueue of a known
+/// session only records it) and the agent gets the chat again, `resumed`, from here.
+async fn reattach_agent(app: &AppState, session: &Arc<Session>, agent: String, group: String) {
+    let ticket = Ticket {
+        session: session.id.to_string(),
+        group: group.clone(),
+        priority: session.with_conversation(|c| c.complaint_level),
+        node: app.node_id.clone(),
+        enqueued_at_ms: crate::session::now_ms(),
+    };
+    match app.dispatcher.enqueue(ticket).await {
+        Ok(Enqueued::Assigned(a)) if a.agent == agent => {
+            session.set_state(SessionState::WithAgent {
+                agent: a.agent.clone(),
+                group: a.group.clone(),
+                agent_node: a.agent_node.clone(),
+            });
+            let frame = super::assigned_frame(session, &a.group, 0, true);
+            let event = NodeEvent::ToAgent {
+                agent: a.agent.clone(),
+                frame,
+                customer_node: Some(app.node_id.clone()),
+            };
+            app.bus.send(&a.agent_node, event).await;
+            // The agent has not written yet: its greeting timer died with the old node.
+            if !session.with_conversation(|c| c.agent_replied) {
+                session.with_conversation(|c| c.assigned_at = Some(tokio::time::Instant::now()));
+                let name = app.agent_name(&a.agent);
+                super::start_greeting_timer(app.clone(), session.clone(), a.agent, name);
+            }
+        }
+        // The dispatcher forgot the chat (one node restarted with memory routing): it was
+        // queued again, or went to whoever is free.
+        Ok(Enqueued::Assigned(a)) => on_assigned(app, a).await,
+        Ok(Enqueued::Queued { group, position }) => {
+            session.set_state(SessionState::Queued {
+                group: group.clone(),
+            });
+            session.record(Speaker::System, "agent left: node_restarted", None);
+            session.emit(&ServerFrame::AgentLeft {
+                reason: "node_restarted".into(),
+            });
+            tell_position(app, session, &group, position);
+        }
+        Err(err) => tracing::error!(error = %err, "cannot re-register a resumed chat"),
+    }
+}
+
+/// Delivers an agent's message (acknowledged to the agent, so durable in the log) once.
+pub(super) fn deliver_agent_message(
+    app: &AppState,
+    session: &Session,
+    agent: &str,
+    name: &str,
+    id: String,
+    text: String,
+    first_reply: bool,
+) {
+    if session.has_line(Speaker::Agent, &id) {
+        return;
+    }
+    let (flipped, first) = session.with_conversation(|c| {
+        c.awaiting_since = None;
+        c.sla_warned = false;
+        let first = !c.agent_replied;
+        c.agent_replied = true;
+        (first, first.then_some(c.assigned_at).flatten())
+    });
+    if flipped {
+        session.checkpoint(); // a rebuild must not greet for an agent who wrote
+    }
+    if let Some(assigned_at) = first.filter(|_| first_reply) {
+        metrics::histogram!("kefu_agent_first_reply_seconds")
+            .record(assigned_at.elapsed().as_secs_f64());
+    }
+    session.record(Speaker::Agent, &text, Some(id.clone()));
+    let name = if name.is_empty() {
+        app.agent_name(agent)
+    } else {
+        name.to_string()
+    };
+    session.emit(&ServerFrame::Message {
+        id,
+        from: "agent".into(),
+        name,
+        text,
+        auto: false,
+    });
+}
+
+/// An agent whose node still sent to the old owner in the moment of the takeover wrote its
+/// message to the log all the same: read what came after the rebuild, twice, and deliver it.
+async fn catch_up(app: AppState, session: Arc<Session>, mut cursor: String) {
+    for wait in [Duration::from_secs(1), Duration::from_secs(3)] {
+        tokio::time::sleep(wait).await;
+        if session.is_fenced() {
+            return;
+        }
+        let Ok(loaded) = app.journal.load_after(&session.id, &cursor).await else {
+            continue;
+        };
+        for entry in loaded.entries {
+            if let Entry::AgentMessage {
+                agent,
+                name,
+                id,
+                text,
+                ..
+            } = entry
+            {
+                deliver_agent_message(&app, &session, &agent, &name, id, text, false);
+            }
+        }
+        if let Some(next) = loaded.cursor {
+            cursor = next;
+        }
+    }
+}
+
+/// At start, one node with its log in the store: every session that was live before the
+/// restart comes back, detached (its customer has the grace period, counted from now, to
+/// resume), its queue place or its agent with it.
+pub async fn restore_logged(app: &AppState) {
+    let ids = app.journal.logged_sessions(MAX_RESTORED).await;
+    if ids.is_empty() {
+        return;
+    }
+    let mut restored = 0usize;
+    for id in ids {
+        let Ok(Some(loaded)) = app.journal.load(&id).await else {
+            continue;
+        };
+        let log = SessionLog {
+            journal: app.journal.clone(),
+            epoch: 1,
+        };
+        let limits = app.sessions.limits().clone();
+        match rebuild(&id, loaded.entries, limits, log, None) {
+            Ok(rebuilt) => {
+                let (session, adopted) = app.sessions.adopt(rebuilt.session);
+                if adopted {
+                    adopt(app, &session, rebuilt.undelivered, None).await;
+                    restored += 1;
+                }
+            }
+            // Ended before the restart: its record is stored; the log can go.
+            Err(_) => app.journal.forget_later(&id),
+        }
+    }
+    tracing::info!(restored, "sessions taken back from the conversation log");
+}
+
+/// Sends `event` for a session this node does not hold to the node that holds its lease
+/// now; whether it went somewhere.
+pub(super) async fn forward_to_owner(app: &AppState, session: &str, event: NodeEvent) -> bool {
+    if !app.journal.is_shared() {
+        return false;
+    }
+    match app.journal.owner(session).await {
+        Some(owner) if owner != app.node_id => {
+            metrics::counter!("kefu_events_forwarded_total").increment(1);
+            app.bus.send(&owner, event).await;
+            true
+        }
+        _ => false,
+    }
+}
