@@ -258,9 +258,9 @@ async fn one(
             cluster.wait_node_healthy(i).await?;
         }
         FaultKind::RedisRestart => {
-            // Gone and back are one call: the shutdown's end is timed by the restart's start.
-            cluster.restart_redis().await?;
+            cluster.stop_redis().await?;
             step(Step::Gone { forced: false });
+            cluster.start_redis().await?;
         }
     }
     step(Step::Back);

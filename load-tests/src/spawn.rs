@@ -268,16 +268,23 @@ impl Cluster {
             .with_context(|| format!("node {} is not running", i + 1))
     }
 
-    /// `redis-cli shutdown` (Redis writes its append-only file and exits), then the same
-    /// redis-server again on the same port and data dir; returns when it answers PING.
-    pub async fn restart_redis(&mut self) -> anyhow::Result<()> {
-        let r = self
-            .redis
-            .as_mut()
-            .context("redis-restart needs Redis (--spawn 2 or more)")?;
-        r.shutdown().await?;
+    /// `redis-cli shutdown`: Redis writes its append-only file and exits.
+    pub async fn stop_redis(&mut self) -> anyhow::Result<()> {
+        self.redis_mut()?.shutdown().await
+    }
+
+    /// The same redis-server again, same port and data dir; returns when it answers PING
+    /// (after loading its append-only file).
+    pub async fn start_redis(&mut self) -> anyhow::Result<()> {
+        let r = self.redis_mut()?;
         r.respawn()?;
         r.wait_ready().await
+    }
+
+    fn redis_mut(&mut self) -> anyhow::Result<&mut redis::Redis> {
+        self.redis
+            .as_mut()
+            .context("redis-restart needs Redis (--spawn 2 or more)")
     }
 
     /// SIGTERM (the gateway drains), then SIGKILL after 10 s.
