@@ -123,13 +123,8 @@ async fn killed_node_restarted_node_and_redis_come_back() {
     assert_eq!(records[2].kind, "redis-restart");
 
     // Same ports, new processes, answering again.
-    for i in 0..2 {
-        assert_ne!(
-            cluster.pids[i],
-            pids_before[i],
-            "node {} has a new pid",
-            i + 1
-        );
+    for (i, before) in pids_before.iter().enumerate() {
+        assert_ne!(cluster.pids[i], *before, "node {} has a new pid", i + 1);
         assert!(
             healthy(&cluster, i).await,
             "node {} answers /healthz",
