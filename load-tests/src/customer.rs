@@ -4,6 +4,12 @@
 //! survey, linger, close) over one primitive, [`Customer::pump_until`], which keeps reading and
 //! accounting for every server frame while the script waits. That way frames that arrive at any
 //! moment (an agent message during think time, a replay after a resume) are never missed.
+//!
+//! Frames are accounted for in [`frames`]; losing the socket and finding a live node again
+//! (the tool is its own load balancer) is in [`failover`].
+
+mod failover;
+mod frames;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -14,8 +20,9 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::time::Instant;
 
+use crate::balancer;
 use crate::metrics::now_us;
-use crate::net::{self, Frame, Incoming, Target, Ws};
+use crate::net::{self, Target, Ws};
 use crate::profile::{Intent, Profile, QuestionKind, Questions};
 use crate::rng::Rng;
 use crate::tally::Shared;
@@ -84,6 +91,17 @@ struct Customer {
     /// `not_in_state` errors after the chat closed: the gateway refusing a message the customer
     /// sent before it saw `closed`. Each accounts for one unacknowledged message.
     refused_after_close: u64,
+    /// When the current socket was lost to a fault (not a planned drop), for the failover time.
+    lost_at: Option<Instant>,
+    /// The loss was announced by a `reconnect` frame (not counted as `disconnected`).
+    announced: bool,
+    /// A failover socket whose first frame has not said yet whether the session resumed.
+    verdict: Option<failover::Verdict>,
+    /// Fault reconnects this customer may still make: generous, so faults never run out of
+    /// them, but bounded, so a node that accepts and closes at once cannot spin a customer.
+    failovers_left: u32,
+    /// The gateway refused the resume; the next greeting (a new session) is expected.
+    expect_new_session: bool,
 }
 
 /// Runs customer number `index`; never fails, everything it sees is counted.
@@ -126,6 +144,11 @@ pub async fn run(ctx: Arc<Ctx>, index: u64) {
         steps: 0,
         drop_at: None,
         refused_after_close: 0,
+        lost_at: None,
+        announced: false,
+        verdict: None,
+        failovers_left: failover::MAX_FAILOVERS,
+        expect_new_session: false,
     };
     shared.tally().arrival();
     let cut = tokio::time::timeout_at(deadline, c.script()).await.is_err();
@@ -299,13 +322,18 @@ impl Customer {
     }
 
     /// Connects and waits for the greeting; the latency runs from the TCP connect to the greeting.
+    /// A node that refuses (down, draining) is skipped for the next one, as a load balancer
+    /// would, within the greeting timeout: a new customer must be greeted during a fault too.
     async fn connect_first(&mut self) -> bool {
         let timeout = Duration::from_millis(self.ctx.profile.customer.greeting_timeout_ms);
         let started = Instant::now();
         let path = self.path();
-        match net::connect(self.target, self.source, &path, timeout).await {
-            Ok(ws) => {
-                self.ws = Some(ws);
+        let node = self.node as usize;
+        let targets = &self.ctx.targets;
+        match balancer::connect_any(targets, node, self.source, &path, started + timeout).await {
+            Ok(c) => {
+                self.use_node(c.node);
+                self.ws = Some(c.ws);
                 self.conn_us = 0;
                 self.shared().active.fetch_add(1, Ordering::Relaxed);
             }
@@ -450,224 +478,11 @@ impl Customer {
         self.resume().await;
     }
 
-    /// Reattaches to the session and re-sends what was not acknowledged, with the same ids.
-    async fn resume(&mut self) -> bool {
-        if self.resumes_left == 0 || self.session_id.is_none() || self.closing {
-            return false;
-        }
-        self.resumes_left -= 1;
-        let started = Instant::now();
-        let timeout = Duration::from_millis(self.ctx.profile.customer.greeting_timeout_ms);
-        let path = self.path();
-        match net::connect(self.target, self.source, &path, timeout).await {
-            Ok(ws) => {
-                self.ws = Some(ws);
-                self.conn_us = now_us();
-                self.resumed_at = Some(Instant::now());
-                self.shared().active.fetch_add(1, Ordering::Relaxed);
-                let mut t = self.shared().tally();
-                t.counters.resumes += 1;
-                t.hists.resume.record(started.elapsed());
-            }
-            Err(e) => {
-                self.shared().tally().counters.resume_failures += 1;
-                crate::warn_limited(&format!("customer resume to {}: {e}", self.target));
-                return false;
-            }
-        }
-        let mut resend: Vec<(String, String)> = self
-            .pending
-            .iter()
-            .map(|(id, p)| (id.clone(), p.text.clone()))
-            .collect();
-        resend.sort();
-        for (id, text) in resend {
-            self.shared().tally().counters.customer_resends += 1;
-            if !self
-                .send_raw(json!({"type":"message","id":id,"text":text}))
-                .await
-            {
-                break;
-            }
-        }
-        true
-    }
-
-    /// Sends a frame; a dead socket triggers a resume and one retry.
-    async fn send(&mut self, v: serde_json::Value) -> bool {
-        if self.send_raw(v.clone()).await {
-            return true;
-        }
-        self.lost_connection().await && self.send_raw(v).await
-    }
-
-    async fn send_raw(&mut self, v: serde_json::Value) -> bool {
-        match self.ws.as_mut() {
-            Some(ws) => net::send(ws, &v).await,
-            None => false,
-        }
-    }
-
-    /// The socket ended without `closed`: count it and resume.
-    async fn lost_connection(&mut self) -> bool {
-        if self.ws.take().is_some() {
-            self.shared().active.fetch_sub(1, Ordering::Relaxed);
-        }
-        if self.closed {
-            return false;
-        }
-        self.shared().tally().error("disconnected");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        self.resume().await
-    }
-
-    /// Reads and accounts for frames until `done` holds (true) or `until` passes (false).
-    async fn pump_until(&mut self, until: Instant, done: impl Fn(&Customer) -> bool) -> bool {
-        loop {
-            if done(self) {
-                return true;
-            }
-            let Some(ws) = self.ws.as_mut() else {
-                if self.closed || !self.lost_connection().await {
-                    tokio::time::sleep_until(until).await;
-                    return done(self);
-                }
-                continue;
-            };
-            match tokio::time::timeout_at(until, net::recv(ws)).await {
-                Err(_) => return done(self),
-                Ok(Incoming::Frame(f)) => self.on_frame(*f),
-                Ok(Incoming::Garbage) => self.shared().tally().error("bad_frame"),
-                Ok(Incoming::Closed) => {
-                    if self.ws.take().is_some() {
-                        self.shared().active.fetch_sub(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        }
-    }
-
-    fn on_frame(&mut self, f: Frame) {
-        if let Some(seq) = f.seq {
-            self.last_seq = self.last_seq.max(seq);
-        }
-        let now = Instant::now();
-        match f.kind.as_str() {
-            "greeting" => {
-                if let Some(s) = f.session_id {
-                    self.session_id = Some(s);
-                    self.resume_token = f.resume_token.unwrap_or_default();
-                }
-            }
-            "ack" => {
-                let Some(id) = f.id else { return };
-                let mut t = self.ctx.shared.tally();
-                if f.duplicate {
-                    t.counters.duplicate_acks += 1;
-                }
-                if let Some(p) = self.pending.remove(&id) {
-                    t.counters.customer_acked += 1;
-                    if self.resumed_at.is_none_or(|at| p.first_sent >= at) {
-                        t.hists.ack.record(now - p.first_sent);
-                    }
-                    if p.to_agent && !self.closed {
-                        t.ledger.to_agent_acked.insert(id);
-                    }
-                }
-            }
-            "bot_answer" | "suggestions" => {
-                let mut t = self.ctx.shared.tally();
-                if f.kind == "bot_answer" {
-                    t.counters.bot_answers += 1;
-                } else {
-                    t.counters.bot_suggestions += 1;
-                }
-                if let Some(sent) = f.reply_to.and_then(|r| self.awaiting_bot.remove(&r)) {
-                    if self.resumed_at.is_none_or(|at| sent >= at) {
-                        t.bot_answer(now - sent);
-                    }
-                }
-            }
-            "handoff" | "queued" => {
-                let mut t = self.ctx.shared.tally();
-                if f.kind == "handoff" {
-                    t.counters.handoffs += 1;
-                    self.handed_off = true;
-                    if self.closed && !self.closing {
-                        // The survey answer reopened the chat as a complaint.
-                        self.closed = false;
-                        self.survey = false;
-                        self.agent_closed = false;
-                        self.agent_joined_at = None;
-                        self.got_agent_message = false;
-                        self.agent_messages_unanswered = 0;
-                    }
-                }
-                if let Some(pos) = f.position {
-                    t.counters.max_queue_position = t.counters.max_queue_position.max(pos);
-                }
-                if self.queued_at.is_none() && self.agent_joined_at.is_none() {
-                    self.queued_at = Some(now);
-                    self.ctx.shared.in_queue.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            "agent_joined" => {
-                let mut t = self.ctx.shared.tally();
-                t.counters.agent_joined += 1;
-                if let Some(q) = self.queued_at.take() {
-                    t.hists.queue_wait.record(now - q);
-                    self.ctx.shared.in_queue.fetch_sub(1, Ordering::Relaxed);
-                }
-                self.handed_off = true;
-                self.agent_joined_at = Some(now);
-            }
-            "message" => {
-                let Some(mut id) = f.id else { return };
-                let mut t = self.ctx.shared.tally();
-                if f.auto {
-                    // The gateway numbers its agent greetings per session (`auto-<seq>`):
-                    // the session makes them unique in the run-wide ledger.
-                    t.counters.auto_greetings += 1;
-                    id = format!("{}/{id}", self.session_id.as_deref().unwrap_or_default());
-                }
-                let seen = t.ledger.agent_seen.entry(id).or_default();
-                if seen.count == 0 {
-                    seen.first_us = now_us();
-                    seen.conn_us = self.conn_us;
-                    seen.node = self.node;
-                }
-                seen.count += 1;
-                if !self.got_agent_message {
-                    self.got_agent_message = true;
-                    if let Some(j) = self.agent_joined_at {
-                        t.hists.agent_first_reply.record(now - j);
-                    }
-                }
-                self.agent_messages_unanswered += 1;
-            }
-            "survey" => self.survey = true,
-            "closed" => {
-                self.closed = true;
-                if f.reason.as_deref() == Some("agent_closed") {
-                    self.agent_closed = true;
-                    self.ctx.shared.tally().counters.closed_by_agent += 1;
-                }
-                if self.queued_at.take().is_some() {
-                    self.ctx.shared.in_queue.fetch_sub(1, Ordering::Relaxed);
-                }
-            }
-            "error" => {
-                let code = f.code.unwrap_or_else(|| "error_without_code".into());
-                if code == "not_in_state" && self.closed {
-                    self.refused_after_close += 1;
-                }
-                if code == "session_expired" || code == "session_unknown" {
-                    // The resume landed in a new session: what was pending is gone with the old one.
-                    self.ctx.shared.tally().counters.resume_failures += 1;
-                }
-                self.ctx.shared.tally().error(&code);
-            }
-            _ => {}
+    /// The client now talks to node `node` of the targets.
+    fn use_node(&mut self, node: usize) {
+        if let Some(t) = self.ctx.targets.get(node) {
+            self.target = *t;
+            self.node = node as u32;
         }
     }
 }

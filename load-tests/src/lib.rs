@@ -3,12 +3,16 @@
 //! latency, queueing, lost and duplicated messages) and judging the run against the profile's SLOs.
 //!
 //! The binary (`kefu-load`) is a thin layer over [`run::run`], [`idle::idle`] and
-//! [`spawn::Cluster`], so tests drive the same code.
+//! [`spawn::Cluster`], so tests drive the same code. With `--spawn`, [`faults`] kills and
+//! restarts nodes and Redis during the run, and every client fails over through [`balancer`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub mod agent;
+mod aggregate;
+pub mod balancer;
 pub mod customer;
+pub mod faults;
 pub mod idle;
 pub mod metrics;
 pub mod nchan;

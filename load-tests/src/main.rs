@@ -42,6 +42,15 @@ enum Cmd {
         /// Gateway binary for --spawn (default: $KEFU_GATEWAY_BIN or target/release/kefu-gateway).
         #[arg(long)]
         gateway_bin: Option<PathBuf>,
+        /// A fault to inject into the spawned nodes (repeat; replaces the profile's [faults]
+        /// list): kill:K@T (SIGKILL node K, from 1, at T into the run; started again after
+        /// --restart-after), restart:K@T (SIGTERM, wait, start), restart:all@T (rolling),
+        /// redis-restart@T (shutdown with AOF, start). T like 120s, 500ms, 2m.
+        #[arg(long = "fault", requires = "spawn")]
+        faults: Vec<String>,
+        /// How long a killed node stays down (default: the profile's, else 5s).
+        #[arg(long, requires = "spawn")]
+        restart_after: Option<String>,
         /// Write the JSON report here (and the chart next to it, .svg).
         #[arg(long)]
         report: Option<PathBuf>,
@@ -168,12 +177,26 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             targets,
             spawn,
             gateway_bin,
+            faults,
+            restart_after,
             report,
             svg,
             workers,
             seed,
             quiet,
         } => {
+            let p = load_tests::profile::Profile::load(&profile)?;
+            let plan = p
+                .faults
+                .plan(&faults, restart_after.as_deref())
+                .map_err(anyhow::Error::msg)?;
+            if !plan.is_empty() && spawn.is_none() {
+                anyhow::bail!(
+                    "faults need --spawn N: they are done to the nodes this run starts \
+                     (the profile's [faults] list has {} of them)",
+                    plan.faults.len()
+                );
+            }
             let mut opts = run::RunOptions {
                 profile: profile.clone(),
                 targets,
@@ -185,14 +208,14 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             };
             let cluster = match spawn {
                 Some(n) => {
-                    let p = load_tests::profile::Profile::load(&profile)?;
                     let bin = gateway_bin.unwrap_or_else(spawn::default_gateway_bin);
                     let c = spawn::Cluster::start(n, &p, &bin).await?;
                     eprintln!(
                         "kefu-load: started {n} gateway node(s): {} (logs in {})",
                         c.targets
                             .iter()
-                            .map(ToString::to_string)
+                            .enumerate()
+                            .map(|(i, t)| format!("{}={t}", i + 1))
                             .collect::<Vec<_>>()
                             .join(", "),
                         c.dir.display()
@@ -203,10 +226,18 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 }
                 None => None,
             };
-            let result = run::run(opts).await;
-            if let Some(c) = cluster {
-                c.stop().await;
-            }
+            let result = match cluster {
+                Some(mut c) => {
+                    let r = if plan.is_empty() {
+                        run::run(opts).await
+                    } else {
+                        run::run_with_faults(opts, &mut c, &plan).await
+                    };
+                    c.stop().await;
+                    r
+                }
+                None => run::run(opts).await,
+            };
             let r = result?;
             write_outputs(&r, report.as_ref(), svg.as_ref())?;
             print!("{}", r.summary());

@@ -156,6 +156,26 @@ pub struct Counters {
     /// Agent greetings the gateway sent for agents who had not written within 6 s.
     #[serde(default)]
     pub auto_greetings: u64,
+    /// Sessions a fault cost: the resume was refused (`session_expired`/`session_unknown`,
+    /// then a new greeting) or the chat was closed with `shutting_down`.
+    #[serde(default)]
+    pub sessions_lost: u64,
+    /// Customer sockets lost without a `closed` (a fault, a `reconnect` frame, close 1012) and
+    /// reconnected through the balancer; and those that found no live node in time.
+    #[serde(default)]
+    pub failover_reconnects: u64,
+    #[serde(default)]
+    pub failover_failures: u64,
+    /// `reconnect` frames received (the gateway announcing a graceful stop).
+    #[serde(default)]
+    pub reconnect_frames: u64,
+    /// Frames replayed at or below the `last_seq` the client resumed from: the gateway broke
+    /// the replay contract; ignored as a widget keyed by seq would, and counted here.
+    #[serde(default)]
+    pub stale_frames: u64,
+    /// Agent sockets lost and reconnected through the balancer.
+    #[serde(default)]
+    pub agent_failovers: u64,
 }
 
 impl Counters {
@@ -183,6 +203,12 @@ impl Counters {
         self.max_queue_position = self.max_queue_position.max(o.max_queue_position);
         self.reopened_as_complaint += o.reopened_as_complaint;
         self.auto_greetings += o.auto_greetings;
+        self.sessions_lost += o.sessions_lost;
+        self.failover_reconnects += o.failover_reconnects;
+        self.failover_failures += o.failover_failures;
+        self.reconnect_frames += o.reconnect_frames;
+        self.stale_frames += o.stale_frames;
+        self.agent_failovers += o.agent_failovers;
     }
 }
 

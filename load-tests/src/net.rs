@@ -179,6 +179,21 @@ pub struct Frame {
     /// A `message` the gateway wrote in the agent's name (the 6-second agent greeting).
     #[serde(default)]
     pub auto: bool,
+    /// An agent's `assigned` sent again after a reconnect to a node that rebuilt the agent:
+    /// the chat is not new and `history` is its full state.
+    #[serde(default)]
+    pub resumed: bool,
+    /// An agent's `assigned`: what was said so far.
+    #[serde(default)]
+    pub history: Vec<HistoryEntry>,
+}
+
+/// One line of an `assigned` frame's history (the text is not needed).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct HistoryEntry {
+    /// `customer`, `bot`, `agent` or `system`.
+    pub from: String,
+    pub id: Option<String>,
 }
 
 /// What came off the socket.

@@ -60,6 +60,37 @@ pub struct Profile {
     pub agents: AgentsProfile,
     #[serde(default)]
     pub slo: Slo,
+    /// Faults to inject (needs `--spawn`); `--fault` on the command line replaces the list.
+    #[serde(default)]
+    pub faults: FaultsProfile,
+}
+
+/// `[faults]`: `list = ["kill:2@40s", "restart:all@70s", "redis-restart@120s"]`,
+/// `restart_after = "5s"` (how long a killed node stays down).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultsProfile {
+    #[serde(default)]
+    pub list: Vec<String>,
+    pub restart_after: Option<String>,
+}
+
+impl FaultsProfile {
+    /// The plan from the profile; `cli` faults and `cli_restart_after`, when given, win.
+    pub fn plan(
+        &self,
+        cli: &[String],
+        cli_restart_after: Option<&str>,
+    ) -> Result<crate::faults::FaultPlan, String> {
+        let list = if cli.is_empty() { &self.list } else { cli };
+        let restart_after = match cli_restart_after.or(self.restart_after.as_deref()) {
+            Some(s) => {
+                crate::faults::parse_duration(s).map_err(|e| format!("restart_after: {e}"))?
+            }
+            None => crate::faults::DEFAULT_RESTART_AFTER,
+        };
+        crate::faults::FaultPlan::parse(list, restart_after)
+    }
 }
 
 fn default_drain_s() -> u64 {
@@ -289,6 +320,11 @@ pub struct Slo {
     pub connect_failure_ratio: Option<f64>,
     pub agent_load_spread_max: Option<u64>,
     pub min_peak_concurrent: Option<u64>,
+    /// Customers who had to start a new session because of a fault (resume refused, or the
+    /// chat closed with `shutting_down`).
+    pub sessions_lost: Option<u64>,
+    /// Socket lost to the session resumed on a live node, for reconnects caused by a fault.
+    pub failover_resume_p99_ms: Option<f64>,
     /// Error codes tolerated up to a count, e.g. `{ rate_limited = 10 }`; codes not listed: 0.
     pub max_errors: Option<BTreeMap<String, u64>>,
     /// Metric names (`greeting_ms`, `bot_answer_ms`, `relay_ms`, …) that must have samples.
@@ -307,6 +343,7 @@ pub const LATENCY_METRICS: &[&str] = &[
     "relay_same_node_ms",
     "relay_cross_node_ms",
     "agent_first_reply_ms",
+    "failover_resume_ms",
 ];
 
 impl Profile {
@@ -464,6 +501,14 @@ impl Profile {
                     ),
                 ));
             }
+        }
+        if let Err(e) = self.faults.plan(&[], None) {
+            let key = if e.starts_with("restart_after") {
+                "faults.restart_after"
+            } else {
+                "faults.list"
+            };
+            return Err(invalid(key, e));
         }
         if let Some(r) = self.slo.greeting_within_6s_ratio {
             if !(0.0..=1.0).contains(&r) {

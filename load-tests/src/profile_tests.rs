@@ -44,7 +44,12 @@ fn good_profile_parses_with_defaults() {
 #[test]
 fn shipped_profiles_are_valid() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/load");
-    for name in ["smoke.toml", "sale-day.toml", "one-node.toml"] {
+    for name in [
+        "smoke.toml",
+        "sale-day.toml",
+        "one-node.toml",
+        "failover.toml",
+    ] {
         let p = Profile::load(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         Questions::load(&p.questions_file).unwrap();
     }
@@ -156,4 +161,38 @@ fn mix_draw_follows_shares() {
         .filter(|_| m.draw(&mut rng) == Intent::Human)
         .count();
     assert!((4_700..5_300).contains(&n), "{n}");
+}
+
+#[test]
+fn failover_profile_plans_its_faults_within_three_minutes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/load");
+    let p = Profile::load(&dir.join("failover.toml")).unwrap();
+    let plan = p.faults.plan(&[], None).unwrap();
+    let kinds: Vec<&str> = plan.faults.iter().map(|f| f.text.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["kill:2@30s", "restart:all@60s", "redis-restart@110s"]
+    );
+    assert_eq!(plan.restart_after, std::time::Duration::from_secs(5));
+    assert!(plan.check(4, true).is_ok());
+    assert!(p.duration_s() + p.drain_s as f64 <= 170.0);
+    assert_eq!(p.slo.sessions_lost, Some(0));
+    assert_eq!(p.slo.failover_resume_p99_ms, Some(5000.0));
+    // The command line replaces the profile's list and pause.
+    let cli = p.faults.plan(&["kill:1@5s".into()], Some("1s")).unwrap();
+    assert_eq!(cli.faults.len(), 1);
+    assert_eq!(cli.restart_after, std::time::Duration::from_secs(1));
+}
+
+#[test]
+fn bad_fault_in_a_profile_names_it() {
+    let e = err(&format!(
+        "{GOOD}\n[faults]\nlist = [\"kill:2@1s\", \"explode:1@2s\"]\n"
+    ));
+    assert!(
+        e.contains("faults.list") && e.contains("explode:1@2s"),
+        "{e}"
+    );
+    let e = err(&format!("{GOOD}\n[faults]\nrestart_after = \"soon\"\n"));
+    assert!(e.contains("faults.restart_after"), "{e}");
 }

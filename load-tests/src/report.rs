@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::faults::FaultRecord;
 use crate::metrics::{Counters, Latency, Loss, LostMessage};
 use crate::profile::Slo;
 
@@ -57,6 +58,21 @@ pub struct Report {
     pub relay_cross_node_ms: Latency,
     pub agent_first_reply_ms: Latency,
     pub resume_ms: Latency,
+    /// Faults injected during the run (`--fault`, `[faults]`), one record per node touched.
+    pub faults: Vec<FaultRecord>,
+    /// Customers who had to start a new session because of a fault: a resume answered with
+    /// `session_expired`/`session_unknown` (and a new greeting), or a chat closed with
+    /// `shutting_down`. Counted per lost session.
+    pub sessions_lost: u64,
+    /// Per customer reconnect caused by a fault (a socket error, a close without `closed`,
+    /// close code 1012, or a `reconnect` frame): from the moment the socket was lost to the
+    /// moment the session is known to be resumed on a live node. The clock stops at the first
+    /// frame on the new socket if it is not an error notice (a resume the gateway refuses is
+    /// not a sample: it is in `sessions_lost`); if no frame comes within 300 ms of the upgrade
+    /// (nothing was missed, nothing to replay) the resume counts as done at the upgrade.
+    pub failover_resume_ms: Latency,
+    /// The same for agents: socket lost to the first frame on the new socket.
+    pub agent_failover_ms: Latency,
     /// How late the customer processes' 10 ms timers fired: the load generator's own
     /// scheduling delay, part of every latency above (it shares the machine's cores).
     #[serde(default)]
@@ -92,6 +108,7 @@ impl Report {
             "relay_same_node_ms" => &self.relay_same_node_ms,
             "relay_cross_node_ms" => &self.relay_cross_node_ms,
             "agent_first_reply_ms" => &self.agent_first_reply_ms,
+            "failover_resume_ms" => &self.failover_resume_ms,
             _ => return None,
         })
     }
@@ -116,6 +133,11 @@ impl Report {
             ),
             ("queue_wait_p99_ms", "queue_wait_ms", slo.queue_wait_p99_ms),
             ("assign_p99_ms", "assign_ms", slo.assign_p99_ms),
+            (
+                "failover_resume_p99_ms",
+                "failover_resume_ms",
+                slo.failover_resume_p99_ms,
+            ),
         ];
         for (name, metric, limit) in p99 {
             let Some(limit) = limit else { continue };
@@ -174,6 +196,7 @@ impl Report {
                 slo.agent_load_spread_max,
                 self.agent_load_spread_max,
             ),
+            ("sessions_lost", slo.sessions_lost, self.sessions_lost),
         ];
         for (name, limit, actual) in counts {
             if let Some(limit) = limit {
@@ -245,6 +268,35 @@ impl Report {
         }
         let _ = writeln!(s, "  first reply   {}", l(&self.agent_first_reply_ms));
         let _ = writeln!(s, "  resume        {}", l(&self.resume_ms));
+        if !self.faults.is_empty() || self.failover_resume_ms.count > 0 {
+            let _ = writeln!(s, "  failover      {}", l(&self.failover_resume_ms));
+            let _ = writeln!(s, "  agent failover {}", l(&self.agent_failover_ms));
+            let _ = writeln!(
+                s,
+                "                reconnects {}  no live node {}  sessions lost {}  reconnect frames {}  stale frames {}",
+                self.counters.failover_reconnects,
+                self.counters.failover_failures,
+                self.sessions_lost,
+                self.counters.reconnect_frames,
+                self.counters.stale_frames
+            );
+        }
+        for f in &self.faults {
+            let t = |x: Option<f64>| x.map_or("-".to_owned(), |v| format!("{v:.1} s"));
+            let _ = writeln!(
+                s,
+                "  fault {:<22} node {:<3} planned {:.1} s  done {}  back {}{}",
+                f.fault,
+                f.node.map_or("-".to_owned(), |n| n.to_string()),
+                f.at_s,
+                t(f.done_at_s),
+                t(f.back_at_s),
+                f.error
+                    .as_deref()
+                    .map(|e| format!("  error: {e}"))
+                    .unwrap_or_default()
+            );
+        }
         if self.load_lag_ms.count > 0 {
             let _ = writeln!(s, "  load lag      {}", l(&self.load_lag_ms));
         }

@@ -4,7 +4,6 @@
 //! Every run is bounded: customers are cut at `start + duration + drain`, workers that are still
 //! alive 20 s after that are killed, and agents stop once the customers are done.
 
-use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,13 +16,16 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::agent::{self, AgentCtx, Board};
+use crate::aggregate::Aggregate;
 use crate::customer::{self, Ctx};
-use crate::metrics::{self, now_us, Counters, Hist, Ledger};
+use crate::faults::{self, FaultPlan};
+use crate::metrics::now_us;
 use crate::net::{self, Target};
 use crate::profile::{Profile, Questions};
-use crate::report::{Report, TimelinePoint};
+use crate::report::Report;
 use crate::schedule::Schedule;
-use crate::tally::{Hists, Results, Shared, Tick, WorkerLine};
+use crate::spawn::Cluster;
+use crate::tally::{Results, Shared, Tick, WorkerLine};
 
 /// How to run a profile.
 #[derive(Debug, Clone)]
@@ -51,6 +53,25 @@ enum Event {
 
 /// Runs the profile against the targets and returns the judged report.
 pub async fn run(opts: RunOptions) -> anyhow::Result<Report> {
+    run_inner(opts, None).await
+}
+
+/// [`run`] while `plan`'s faults are carried out on `cluster` (whose nodes are the targets),
+/// timed from the run's start (the first arrival).
+pub async fn run_with_faults(
+    opts: RunOptions,
+    cluster: &mut Cluster,
+    plan: &FaultPlan,
+) -> anyhow::Result<Report> {
+    plan.check(cluster.node_count() as u32, cluster.has_redis())
+        .map_err(anyhow::Error::msg)?;
+    run_inner(opts, Some((cluster, plan))).await
+}
+
+async fn run_inner(
+    opts: RunOptions,
+    faults: Option<(&mut Cluster, &FaultPlan)>,
+) -> anyhow::Result<Report> {
     let profile = Arc::new(Profile::load(&opts.profile)?);
     let questions = Arc::new(Questions::load(&profile.questions_file)?);
     if opts.targets.is_empty() {
@@ -71,6 +92,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Report> {
     let board = Arc::new(Board::new(&specs));
     let actx = Arc::new(AgentCtx {
         profile: profile.clone(),
+        targets: opts.targets.clone(),
         shared: shared.clone(),
         board: board.clone(),
         seed: opts.seed,
@@ -125,6 +147,17 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Report> {
     }
     drop(tx);
 
+    // The faults advance inside the loop below (polled with it), so they stop with the run;
+    // what they did so far is in the log either way.
+    let fault_log = faults::Log::default();
+    let mut faults_done = faults.is_none();
+    let fault_run = async {
+        if let Some((cluster, plan)) = faults {
+            faults::execute(cluster, plan, start, &fault_log).await;
+        }
+    };
+    tokio::pin!(fault_run);
+
     let sources = workers as usize;
     let mut agg = Aggregate::default();
     let mut done = vec![false; sources];
@@ -160,11 +193,15 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Report> {
                 }
                 t_s += 1;
             }
+            _ = &mut fault_run, if !faults_done => faults_done = true,
             _ = tokio::time::sleep_until(hard_deadline) => {
                 eprintln!("kefu-load: hard deadline reached, stopping workers");
                 break;
             }
         }
+    }
+    if !faults_done {
+        eprintln!("kefu-load: the run ended before every fault was done");
     }
     for mut c in children {
         let _ = c.start_kill();
@@ -191,6 +228,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Report> {
     report.agent_over_capacity = b.over_capacity;
     report.assignments = b.assignments;
     report.duration_s = duration.as_secs_f64();
+    report.faults = fault_log
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     report.judge(&profile.slo);
     Ok(report)
 }
@@ -406,136 +447,4 @@ pub async fn worker_main(
     let results = drive_customers(ctx, worker, workers, start, Some(&mut tick)).await;
     emit(&WorkerLine::Done(Box::new(results)));
     Ok(())
-}
-
-#[derive(Default)]
-struct Point {
-    p: TimelinePoint,
-    greeting: Hist,
-    bot: Hist,
-}
-
-/// Merges ticks into the timeline and results into the report.
-#[derive(Default)]
-struct Aggregate {
-    timeline: BTreeMap<u64, Point>,
-    latest: HashMap<usize, Tick>,
-    results: Vec<Results>,
-}
-
-impl Aggregate {
-    fn tick(&mut self, src: usize, t: Tick) {
-        let pt = self.timeline.entry(t.t_s).or_default();
-        pt.p.t_s = t.t_s;
-        pt.p.arrivals += t.arrivals;
-        pt.p.active += t.active;
-        pt.p.in_queue += t.in_queue;
-        pt.p.agents_online += t.agents_online;
-        pt.p.errors += t.errors;
-        pt.p.connect_failures += t.connect_failures;
-        pt.greeting.merge(&Hist::from_pairs(&t.greeting));
-        pt.bot.merge(&Hist::from_pairs(&t.bot_answer));
-        self.latest.insert(src, t);
-    }
-
-    fn progress(&self, t_s: u64) -> String {
-        let sum = |f: fn(&Tick) -> u64| self.latest.values().map(f).sum::<u64>();
-        let errors: u64 = self.timeline.values().map(|p| p.p.errors).sum();
-        let fails: u64 = self.timeline.values().map(|p| p.p.connect_failures).sum();
-        format!(
-            "[{t_s:>5}s] sessions {} (+{}/s) active {} queue {} agents {} errors {errors} connect_failures {fails}",
-            sum(|t| t.sessions),
-            sum(|t| t.arrivals),
-            sum(|t| t.active),
-            sum(|t| t.in_queue),
-            sum(|t| t.agents_online),
-        )
-    }
-
-    fn report(
-        &mut self,
-        profile: &Profile,
-        targets: &[Target],
-        workers: u32,
-        agents: u32,
-        start_us: u64,
-    ) -> Report {
-        let mut counters = Counters::default();
-        let mut errors = BTreeMap::new();
-        let mut hists = Hists::default();
-        let mut ledger = Ledger::default();
-        for r in self.results.drain(..) {
-            counters.add(&r.counters);
-            metrics::add_errors(&mut errors, &r.errors);
-            for (name, pairs) in &r.hists {
-                if let Some(h) = hists.named_mut(name) {
-                    h.merge(&Hist::from_pairs(pairs));
-                }
-            }
-            ledger.merge(r.ledger);
-        }
-        let timeline: Vec<TimelinePoint> = self
-            .timeline
-            .values_mut()
-            .map(|pt| {
-                let q = |h: &Hist, x: f64| (!h.is_empty()).then(|| h.quantile_ms(x));
-                pt.p.greeting_p50_ms = q(&pt.greeting, 0.5);
-                pt.p.greeting_p99_ms = q(&pt.greeting, 0.99);
-                pt.p.bot_answer_p99_ms = q(&pt.bot, 0.99);
-                pt.p.clone()
-            })
-            .collect();
-        let loss = ledger.loss();
-        let relay = ledger.relay();
-        let within =
-            hists.greeting.ratio_within(Duration::from_secs(6)) * hists.greeting.len() as f64;
-        let agent_delivered = ledger
-            .agent_sent
-            .keys()
-            .filter(|id| ledger.agent_seen.contains_key(*id))
-            .count() as u64;
-        Report {
-            profile: profile.name.clone(),
-            targets: targets.iter().map(ToString::to_string).collect(),
-            workers,
-            agents,
-            started_unix_ms: start_us / 1000,
-            sessions: counters.sessions,
-            peak_concurrent: timeline.iter().map(|p| p.active).max().unwrap_or(0),
-            greeting_ms: hists.greeting.summary(),
-            greeting_within_6s_ratio: if counters.sessions == 0 {
-                0.0
-            } else {
-                (within.round() / counters.sessions as f64).min(1.0)
-            },
-            greeting_timeouts: counters.greeting_timeouts,
-            bot_answer_ms: hists.bot_answer.summary(),
-            ack_ms: hists.ack.summary(),
-            queue_wait_ms: hists.queue_wait.summary(),
-            assign_ms: ledger.assign().summary(),
-            relay_ms: relay.all.summary(),
-            relay_same_node_ms: relay.same_node.summary(),
-            relay_cross_node_ms: relay.cross_node.summary(),
-            agent_first_reply_ms: hists.agent_first_reply.summary(),
-            resume_ms: hists.resume.summary(),
-            load_lag_ms: hists.lag.summary(),
-            max_queue_len: timeline
-                .iter()
-                .map(|p| p.in_queue)
-                .max()
-                .unwrap_or(0)
-                .max(counters.max_queue_position),
-            messages_sent: counters.customer_messages + ledger.agent_sent.len() as u64,
-            messages_delivered: counters.customer_acked + agent_delivered,
-            lost_messages: loss.lost(),
-            duplicate_messages: loss.duplicated(),
-            loss,
-            lost_examples: ledger.lost_examples(20),
-            errors,
-            connect_failures: counters.connect_failures,
-            counters,
-            timeline,
-            ..Report::default()
-        }
-    }
 }

@@ -16,14 +16,28 @@ use crate::metrics::now_us;
 use crate::net::{self, Target};
 use crate::profile::Profile;
 
+mod redis;
+
 /// The started processes; [`Cluster::stop`] ends them (they are also killed on drop).
+///
+/// Each node keeps the command it was started with (port, environment, log files), so a fault
+/// can kill or stop it and start it again exactly as it was: same port for the clients' target
+/// lists, same roster, same store and Redis.
 pub struct Cluster {
     pub targets: Vec<Target>,
+    /// The nodes' current pids (a restarted node has a new one).
     pub pids: Vec<u32>,
     pub tokens: Vec<String>,
     pub dir: PathBuf,
-    nodes: Vec<Child>,
-    redis: Option<Child>,
+    bin: PathBuf,
+    nodes: Vec<Node>,
+    redis: Option<redis::Redis>,
+}
+
+/// One gateway node: what it was started with and, while it runs, its process.
+struct Node {
+    env: Vec<(String, String)>,
+    child: Option<Child>,
 }
 
 /// Where the gateway binary is expected: `$KEFU_GATEWAY_BIN`, else `target/release/kefu-gateway`
@@ -126,84 +140,165 @@ impl Cluster {
             pids: Vec::new(),
             tokens,
             dir: dir.clone(),
+            bin: bin.to_owned(),
             nodes: Vec::new(),
             redis: None,
         };
         let mut redis_url = None;
         if n > 1 {
-            let port = free_port()?;
-            let child = Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .stdin(Stdio::null())
-                .stdout(log_file(&dir, "redis.log")?)
-                .stderr(Stdio::inherit())
-                .kill_on_drop(true)
-                .spawn()
-                .context("starting redis-server (install it, e.g. apt-get install redis-server)")?;
-            cluster.redis = Some(child);
-            wait_redis(port).await?;
-            redis_url = Some(format!("redis://127.0.0.1:{port}"));
+            let r = redis::Redis::start(&dir).await?;
+            redis_url = Some(format!("redis://127.0.0.1:{}", r.port));
+            cluster.redis = Some(r);
         }
-        for i in 0..n {
+        for _ in 0..n {
             let port = free_port()?;
-            let mut cmd = Command::new(bin);
-            cmd.env("KEFU__AGENTS__FILE", &roster)
-                .env("KEFU__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            let mut node_env = vec![
+                (
+                    "KEFU__AGENTS__FILE".to_owned(),
+                    roster.display().to_string(),
+                ),
+                (
+                    "KEFU__SERVER__LISTEN".to_owned(),
+                    format!("127.0.0.1:{port}"),
+                ),
                 // Spawned nodes run without the conversation store unless the caller sets one
                 // (with its key) in the environment.
-                .env(
-                    "KEFU__STORE__URL",
+                (
+                    "KEFU__STORE__URL".to_owned(),
                     std::env::var("KEFU__STORE__URL").unwrap_or_default(),
-                )
-                .stdin(Stdio::null())
-                .stdout(log_file(&dir, &format!("node-{i}.log"))?)
-                .stderr(log_file(&dir, &format!("node-{i}.err.log"))?)
-                .kill_on_drop(true);
+                ),
+            ];
             if let Some(url) = &redis_url {
-                cmd.env("KEFU__DISPATCH__BACKEND", "redis")
-                    .env("KEFU__DISPATCH__REDIS_URL", url);
+                node_env.push(("KEFU__DISPATCH__BACKEND".to_owned(), "redis".to_owned()));
+                node_env.push(("KEFU__DISPATCH__REDIS_URL".to_owned(), url.clone()));
             }
-            cmd.envs(env.iter().map(|(k, v)| (k, v)));
-            let child = cmd
-                .spawn()
-                .with_context(|| format!("starting {}", bin.display()))?;
-            cluster.pids.push(child.id().unwrap_or(0));
-            cluster.nodes.push(child);
+            node_env.extend(env.iter().cloned());
+            cluster.nodes.push(Node {
+                env: node_env,
+                child: None,
+            });
+            cluster.pids.push(0);
             let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
             cluster.targets.push(Target(addr));
         }
-        for (i, t) in cluster.targets.clone().iter().enumerate() {
-            if let Err(e) = wait_healthy(t.0, &mut cluster.nodes[i]).await {
-                let log = dir.join(format!("node-{i}.err.log"));
-                bail!(
-                    "gateway node {i} on {t} did not become healthy: {e} (see {})",
-                    log.display()
-                );
-            }
+        for i in 0..cluster.nodes.len() {
+            cluster.start_node(i)?;
+        }
+        for i in 0..cluster.nodes.len() {
+            cluster.wait_node_healthy(i).await?;
         }
         Ok(cluster)
     }
 
+    /// How many nodes were started.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether Redis runs (more than one node).
+    pub fn has_redis(&self) -> bool {
+        self.redis.is_some()
+    }
+
+    /// Redis's port, when it runs.
+    pub fn redis_port(&self) -> Option<u16> {
+        self.redis.as_ref().map(|r| r.port)
+    }
+
+    /// Starts node `i` (0-based) with the command it was first started with; its logs are
+    /// appended to, so one file tells the node's whole run across restarts.
+    pub fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = self
+            .nodes
+            .get_mut(i)
+            .with_context(|| format!("there is no node {}", i + 1))?;
+        if node.child.is_some() {
+            bail!("node {} is already running", i + 1);
+        }
+        let mut cmd = Command::new(&self.bin);
+        cmd.envs(node.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log_file(&self.dir, &format!("node-{i}.log"))?)
+            .stderr(log_file(&self.dir, &format!("node-{i}.err.log"))?)
+            .kill_on_drop(true);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", self.bin.display()))?;
+        self.pids[i] = child.id().unwrap_or(0);
+        node.child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until node `i` answers `/healthz` with 200 (at most 30 s).
+    pub async fn wait_node_healthy(&mut self, i: usize) -> anyhow::Result<()> {
+        let t = self.targets[i];
+        let log = self.dir.join(format!("node-{i}.err.log"));
+        let Some(child) = self.nodes.get_mut(i).and_then(|n| n.child.as_mut()) else {
+            bail!("node {} is not running", i + 1);
+        };
+        wait_healthy(t.0, child).await.with_context(|| {
+            format!(
+                "gateway node {} on {t} did not become healthy (see {})",
+                i + 1,
+                log.display()
+            )
+        })
+    }
+
+    /// SIGKILL node `i` and reap it: a crash, nothing flushed, nobody told.
+    pub async fn kill_node(&mut self, i: usize) -> anyhow::Result<()> {
+        let child = self.take_child(i)?;
+        kill_now(child).await;
+        Ok(())
+    }
+
+    /// SIGTERM node `i` (a deploy) and wait for it to exit, at most `grace`, then SIGKILL.
+    /// Returns whether it exited by itself within `grace`.
+    pub async fn terminate_node(&mut self, i: usize, grace: Duration) -> anyhow::Result<bool> {
+        let child = self.take_child(i)?;
+        Ok(terminate(child, grace).await)
+    }
+
+    fn take_child(&mut self, i: usize) -> anyhow::Result<Child> {
+        self.nodes
+            .get_mut(i)
+            .with_context(|| format!("there is no node {}", i + 1))?
+            .child
+            .take()
+            .with_context(|| format!("node {} is not running", i + 1))
+    }
+
+    /// `redis-cli shutdown`: Redis writes its append-only file and exits.
+    pub async fn stop_redis(&mut self) -> anyhow::Result<()> {
+        self.redis_mut()?.shutdown().await
+    }
+
+    /// The same redis-server again, same port and data dir; returns when it answers PING
+    /// (after loading its append-only file).
+    pub async fn start_redis(&mut self) -> anyhow::Result<()> {
+        let r = self.redis_mut()?;
+        r.respawn()?;
+        r.wait_ready().await
+    }
+
+    fn redis_mut(&mut self) -> anyhow::Result<&mut redis::Redis> {
+        self.redis
+            .as_mut()
+            .context("redis-restart needs Redis (--spawn 2 or more)")
+    }
+
     /// SIGTERM (the gateway drains), then SIGKILL after 10 s.
     pub async fn stop(mut self) {
-        for c in self.nodes.iter_mut().chain(self.redis.iter_mut()) {
-            if let Some(pid) = c.id() {
-                let _ = Command::new("kill")
-                    .args(["-TERM", &pid.to_string()])
-                    .status()
-                    .await;
-            }
+        let mut children: Vec<Child> = self
+            .nodes
+            .iter_mut()
+            .filter_map(|n| n.child.take())
+            .collect();
+        children.extend(self.redis.as_mut().and_then(|r| r.child.take()));
+        for c in &children {
+            signal(c, "-TERM").await;
         }
-        for c in self.nodes.iter_mut().chain(self.redis.iter_mut()) {
+        for mut c in children {
             if tokio::time::timeout(Duration::from_secs(10), c.wait())
                 .await
                 .is_err()
@@ -215,30 +310,41 @@ impl Cluster {
     }
 }
 
-fn log_file(dir: &Path, name: &str) -> anyhow::Result<Stdio> {
-    let f = std::fs::File::create(dir.join(name)).with_context(|| format!("creating {name}"))?;
-    Ok(Stdio::from(f))
+/// Sends `sig` (`-TERM`, …) to a child with kill(1): tokio only offers SIGKILL.
+async fn signal(c: &Child, sig: &str) {
+    if let Some(pid) = c.id() {
+        let _ = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .stdin(Stdio::null())
+            .status()
+            .await;
+    }
 }
 
-async fn wait_redis(port: u16) -> anyhow::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let until = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < until {
-        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-            let mut buf = [0u8; 16];
-            if s.write_all(b"PING\r\n").await.is_ok() {
-                if let Ok(Ok(n)) =
-                    tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await
-                {
-                    if buf[..n].starts_with(b"+PONG") {
-                        return Ok(());
-                    }
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+/// SIGKILL and reap.
+async fn kill_now(mut c: Child) {
+    let _ = c.start_kill();
+    let _ = c.wait().await;
+}
+
+/// SIGTERM, wait at most `grace`, SIGKILL; true when it exited within `grace`.
+async fn terminate(mut c: Child, grace: Duration) -> bool {
+    signal(&c, "-TERM").await;
+    if tokio::time::timeout(grace, c.wait()).await.is_ok() {
+        return true;
     }
-    bail!("redis-server on port {port} did not answer PING within 10 s")
+    kill_now(c).await;
+    false
+}
+
+/// A log file of the run's dir, appended to (a restarted process continues its file).
+fn log_file(dir: &Path, name: &str) -> anyhow::Result<Stdio> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(name))
+        .with_context(|| format!("opening {name}"))?;
+    Ok(Stdio::from(f))
 }
 
 async fn wait_healthy(addr: std::net::SocketAddr, child: &mut Child) -> anyhow::Result<()> {

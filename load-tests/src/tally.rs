@@ -22,13 +22,18 @@ pub struct Hists {
     pub queue_wait: Hist,
     pub agent_first_reply: Hist,
     pub resume: Hist,
+    /// Customer sockets lost to a fault: lost -> resumed on a live node (see
+    /// `Report::failover_resume_ms` for where the clock stops).
+    pub failover_resume: Hist,
+    /// Agent sockets lost to a fault: lost -> the first frame on the new socket.
+    pub agent_failover: Hist,
     /// How late a 10 ms timer of the load process fires: the generator's own scheduling
     /// delay, which every latency it measures includes.
     pub lag: Hist,
 }
 
 impl Hists {
-    pub fn named(&self) -> [(&'static str, &Hist); 7] {
+    pub fn named(&self) -> [(&'static str, &Hist); 9] {
         [
             ("greeting_ms", &self.greeting),
             ("bot_answer_ms", &self.bot_answer),
@@ -36,6 +41,8 @@ impl Hists {
             ("queue_wait_ms", &self.queue_wait),
             ("agent_first_reply_ms", &self.agent_first_reply),
             ("resume_ms", &self.resume),
+            ("failover_resume_ms", &self.failover_resume),
+            ("agent_failover_ms", &self.agent_failover),
             ("load_lag_ms", &self.lag),
         ]
     }
@@ -48,6 +55,8 @@ impl Hists {
             "queue_wait_ms" => &mut self.queue_wait,
             "agent_first_reply_ms" => &mut self.agent_first_reply,
             "resume_ms" => &mut self.resume,
+            "failover_resume_ms" => &mut self.failover_resume,
+            "agent_failover_ms" => &mut self.agent_failover,
             "load_lag_ms" => &mut self.lag,
             _ => return None,
         })

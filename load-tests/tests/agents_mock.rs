@@ -107,10 +107,35 @@ async fn lost_and_duplicated_agent_messages_fail_the_run() {
     let faults = Faults {
         lose_every: 4,
         duplicate_every: 5,
+        ..Faults::default()
     };
     let r = run_against_mock("faulty", faults).await;
     assert!(r.loss.agent_to_customer_lost > 0, "{:?}", r.loss);
     assert!(r.loss.agent_to_customer_duplicated > 0, "{:?}", r.loss);
     assert!(!r.slo_pass);
     assert!(r.slo.iter().any(|c| c.name == "lost_messages" && !c.pass));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_frames_fail_over_and_resume_with_nothing_lost() {
+    // Mid-run every customer is told `reconnect` and closed with 1012: each must resume its
+    // session (same ids, replay after last_seq) with no loss, no duplicate, no lost session.
+    let faults = Faults {
+        reconnect_at_ms: 4_500,
+        ..Faults::default()
+    };
+    let r = run_against_mock("reconnect", faults).await;
+    assert!(r.counters.reconnect_frames > 0, "{:?}", r.counters);
+    assert_eq!(r.counters.failover_reconnects, r.counters.reconnect_frames);
+    assert!(r.failover_resume_ms.count > 0);
+    assert!(
+        r.failover_resume_ms.p99 < 5_000.0,
+        "{:?}",
+        r.failover_resume_ms
+    );
+    assert_eq!(r.sessions_lost, 0);
+    assert_eq!(r.counters.stale_frames, 0);
+    assert_eq!(r.lost_messages, 0, "{:?}", r.loss);
+    assert_eq!(r.duplicate_messages, 0, "{:?}", r.loss);
+    assert!(!r.errors.contains_key("disconnected"), "{:?}", r.errors);
 }

@@ -16,6 +16,8 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Misbehaviour to inject.
@@ -25,7 +27,13 @@ pub struct Faults {
     pub lose_every: u64,
     /// Deliver every Nth agent message twice (under two seqs).
     pub duplicate_every: u64,
+    /// This long after the start, tell every connected customer `reconnect` and close its
+    /// socket with 1012, as a durable gateway does on a graceful stop (0: never).
+    pub reconnect_at_ms: u64,
 }
+
+/// Written to a socket's writer: send a close frame with code 1012 and stop.
+const CLOSE_1012: &str = "\u{0}close-1012";
 
 type Tx = mpsc::UnboundedSender<String>;
 
@@ -104,6 +112,20 @@ pub async fn start(faults: Faults) -> SocketAddr {
         faults,
         ..State::default()
     }));
+    if faults.reconnect_at_ms > 0 {
+        let state = state.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(faults.reconnect_at_ms)).await;
+            let mut st = state.lock().unwrap();
+            for s in st.sessions.values_mut().filter(|s| !s.closed) {
+                if let Some(tx) = s.tx.take() {
+                    let seq = s.frames.len();
+                    let _ = tx.send(json!({"type":"reconnect","seq":seq}).to_string());
+                    let _ = tx.send(CLOSE_1012.to_owned());
+                }
+            }
+        });
+    }
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let state = state.clone();
@@ -121,6 +143,14 @@ pub async fn start(faults: Faults) -> SocketAddr {
                 let (tx, mut rx) = mpsc::unbounded_channel::<String>();
                 tokio::spawn(async move {
                     while let Some(t) = rx.recv().await {
+                        if t == CLOSE_1012 {
+                            let frame = CloseFrame {
+                                code: CloseCode::Restart,
+                                reason: "".into(),
+                            };
+                            let _ = sink.send(Message::Close(Some(frame))).await;
+                            break;
+                        }
                         if sink.send(Message::Text(t.into())).await.is_err() {
                             break;
                         }
