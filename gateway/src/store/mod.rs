@@ -8,6 +8,7 @@
 //! ([`crypto`]) before they reach the database.
 
 pub mod crypto;
+mod kb;
 mod queries;
 mod schema;
 mod sign_ins;
@@ -22,6 +23,7 @@ use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
 pub use crypto::{CryptoError, KeyRing, KeySource};
+pub use kb::{EditRow, MissRow, StatsRow};
 pub use queries::{AuditEntry, ComplaintRecord, ConversationSummary};
 
 use crate::records::ConversationRecord;

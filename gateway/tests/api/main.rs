@@ -8,6 +8,7 @@ mod bad_input;
 mod bot;
 mod customer;
 mod helpers;
+mod kb;
 mod operations;
 mod operators;
 mod privacy;
