@@ -284,13 +284,17 @@ async fn bot_reply(
                 session.emit(&ServerFrame::Suggestions {
                     reply_to: Some(id),
                     items,
+                    text: None,
+                    reason: None,
                 });
             }
         }
         _ => {
             app.kb.not_understood(session, &text, outcome); // kb: misses
-            let group = category_group(app, session);
-            hand_off(app, session, group, Trigger::BotNotConfident, 0).await;
+            if !crate::kb::clarify::first_miss(app, session, id) {
+                let group = category_group(app, session);
+                hand_off(app, session, group, Trigger::BotNotConfident, 0).await;
+            }
         }
     }
     metrics::histogram!("kefu_bot_latency_seconds").record(started.elapsed().as_secs_f64());
