@@ -227,6 +227,11 @@ impl Index {
         self.by_id.get(id).map(|&i| &self.entries[i])
     }
 
+    /// Every entry, in the order the index was built from (for exports of the merged KB).
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
     /// The thresholds decisions are made with.
     pub fn thresholds(&self) -> &Thresholds {
         &self.thresholds

@@ -305,6 +305,17 @@ fn field_in_message(message: &str) -> Option<String> {
     (message.contains("field") && !field.is_empty()).then(|| field.to_string())
 }
 
+/// Checks one entry by the rules of the TOML authoring format (categories included), for
+/// entries edited outside the files (the gateway's admin API): the same checks, the same
+/// field names in the errors, located at `<memory>:1`.
+pub fn validate_entry(entry: &Entry) -> Result<(), KbError> {
+    let at = Location {
+        path: PathBuf::from("<memory>"),
+        line: 1,
+    };
+    validate(entry, &at, true)
+}
+
 fn validate(entry: &Entry, at: &Location, strict_category: bool) -> Result<(), KbError> {
     let invalid = |field, message: &str| KbError::Invalid {
         at: at.clone(),

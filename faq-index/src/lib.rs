@@ -21,7 +21,8 @@
 //! - [`Entry`], [`KnowledgeBase`] (`load`, `from_entries`, `entries`, `get`), [`KbError`]: the
 //!   KB, loaded from JSONL or the TOML authoring format (`[[entry]]` tables, `config/kb/*.toml`),
 //!   with errors naming file, line and field.
-//! - [`Index`] (`build`, `build_with`, `search`, `entry`), [`IndexError`]: built in RAM, immutable.
+//! - [`similar::cluster`]: groups texts that mean the same (the missed questions).
+//! - [`Index`] (`build`, `build_with`, `search`, `entry`, `entries`), [`IndexError`]: built in RAM, immutable.
 //! - [`Outcome`] (`decision`, `confidence`, `matches`), [`Match`] (`id`, `score`, `question`),
 //!   [`Decision`] (serde lowercase), [`Thresholds`] (serde, defaults tuned on the dev sets).
 //!
@@ -37,8 +38,9 @@ mod confidence;
 mod index;
 mod kb;
 mod sequence;
+pub mod similar;
 mod vectors;
 
 pub use confidence::{Decision, Thresholds};
 pub use index::{Index, IndexError, Match, Outcome};
-pub use kb::{Entry, KbError, KnowledgeBase, Location, CATEGORIES};
+pub use kb::{validate_entry, Entry, KbError, KnowledgeBase, Location, CATEGORIES};

@@ -9,13 +9,17 @@
 //! At a sale-day peak most customers ask the same few dozen questions, so each index version
 //! keeps its recent answers ([`AnswerCache`]): a repeat is answered from memory and leaves the
 //! search pool to the questions that need it.
+//!
+//! Entries edited through the admin API live in the store as an [`Overlay`] on the KB files
+//! ([`crate::kb`]); every build applies it, so a file reload keeps the edits, and each overlay
+//! version gets its own index and answer cache.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use faq_index::{Index, KnowledgeBase, Outcome, Thresholds};
+use faq_index::{Entry, Index, KnowledgeBase, Outcome, Thresholds};
 use tokio::sync::Semaphore;
 
 use crate::config::KbSettings;
@@ -91,6 +95,43 @@ impl AnswerCache {
 struct Loaded {
     index: Arc<Index>,
     cache: AnswerCache,
+    /// The overlay version it was built with.
+    version: u64,
+}
+
+/// Edits over the KB files, newest state per entry id (`None`: deleted), in the order the ids
+/// were first edited. Bounded by the number of entries ever edited, not by the edits.
+#[derive(Debug, Clone, Default)]
+pub struct Overlay {
+    pub version: u64,
+    edits: Vec<(String, Option<Entry>)>,
+}
+
+impl Overlay {
+    /// Records the entry's new state (`None`: deleted) as of `version`.
+    pub fn set(&mut self, version: u64, id: &str, entry: Option<Entry>) {
+        self.version = self.version.max(version);
+        match self.edits.iter_mut().find(|(i, _)| i == id) {
+            Some(slot) => slot.1 = entry,
+            None => self.edits.push((id.to_string(), entry)),
+        }
+    }
+
+    /// The files' entries with the edits applied: replaced in place, added at the end.
+    pub fn apply(&self, mut entries: Vec<Entry>) -> Vec<Entry> {
+        for (id, edit) in &self.edits {
+            let at = entries.iter().position(|e| &e.id == id);
+            match (at, edit) {
+                (Some(i), Some(entry)) => entries[i] = entry.clone(),
+                (None, Some(entry)) => entries.push(entry.clone()),
+                (Some(i), None) => {
+                    entries.remove(i);
+                }
+                (None, None) => {}
+            }
+        }
+        entries
+    }
 }
 
 pub struct Bot {
@@ -102,6 +143,8 @@ pub struct Bot {
     cache_entries: usize,
     /// Fingerprint of the KB files when last loaded, to notice edits.
     fingerprint: Mutex<Option<Fingerprint>>,
+    /// The edits kept in the store, applied over the files at every build.
+    overlay: Mutex<Arc<Overlay>>,
 }
 
 pub(crate) type Fingerprint = (usize, Option<SystemTime>);
@@ -115,14 +158,16 @@ impl Bot {
             suggest: settings.suggest,
             suggestions: settings.suggestions,
         };
-        let (index, entries) = build(&path, thresholds)?;
+        let (index, entries) = build(&path, thresholds, &Overlay::default())?;
         tracing::info!(path = %path.display(), entries, "knowledge base loaded");
         let cache_entries = settings.answer_cache_entries;
         Ok(Bot {
             current: RwLock::new(Arc::new(Loaded {
                 index: Arc::new(index),
                 cache: AnswerCache::new(cache_entries),
+                version: 0,
             })),
+            overlay: Mutex::new(Arc::new(Overlay::default())),
             cache_entries,
             fingerprint: Mutex::new(fingerprint(&path)),
             path,
@@ -142,6 +187,19 @@ impl Bot {
     /// The index in use now.
     pub fn index(&self) -> Arc<Index> {
         self.loaded().index.clone()
+    }
+
+    /// The overlay version of the index in use.
+    pub fn version(&self) -> u64 {
+        self.loaded().version
+    }
+
+    /// The overlay the index in use was built with.
+    pub fn overlay(&self) -> Arc<Overlay> {
+        self.overlay
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn path(&self) -> &Path {
@@ -184,21 +242,9 @@ impl Bot {
 
     /// Rebuilds the index from the KB path; on error the old index stays in use.
     pub async fn reload(&self) -> Result<usize, BotError> {
-        let path = self.path.clone();
-        let thresholds = self.thresholds;
-        let built = tokio::task::spawn_blocking(move || {
-            let print = fingerprint(&path);
-            build(&path, thresholds).map(|built| (built, print))
-        })
-        .await
-        .map_err(|_| BotError::PoolClosed)?;
-        match built {
-            Ok(((index, entries), print)) => {
-                let loaded = Loaded {
-                    index: Arc::new(index),
-                    cache: AnswerCache::new(self.cache_entries),
-                };
-                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
+        let overlay = self.overlay();
+        match self.rebuild(overlay).await {
+            Ok((entries, print)) => {
                 *self.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) = print;
                 metrics::counter!("kefu_kb_reloads_total", "result" => "ok").increment(1);
                 tracing::info!(path = %self.path.display(), entries, "knowledge base reloaded");
@@ -215,6 +261,41 @@ impl Bot {
         }
     }
 
+    /// Rebuilds the index with a new overlay (a newer version of the store's edits); on error
+    /// the old index and overlay stay in use.
+    pub async fn apply_overlay(&self, overlay: Overlay) -> Result<usize, BotError> {
+        let version = overlay.version;
+        let (entries, _) = self.rebuild(Arc::new(overlay)).await?;
+        tracing::info!(version, entries, "knowledge base overlay applied");
+        Ok(entries)
+    }
+
+    /// Builds the files plus `overlay` on the blocking pool and swaps it in when it builds.
+    async fn rebuild(
+        &self,
+        overlay: Arc<Overlay>,
+    ) -> Result<(usize, Option<Fingerprint>), BotError> {
+        let path = self.path.clone();
+        let thresholds = self.thresholds;
+        let edits = overlay.clone();
+        let ((index, entries), print) = tokio::task::spawn_blocking(move || {
+            let print = fingerprint(&path);
+            build(&path, thresholds, &edits).map(|built| (built, print))
+        })
+        .await
+        .map_err(|_| BotError::PoolClosed)??;
+        let loaded = Loaded {
+            index: Arc::new(index),
+            cache: AnswerCache::new(self.cache_entries),
+            version: overlay.version,
+        };
+        // Swapped together, so the version read next to an index is the one it was built with.
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        *current = Arc::new(loaded);
+        *self.overlay.lock().unwrap_or_else(|e| e.into_inner()) = overlay;
+        Ok((entries, print))
+    }
+
     /// Reloads when the KB files changed since the last load.
     pub async fn reload_if_changed(&self) {
         let path = self.path.clone();
@@ -229,12 +310,25 @@ impl Bot {
     }
 }
 
-fn build(path: &Path, thresholds: Thresholds) -> Result<(Index, usize), BotError> {
+fn build(
+    path: &Path,
+    thresholds: Thresholds,
+    overlay: &Overlay,
+) -> Result<(Index, usize), BotError> {
     let shown = path.display().to_string();
     let kb = KnowledgeBase::load(path).map_err(|source| BotError::Kb {
         path: shown.clone(),
         source,
     })?;
+    let kb = if overlay.edits.is_empty() {
+        kb
+    } else {
+        let merged = overlay.apply(kb.entries().to_vec());
+        KnowledgeBase::from_entries(merged).map_err(|source| BotError::Kb {
+            path: format!("{shown} + store overlay v{}", overlay.version),
+            source,
+        })?
+    };
     let index = Index::build_with(&kb, thresholds).map_err(|source| BotError::Index {
         path: shown,
         source,

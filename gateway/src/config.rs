@@ -104,6 +104,26 @@ pub struct HandoffSettings {
     pub complaint_group: String,
     pub default_group: String,
     pub category_groups: BTreeMap<String, String>,
+    /// What the first question in a row the bot cannot place does (issue #19).
+    pub first_miss: FirstMiss,
+    /// The request to rephrase, by language, sent with the main topics.
+    pub clarify_zh: String,
+    pub clarify_en: String,
+    /// Entry ids offered as quick replies when asking to rephrase (those of the customer's
+    /// language that the knowledge base has).
+    pub clarify_topics: Vec<String>,
+}
+
+/// `handoff.first_miss`: on the first question in a row below the suggestion threshold, ask
+/// the customer to rephrase with the main topics as quick replies (`clarify`), or hand off at
+/// once (`handoff`, the behaviour before). A single unclear question handing off flooded the
+/// queues at a peak; the second miss in a row, a request for a person or a complaint still
+/// hand off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FirstMiss {
+    Clarify,
+    Handoff,
 }
 
 #[derive(Debug, Clone, Deserialize)]

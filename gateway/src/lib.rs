@@ -7,6 +7,7 @@
 //! - [`session`]: a customer session as a state machine with numbered, replayable frames;
 //! - [`customer`]: the customer socket's connection loop (greeting first, resume, limits);
 //! - [`bot`]: the knowledge-base bot, searched on the blocking pool, reloadable;
+//! - [`kb`]: what the bot missed, KB edits without a restart (a store overlay), answer figures;
 //! - [`limits`]: connection budgets and per-session rate limits;
 //! - [`dispatch`]: routing of waiting customers to agents (in-memory or Redis);
 //! - [`server`]: binding, routes, readiness, chores and the drain on shutdown;
@@ -25,6 +26,7 @@ pub mod customer;
 pub mod dispatch;
 pub mod guard;
 pub mod journal;
+pub mod kb;
 pub mod leaks;
 pub mod limits;
 pub mod listener;

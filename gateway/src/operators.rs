@@ -15,7 +15,7 @@ pub enum Role {
     Supervisor,
     /// Reads of stored conversations, exports, deletions on request, the audit log, reports.
     Auditor,
-    /// Knowledge-base reloads.
+    /// Knowledge-base reloads, edits, missed questions and answer figures.
     Editor,
     /// Everything.
     Admin,
@@ -27,6 +27,8 @@ pub enum Permission {
     /// Only signing in (`POST /admin/otp-session`): every role.
     SignIn,
     ReloadKb,
+    /// The knowledge-base tools (`/admin/kb/*` besides reload): edits, misses, figures.
+    EditKb,
     Supervise,
     Reports,
     ReadRecords,
@@ -38,6 +40,7 @@ impl Permission {
         match self {
             Permission::SignIn => "sign_in",
             Permission::ReloadKb => "reload_kb",
+            Permission::EditKb => "edit_kb",
             Permission::Supervise => "supervise",
             Permission::Reports => "reports",
             Permission::ReadRecords => "read_records",
@@ -54,7 +57,7 @@ impl Role {
             Role::Admin => true,
             Role::Supervisor => matches!(p, Supervise | Reports),
             Role::Auditor => matches!(p, ReadRecords | ReadAudit | Reports),
-            Role::Editor => matches!(p, ReloadKb),
+            Role::Editor => matches!(p, ReloadKb | EditKb),
         }
     }
 }

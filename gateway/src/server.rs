@@ -79,6 +79,8 @@ pub struct Shared {
     pub operators: crate::operators::Operators,
     /// Two-step sign-in, sign-in history and the supervisors' alert channel.
     pub sign_in: Arc<crate::signin::SignIn>,
+    /// Knowledge-base learning: misses, edits overlay, answer figures (issue #19).
+    pub kb: crate::kb::Kb,
     next_conn: AtomicU64,
 }
 
@@ -179,6 +181,7 @@ impl Application {
             store.clone(),
             &settings.sign_in,
         ));
+        let store_for_kb = store.clone();
         let state = Arc::new(Shared {
             node_id,
             sessions,
@@ -198,9 +201,11 @@ impl Application {
             journal,
             operators,
             sign_in,
+            kb: crate::kb::Kb::new(store_for_kb),
             next_conn: AtomicU64::new(1),
             settings,
         });
+        crate::kb::start(&state).await;
         Ok(Self {
             listener,
             state,
@@ -308,6 +313,7 @@ fn router(state: AppState) -> Router {
             "/admin/otp-session",
             axum::routing::post(admin::otp_session),
         )
+        .merge(crate::kb::http::routes())
         .merge(crate::web::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

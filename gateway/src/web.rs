@@ -3,6 +3,7 @@
 //! - `/widget/` (a demo shop page) and `/widget.js`, the one-tag embed for a shop's own pages;
 //! - `/console/`, the agent console, and `/console/config.json` (canned replies, groups);
 //! - `/supervisor/`, the live view over `GET /admin/supervisor` (see [`supervisor`]);
+//! - `/kb/`, the knowledge-base page over `/admin/kb/*` (misses, entries, figures, try box);
 //! - `/`, a page linking the three.
 //!
 //! The files live under `gateway/web/` as plain HTML/CSS/JS (no build step). They are sent with
@@ -66,6 +67,9 @@ static ASSETS: &[Asset] = &[
         "supervisor/supervisor.css",
         CSS
     ),
+    asset!("/kb/", "kb/index.html", HTML),
+    asset!("/kb/app.js", "kb/app.js", JS),
+    asset!("/kb/kb.css", "kb/kb.css", CSS),
     asset!("/shared/socket.js", "shared/socket.js", JS),
     asset!("/shared/journal.js", "shared/journal.js", JS),
     asset!("/shared/dom.js", "shared/dom.js", JS),
@@ -85,10 +89,11 @@ pub fn routes() -> Router<AppState> {
             ),
         );
     }
-    for dir in ["/widget", "/console", "/supervisor"] {
+    for dir in ["/widget", "/console", "/supervisor", "/kb"] {
         let to: &'static str = match dir {
             "/widget" => "/widget/",
             "/console" => "/console/",
+            "/kb" => "/kb/",
             _ => "/supervisor/",
         };
         router = router.route(dir, get(move || async move { Redirect::permanent(to) }));

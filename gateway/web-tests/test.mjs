@@ -15,6 +15,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { ADMIN_TOKEN, ROOT, gatewayBinary, startGateway } from './gateway.mjs';
+import { kbPage } from './kb.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const SHOTS = join(HERE, 'screenshots');
@@ -89,6 +90,7 @@ try {
   context.setDefaultTimeout(TIMEOUT);
   await run(context, gateway.base);
   await twoStep(context, bin);
+  await kbPage(context, bin, { step, assert, shot, waitFor });
 } catch (err) {
   failed += 1;
   console.log(`FAIL setup: ${err?.stack || err}`);

@@ -52,6 +52,7 @@ pub async fn on_text(app: &AppState, session: &Arc<Session>, text: &str) -> Opti
             send_error(session, ErrorCode::BadField, message, None);
         }
         CustomerFrame::Feedback { entry_id, helpful } => {
+            app.kb.feedback(session, &entry_id, helpful); // kb: figures, misses
             let label = if helpful { "yes" } else { "no" };
             metrics::counter!("kefu_bot_feedback_total", "helpful" => label).increment(1);
             session.record(
@@ -215,7 +216,7 @@ async fn bot_reply(
     queued: bool,
 ) {
     let limit = app.settings.kb.suggestions.max(5);
-    let found = match app.bot.search(text, limit).await {
+    let found = match app.bot.search(text.clone(), limit).await {
         Ok(found) => found,
         Err(err) => {
             metrics::counter!("kefu_bot_failures_total").increment(1);
@@ -238,6 +239,7 @@ async fn bot_reply(
                 return;
             };
             session.with_conversation(|c| c.unanswered = 0);
+            app.kb.answered(session, &text, outcome, &entry.id); // kb: figures, misses
             session.offer([entry.id.as_str()]);
             session.record(Speaker::Bot, &entry.answer, Some(entry.id.clone()));
             session.emit(&ServerFrame::BotAnswer {
@@ -266,9 +268,12 @@ async fn bot_reply(
                 c.unanswered
             });
             if limit > 0 && unanswered >= limit {
+                app.kb.not_understood(session, &text, outcome); // kb: misses
                 let group = category_group(app, session);
                 hand_off(app, session, group, Trigger::UnansweredInARow, 0).await;
             } else {
+                let ids: Vec<String> = items.iter().map(|i| i.entry_id.clone()).collect();
+                app.kb.suggested(session, &text, outcome, &ids); // kb: figures, misses
                 session.offer(items.iter().map(|i| i.entry_id.as_str()));
                 let shown: Vec<&str> = items.iter().map(|i| i.question.as_str()).collect();
                 session.record(
@@ -279,12 +284,17 @@ async fn bot_reply(
                 session.emit(&ServerFrame::Suggestions {
                     reply_to: Some(id),
                     items,
+                    text: None,
+                    reason: None,
                 });
             }
         }
         _ => {
-            let group = category_group(app, session);
-            hand_off(app, session, group, Trigger::BotNotConfident, 0).await;
+            app.kb.not_understood(session, &text, outcome); // kb: misses
+            if !crate::kb::clarify::first_miss(app, session, id) {
+                let group = category_group(app, session);
+                hand_off(app, session, group, Trigger::BotNotConfident, 0).await;
+            }
         }
     }
     metrics::histogram!("kefu_bot_latency_seconds").record(started.elapsed().as_secs_f64());
@@ -301,6 +311,7 @@ fn pick(app: &AppState, session: &Session, entry_id: String) {
         c.unanswered = 0;
         c.last_category = Some(entry.category.clone());
     });
+    app.kb.picked(session, &entry.id); // kb: figures
     session.record(Speaker::Bot, &entry.answer, Some(entry.id.clone()));
     session.emit(&ServerFrame::BotAnswer {
         reply_to: None,
@@ -320,6 +331,7 @@ pub async fn hand_off(
     level: u8,
 ) {
     metrics::counter!("kefu_handoffs_total", "trigger" => trigger.as_str()).increment(1);
+    app.kb.handed_off(session, trigger.as_str()); // kb: hand-offs after an answer
     tracing::info!(%group, trigger = trigger.as_str(), level, "handing off to a human");
     session.record(
         Speaker::System,

@@ -108,6 +108,13 @@ pub enum ServerFrame {
     Suggestions {
         reply_to: Option<String>,
         items: Vec<Suggestion>,
+        /// What the bot says with them (set when it asks to rephrase).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        /// `clarify`: the bot did not understand and offers the main topics (absent: these
+        /// are the closest entries to the question).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     Handoff {
         group: String,

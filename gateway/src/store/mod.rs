@@ -8,6 +8,7 @@
 //! ([`crypto`]) before they reach the database.
 
 pub mod crypto;
+mod kb;
 mod log;
 mod queries;
 mod schema;
@@ -23,6 +24,7 @@ use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
 pub use crypto::{CryptoError, KeyRing, KeySource};
+pub use kb::{EditRow, MissRow, StatsRow};
 pub use log::LogRow;
 pub use queries::{AuditEntry, ComplaintRecord, ConversationSummary};
 

@@ -75,7 +75,8 @@ const STATEMENTS: &[&str] = &[
 
 /// Creates whatever is missing.
 pub async fn migrate(pool: &AnyPool) -> Result<(), sqlx::Error> {
-    for statement in STATEMENTS {
+    // The knowledge base's tables (misses, overlay edits, answer figures): see `store::kb`.
+    for statement in STATEMENTS.iter().chain(super::kb::STATEMENTS) {
         sqlx::query(*statement).execute(pool).await?;
     }
     Ok(())

@@ -174,12 +174,57 @@ async fn two_unanswered_questions_in_a_row_hand_off() {
 
 #[tokio::test]
 async fn out_of_scope_questions_are_handed_off_not_answered() {
-    let (app, _dir) = app_with_kb("oos", &[]).await;
+    let (app, _dir) = app_with_kb("oos", &[("KEFU__HANDOFF__FIRST_MISS", "handoff")]).await;
     let (mut c, _) = app.connect_customer("lang=en").await;
     let frames = ask(&mut c, "q1", "how many prime numbers are there below 100").await;
     let handoff = only(&frames, "handoff");
     assert_eq!(handoff["reason"], "bot_not_confident");
     assert!(frames.iter().all(|f| f["type"] != "bot_answer"));
+}
+
+/// The default `handoff.first_miss = "clarify"` (issue #19): the first question the bot cannot
+/// place gets a request to rephrase with the main topics; the second in a row hands off.
+#[tokio::test]
+async fn the_first_miss_asks_to_rephrase_and_the_second_hands_off() {
+    let topics = "KEFU__HANDOFF__CLARIFY_TOPICS";
+    let (app, _dir) = app_with_kb(
+        "clarify",
+        &[(topics, r#"["tracking-en","invoice-zh","refund-time-en"]"#)],
+    )
+    .await;
+    let (mut c, _) = app.connect_customer("lang=en").await;
+    let frames = ask(&mut c, "q1", "how many prime numbers are there below 100").await;
+    let clarify = only(&frames, "suggestions");
+    assert_eq!(clarify["reason"], "clarify", "{clarify}");
+    assert!(
+        clarify["text"].as_str().unwrap().contains("another way"),
+        "{clarify}"
+    );
+    let ids: Vec<&str> = clarify["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["entry_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["tracking-en", "refund-time-en"],
+        "the customer's language only"
+    );
+    assert!(frames.iter().all(|f| f["type"] != "handoff"));
+    // A topic can be picked like any suggestion.
+    c.send(json!({"type":"pick","entry_id":"tracking-en"}))
+        .await;
+    assert_eq!(c.recv_type("bot_answer").await["entry_id"], "tracking-en");
+    // After an answer the count starts over: one more miss asks again, a second hands off.
+    let again = ask(&mut c, "q2", "what is the capital of peru").await;
+    assert_eq!(only(&again, "suggestions")["reason"], "clarify");
+    let second = ask(&mut c, "q3", "tell me a joke about penguins").await;
+    assert_eq!(only(&second, "handoff")["reason"], "bot_not_confident");
+    // Asking for a person still hands off at once.
+    let (mut d, _) = app.connect_customer("lang=en").await;
+    let frames = ask(&mut d, "q1", "I want a real person").await;
+    assert_eq!(only(&frames, "handoff")["reason"], "customer_request");
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ mod bot;
 mod customer;
 mod durable;
 mod helpers;
+mod kb;
 mod operations;
 mod operators;
 mod privacy;

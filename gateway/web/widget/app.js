@@ -269,7 +269,8 @@ class Widget {
         return add(item);
       }
       case 'suggestions': {
-        const item = line('bot', t.suggestions, { name: t.botName });
+        // `text`: the bot asks to rephrase (reason `clarify`) and offers the main topics.
+        const item = line('bot', f.text || t.suggestions, { name: t.botName });
         const chips = (f.items || []).map((s) =>
           el('button', { type: 'button', class: 'kefu-chip', text: s.question, onclick: () => this.pick(s) }),
         );
