@@ -233,7 +233,10 @@ impl Application {
         let chores = tokio::spawn(run_chores(state.clone()));
         let lag_probe = tokio::spawn(crate::telemetry::probe_runtime_lag());
         let events = tokio::spawn(run_events(state.clone(), self.events));
-        if !state.journal.is_shared() {
+        if state.journal.is_shared() {
+            // What this node's id held before a restart comes back here first.
+            routing::take_orphans(&state, true).await;
+        } else {
             // One node with its log in the store: take back what was live before a restart.
             routing::restore_logged(&state).await;
         }
@@ -381,6 +384,10 @@ async fn run_chores(state: AppState) {
         if n.is_multiple_of(5) {
             let app = state.clone();
             tokio::spawn(async move { app.journal.forget_due(app.store.as_deref()).await });
+        }
+        if n.is_multiple_of(3) && state.journal.is_shared() {
+            let app = state.clone();
+            tokio::spawn(async move { routing::take_orphans(&app, false).await });
         }
         for session in state.sessions.reap_expired() {
             let before = session.state();

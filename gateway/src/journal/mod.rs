@@ -19,6 +19,7 @@
 //! longer write or deliver anything of that session.
 
 pub mod entry;
+mod owners;
 mod redis_log;
 mod writer;
 
@@ -296,9 +297,52 @@ impl Journal {
                 backend: Backend::Redis(log),
                 node,
                 ..
-            }) => log.take_lease(session, node).await,
+            }) => {
+                let epoch = log.take_lease(session, node).await?;
+                if epoch.is_some() {
+                    log.note_owner(node, session).await;
+                }
+                Ok(epoch)
+            }
             _ => Ok(Some(1)),
         }
+    }
+
+    /// Shared log: says this node is alive, and takes over (up to `max`) sessions of nodes
+    /// that are not, returning each with its new epoch. With `own_leftovers`, also those
+    /// this node's id owned before a restart (call once, before serving).
+    pub async fn take_orphans(&self, max: usize, own_leftovers: bool) -> Vec<(String, u64)> {
+        let Some(Inner {
+            backend: Backend::Redis(log),
+            node,
+            ..
+        }) = self.inner.as_deref()
+        else {
+            return Vec::new();
+        };
+        if let Err(err) = log.refresh_alive(node).await {
+            tracing::warn!(%err, "cannot refresh this node's liveness");
+            return Vec::new();
+        }
+        let mut from: Vec<String> = log.dead_nodes(node).await;
+        if own_leftovers {
+            from.insert(0, node.to_string());
+        }
+        let mut taken = Vec::new();
+        for dead in from {
+            let room = max.saturating_sub(taken.len());
+            for session in log.sessions_of(&dead, room, dead != **node).await {
+                match log.take_from(&session, &dead, node).await {
+                    Ok(Some(epoch)) => taken.push((session, epoch)),
+                    Ok(None) => {}
+                    Err(err) => tracing::warn!(%err, "cannot take over a session"),
+                }
+            }
+            if taken.len() >= max {
+                break;
+            }
+        }
+        taken
     }
 
     /// The node that holds the session's lease now (shared log only).
@@ -357,7 +401,10 @@ impl Journal {
                     .delete_log(&session)
                     .await
                     .map_err(|e| JournalError::Unavailable(e.to_string())),
-                Backend::Redis(log) => log.delete(&session).await,
+                Backend::Redis(log) => {
+                    log.drop_owner(&inner.node, &session).await;
+                    log.delete(&session).await
+                }
             };
             if let Err(err) = result {
                 tracing::warn!(%err, "cannot delete an ended session's log");

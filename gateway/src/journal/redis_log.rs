@@ -71,6 +71,7 @@ pub(crate) struct RedisLog {
     keys: Option<Arc<KeyRing>>,
     append: Arc<Script>,
     take: Arc<Script>,
+    take_from: Arc<Script>,
 }
 
 struct Keys {
@@ -103,7 +104,38 @@ impl RedisLog {
             keys,
             append: Arc::new(Script::new(APPEND)),
             take: Arc::new(Script::new(TAKE)),
+            take_from: Arc::new(Script::new(super::owners::TAKE_FROM)),
         })
+    }
+
+    pub(super) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub(super) fn conn(&self) -> Conn {
+        self.conn.clone()
+    }
+
+    pub(super) async fn take_from_script(
+        &self,
+        session: &str,
+        from: &str,
+        me: &str,
+    ) -> Result<Option<u64>, JournalError> {
+        let keys = self.keys(session);
+        let mut conn = self.conn.clone();
+        let epoch: u64 = self
+            .take_from
+            .key(&keys.lease)
+            .key(&keys.epoch)
+            .key(&keys.log)
+            .arg(me)
+            .arg(from)
+            .arg(LOG_TTL.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| JournalError::Unavailable(e.to_string()))?;
+        Ok((epoch > 0).then_some(epoch))
     }
 
     fn keys(&self, session: &str) -> Keys {

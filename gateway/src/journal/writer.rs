@@ -157,6 +157,9 @@ async fn commit_redis(
                     log.append_with_retry(session, node, group.fence, &group.bodies)
                         .await
                 };
+                if group.fence == Fence::Create && result.is_ok() {
+                    log.note_owner(node, session).await;
+                }
                 results.push((group, result));
             }
             results

@@ -193,6 +193,48 @@ pub async fn restore_logged(app: &AppState) {
     tracing::info!(restored, "sessions taken back from the conversation log");
 }
 
+/// Shared log: takes over the sessions of nodes that died (and, at start, those this node's
+/// id held before a restart), so they end here and their records reach the store even if
+/// their customers never come back.
+pub async fn take_orphans(app: &AppState, own_leftovers: bool) {
+    let taken = app
+        .journal
+        .take_orphans(MAX_ORPHANS_PER_ROUND, own_leftovers)
+        .await;
+    if taken.is_empty() {
+        return;
+    }
+    let mut adopted_count = 0usize;
+    for (id, epoch) in taken {
+        let Ok(Some(loaded)) = app.journal.load(&id).await else {
+            continue;
+        };
+        let log = SessionLog {
+            journal: app.journal.clone(),
+            epoch,
+        };
+        let limits = app.sessions.limits().clone();
+        match rebuild(&id, loaded.entries, limits, log, None) {
+            Ok(rebuilt) => {
+                let (session, adopted) = app.sessions.adopt(rebuilt.session);
+                if adopted {
+                    adopt(app, &session, rebuilt.undelivered, loaded.cursor).await;
+                    adopted_count += 1;
+                }
+            }
+            Err(_) => app.journal.forget_later(&id),
+        }
+    }
+    metrics::counter!("kefu_sessions_taken_over_total").increment(adopted_count as u64);
+    tracing::info!(
+        adopted = adopted_count,
+        "sessions taken over from nodes that are gone"
+    );
+}
+
+/// Sessions taken over from dead nodes per round at most (a round every few seconds).
+const MAX_ORPHANS_PER_ROUND: usize = 500;
+
 /// Sends `event` for a session this node does not hold to the node that holds its lease
 /// now; whether it went somewhere.
 pub(super) async fn forward_to_owner(app: &AppState, session: &str, event: NodeEvent) -> bool {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-pub use adopt::{adopt, restore_logged};
+pub use adopt::{adopt, restore_logged, take_orphans};
 pub use bus::{Bus, CustomerEvent, NodeEvent};
 pub use periodic::tick;
 use positions::tell_position;

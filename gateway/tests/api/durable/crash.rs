@@ -225,3 +225,42 @@ async fn on_one_node_with_sqlite_a_kill_and_restart_loses_nothing_acknowledged()
     }
     assert!(ids.contains(&"a-1"), "{ids:?}");
 }
+
+/// A node dies and its customer never comes back: another node takes the session over once
+/// the dead node's liveness ran out, and ends it when its grace period is over, so its record
+/// reaches a store.
+#[tokio::test]
+async fn on_redis_a_dead_nodes_abandoned_session_is_ended_and_stored_elsewhere() {
+    let redis = RedisServer::start();
+    let mut env = redis_env(redis.url(), &unique_prefix("orphan"));
+    env.push(("KEFU__SESSION__GRACE_PERIOD_S".into(), "1".into()));
+    let roster = roster();
+    let mut a = Node::start("node-a", &roster, &env).await;
+    let b = Node::start("node-b", &roster, &env).await;
+    let (mut c, _) = a.app().connect_customer("").await;
+    say_acked(&mut c, "c-1", "有人吗").await;
+    a.kill();
+    drop(c);
+    let mut stored = 0.0;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stored = metric(&b, "kefu_conversations_stored_total").await;
+        if stored >= 1.0 {
+            break;
+        }
+    }
+    assert!(
+        stored >= 1.0,
+        "the abandoned conversation was stored by node b"
+    );
+    assert!(metric(&b, "kefu_sessions_taken_over_total").await >= 1.0);
+}
+
+/// A counter's value on a node's `/metrics` (0 when absent).
+pub async fn metric(node: &Node, name: &str) -> f64 {
+    let (_, body) = node.app().get("/metrics").await;
+    body.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum()
+}
