@@ -5,8 +5,14 @@
 //! - [`config`]: typed settings (embedded `config/gateway.toml`, file, `KEFU__…` environment);
 //! - [`protocol`]: the JSON frames of the wire protocol and their stable error codes;
 //! - [`session`]: a customer session as a state machine with numbered, replayable frames;
+//!   rebuilt from its log on any node;
+//! - [`journal`]: the durable conversation log (Redis streams per session, or the store's
+//!   `kefu_log`), its group-commit writer, leases with epoch fencing, takeover of dead nodes'
+//!   sessions;
 //! - [`customer`]: the customer socket's connection loop (greeting first, resume, limits);
 //! - [`bot`]: the knowledge-base bot, searched on the blocking pool, reloadable;
+//! - [`kb`]: what the bot missed, editing the knowledge base without a restart, answer
+//!   statistics, the `/admin/kb/*` API;
 //! - [`kb`]: what the bot missed, KB edits without a restart (a store overlay), answer figures;
 //! - [`limits`]: connection budgets and per-session rate limits;
 //! - [`dispatch`]: routing of waiting customers to agents (in-memory or Redis);

@@ -137,8 +137,11 @@ impl Outbox {
         if !inner.journaled {
             inner.durable = seq;
         }
+        // Lag is what the connection could write and has not: frames still on their way to
+        // the log (a Redis restart) are the node's wait, not the client's.
+        let writable = inner.durable;
         if let Some(link) = &inner.link {
-            if (seq + 1).saturating_sub(link.next) > link.max_pending {
+            if (writable + 1).saturating_sub(link.next) > link.max_pending {
                 metrics::counter!("kefu_slow_consumers_total").increment(1);
                 tracing::info!("client too slow, disconnecting");
                 link.wake.notify_one();
@@ -154,11 +157,19 @@ impl Outbox {
     /// The log has every frame up to `seq`: the connection may write them.
     pub fn mark_durable(&self, seq: u64) {
         let mut inner = self.lock();
-        if seq > inner.durable {
-            inner.durable = seq;
-            if let Some(link) = &inner.link {
-                link.wake.notify_one();
-            }
+        if seq <= inner.durable {
+            return;
+        }
+        inner.durable = seq;
+        let Some(link) = &inner.link else {
+            return;
+        };
+        link.wake.notify_one();
+        if (seq + 1).saturating_sub(link.next) > link.max_pending {
+            metrics::counter!("kefu_slow_consumers_total").increment(1);
+            tracing::info!("client too slow, disconnecting");
+            inner.link = None;
+            inner.detached_since = Some(Instant::now());
         }
     }
 
@@ -452,6 +463,42 @@ mod tests {
             out.emit(&Frame::Typing {});
         }
         assert_eq!(a.pull(), Err(Kicked));
+    }
+
+    #[tokio::test]
+    async fn with_a_log_frames_wait_until_durable_and_a_fence_drops_the_connection() {
+        let out = Outbox::with_log(8, true);
+        let a = out.attach(1, 0, 4);
+        let first = out.emit(&Frame::Typing {});
+        let second = out.emit(&Frame::Typing {});
+        assert!(
+            drain(&a).is_empty(),
+            "nothing is written before the log has it"
+        );
+        out.mark_durable(first);
+        assert_eq!(drain(&a), vec![first]);
+        out.mark_durable(second);
+        assert_eq!(drain(&a), vec![second]);
+        // Waiting for the log is not the client's lag: many pending frames do not kick it.
+        for _ in 0..6 {
+            out.emit(&Frame::Typing {});
+        }
+        assert!(a.pull().is_ok());
+        out.fence();
+        assert_eq!(a.pull(), Err(Kicked));
+        assert!(out.is_fenced());
+    }
+
+    #[tokio::test]
+    async fn a_restored_log_replays_after_last_seq_and_numbers_on() {
+        let out = Outbox::with_log(4, true);
+        let frames = (5..=9).map(|seq| (seq, format!(r#"{{"seq":{seq},"type":"typing"}}"#)));
+        out.restore(frames.collect(), 9);
+        let a = out.attach(1, 7, 8);
+        assert!(!a.gap);
+        assert_eq!(drain(&a), vec![8, 9]);
+        assert_eq!(out.emit(&Frame::Typing {}), 10);
+        assert!(out.attach(2, 4, 8).gap, "frame 5 is no longer kept (cap 4)");
     }
 
     #[tokio::test]

@@ -54,6 +54,50 @@ impl Settings {
                 ),
             });
         }
+        let origin_of = |key: &str| {
+            origins
+                .get(key)
+                .map(|v| format!(" (from {v})"))
+                .unwrap_or_default()
+        };
+        // What start-up would refuse later is refused here, so `check-config` agrees with it.
+        if self.store.enabled() {
+            let min = crate::store::MIN_RETENTION_DAYS;
+            if self.store.retention_days < min {
+                let key = "store.retention_days";
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    origin: origin_of(key),
+                    message: format!(
+                        "is {}; transcripts are kept at least {min} days (six months)",
+                        self.store.retention_days
+                    ),
+                });
+            }
+            for (key, value) in [
+                ("store.queue", self.store.queue),
+                ("store.batch", self.store.batch),
+            ] {
+                if value == 0 {
+                    return Err(ConfigError::Invalid {
+                        key: key.into(),
+                        origin: origin_of(key),
+                        message: "must be at least 1".into(),
+                    });
+                }
+            }
+        }
+        let mut dispatch = self.dispatch.clone();
+        if dispatch.redis_url.as_deref() == Some("") {
+            dispatch.redis_url = None;
+        }
+        if let Err(err) = dispatch.validate() {
+            return Err(ConfigError::Invalid {
+                key: "dispatch".into(),
+                origin: String::new(),
+                message: err.to_string(),
+            });
+        }
         Ok(())
     }
 }
@@ -67,6 +111,24 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn what_start_up_refuses_the_load_refuses_too() {
+        let err = Settings::load(None, &env(&[("KEFU__STORE__RETENTION_DAYS", "30")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("store.retention_days"), "{err}");
+        let err = Settings::load(None, &env(&[("KEFU__DISPATCH__BACKEND", "redis")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("redis_url"), "{err}");
+        // Without a store, its retention does not matter.
+        let ok = env(&[
+            ("KEFU__STORE__URL", ""),
+            ("KEFU__STORE__RETENTION_DAYS", "30"),
+        ]);
+        assert!(Settings::load(None, &ok).is_ok());
     }
 
     #[test]

@@ -145,6 +145,13 @@ async fn on_message(app: &AppState, session: &Arc<Session>, id: String, text: St
         let message = "`id` must be 1-64 bytes and `text` must not be empty";
         return send_error(session, ErrorCode::BadField, message, Some(id));
     }
+    if !app.journal.has_room() {
+        // The log is behind (its store or Redis is slow or away): take nothing we could not
+        // make durable soon; the client re-sends the message under its id.
+        let message =
+            "the gateway is catching up; this message was not stored, send it again shortly";
+        return send_error(session, ErrorCode::RateLimited, message, Some(id));
+    }
     match session.accept_customer_message(&id, &text) {
         Accepted::New => {}
         Accepted::Duplicate => {
@@ -199,6 +206,11 @@ async fn on_message(app: &AppState, session: &Arc<Session>, id: String, text: St
                 id,
                 text: mask_text(&text).into_owned(),
             };
+            // The agent sees only what survives this node: after a crash the customer's
+            // re-send would otherwise reach the agent a second time.
+            if session.sync().await.is_err() {
+                return;
+            }
             routing::forward_to_agent(app, session, state, frame).await;
         }
         _ => {}

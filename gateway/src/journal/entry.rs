@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::protocol::{Channel, Lang};
 use crate::session::{SessionState, TranscriptEntry};
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case")]
 pub enum Entry {
     /// The session began: who, where, and the hash of its resume token (hex).

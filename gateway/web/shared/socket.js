@@ -27,6 +27,7 @@ export class ResumableSocket {
     this.everOpened = false;
     this.stopped = true;
     this.timer = null;
+    this.restarting = false; // the server said `reconnect`
     this.queue = []; // unnumbered frames waiting for the socket (request_human, survey, …)
     window.addEventListener('online', () => this.reconnectNow());
   }
@@ -74,6 +75,14 @@ export class ResumableSocket {
       this.ws = null;
       this.onStatus('closed', { opened, everOpened: this.everOpened, code: event.code });
       if (this.stopped) return;
+      // A deploy (`reconnect`, close 1012): resume at once, spread a little so that a node's
+      // customers do not all arrive at the same millisecond.
+      if (event.code === 1012 || this.restarting) {
+        this.restarting = false;
+        this.attempt = 0;
+        this.timer = setTimeout(() => this.connect(), 50 + Math.random() * 250);
+        return;
+      }
       const delay = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
       this.attempt += 1;
       this.timer = setTimeout(() => this.connect(), delay * (0.8 + Math.random() * 0.4));
@@ -86,6 +95,11 @@ export class ResumableSocket {
       frame = JSON.parse(text);
     } catch {
       return; // the server only sends JSON; ignore anything else
+    }
+    if (frame.type === 'reconnect') {
+      // The node is restarting: it closes next (1012) and the session resumes elsewhere.
+      this.restarting = true;
+      return;
     }
     const seq = Number(frame.seq) || 0;
     if (seq > 0) {
