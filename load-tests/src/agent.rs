@@ -124,4 +124,9 @@ struct Agent {
     conn: u64,
     /// A failover socket waiting for its first frame: when the old one was lost.
     lost_at: Option<Instant>,
+    /// Customer message ids this agent got live, and in a resumed history (across chats: a
+    /// chat it dropped and got back is the same chat). A message counts as delivered once;
+    /// only a second live copy is a duplicate (a console keys its lines by id).
+    given_live: HashSet<String>,
+    given_history: HashSet<String>,
 }

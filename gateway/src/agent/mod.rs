@@ -103,6 +103,12 @@ async fn serve(
     _permit: ConnectionPermit,
 ) {
     let conn = app.next_conn_id();
+    if app.journal.is_shared() {
+        // Several nodes number an agent's frames each on their own: a `last_seq` from another
+        // node would replay frames of this node it never saw, or skip some. Its chats come
+        // from the log instead, in full.
+        app.agents.forget_detached(&entry.id);
+    }
     let (agent, created) = app.agents.get_or_create(&entry, &app.settings);
     let spec = AgentSpec {
         id: entry.id.clone(),
@@ -419,14 +425,41 @@ pub fn deliver(
     customer_node: Option<String>,
 ) {
     let Some(session) = app.agents.get(agent) else {
-        tracing::warn!(agent, "frame for an agent not on this node");
+        // The agent moved to another node in the meantime: the dispatcher knows which.
+        if app.journal.is_shared() {
+            tokio::spawn(moved::forward(
+                app.clone(),
+                agent.to_string(),
+                frame,
+                customer_node,
+            ));
+        } else {
+            tracing::warn!(agent, "frame for an agent not on this node");
+        }
         return;
     };
     match &frame {
-        AgentServerFrame::Assigned { session: id, .. } => {
+        AgentServerFrame::Assigned {
+            session: id,
+            history,
+            ..
+        } => {
             if let Some(node) = customer_node {
                 session.add_chat(id, &node);
             }
+            for line in history
+                .iter()
+                .filter(|l| l.from == crate::session::Speaker::Customer)
+            {
+                if let Some(msg) = &line.id {
+                    session.first_time(id, msg);
+                }
+            }
+        }
+        AgentServerFrame::Message {
+            session: chat, id, ..
+        } if !session.first_time(chat, id) => {
+            return;
         }
         AgentServerFrame::CustomerLeft { session: id } => session.forget_chat(id),
         AgentServerFrame::Typing { .. } => return session.outbox.emit_ephemeral(&frame),

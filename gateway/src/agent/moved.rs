@@ -56,6 +56,13 @@ pub(super) async fn restore_chats(app: &AppState, agent: &AgentSession) {
             app.node_id.clone()
         };
         agent.add_chat(&session_id, &customer_node);
+        for line in session.transcript() {
+            if line.from == crate::session::Speaker::Customer {
+                if let Some(msg) = &line.id {
+                    agent.first_time(&session_id, msg);
+                }
+            }
+        }
         let mut frame = crate::routing::assigned_frame(&session, &group, 0, true);
         // Messages the agent wrote that the customer's node did not deliver yet are theirs.
         if let crate::protocol::AgentServerFrame::Assigned { history, .. } = &mut frame {
@@ -82,6 +89,36 @@ pub(super) async fn restore_chats(app: &AppState, agent: &AgentSession) {
                 },
             )
             .await;
+    }
+}
+
+/// A frame for an agent that is no longer on this node: sent on to the node the dispatcher
+/// has it on (once; dropped if that is this node or nobody).
+pub(super) async fn forward(
+    app: AppState,
+    agent: String,
+    frame: crate::protocol::AgentServerFrame,
+    customer_node: Option<String>,
+) {
+    let node = match app.dispatcher.snapshot().await {
+        Ok(snapshot) => snapshot
+            .agents
+            .into_iter()
+            .find(|a| a.id == agent)
+            .map(|a| a.node),
+        Err(_) => None,
+    };
+    match node {
+        Some(node) if node != app.node_id => {
+            metrics::counter!("kefu_events_forwarded_total").increment(1);
+            let event = NodeEvent::ToAgent {
+                agent,
+                frame,
+                customer_node,
+            };
+            app.bus.send(&node, event).await;
+        }
+        _ => tracing::info!(agent, "frame for an agent not on this node dropped"),
     }
 }
 

@@ -16,6 +16,8 @@ use crate::roster::AgentEntry;
 
 /// Client message ids remembered per agent, to acknowledge re-sends without relaying twice.
 const SEEN_IDS: usize = 1024;
+/// Customer message ids remembered per agent, to give each to it once.
+const GIVEN_IDS: usize = 4096;
 
 pub struct AgentSession {
     pub entry: AgentEntry,
@@ -31,6 +33,10 @@ struct State {
     frames: FrameBudget,
     /// When `typing` was last relayed per chat (at most one a second); chats' keys only.
     typing_sent_at: HashMap<String, Instant>,
+    /// Customer messages this agent was given (live or in a history), newest last: after a
+    /// takeover the same message can come both in a rebuilt history and live; once is enough.
+    given: HashSet<(String, String)>,
+    given_order: VecDeque<(String, String)>,
 }
 
 impl AgentSession {
@@ -109,6 +115,22 @@ impl AgentSession {
         true
     }
 
+    /// Whether customer message `id` of `session` is new to this agent (and remembers it).
+    pub fn first_time(&self, session: &str, id: &str) -> bool {
+        let mut state = self.lock();
+        let key = (session.to_string(), id.to_string());
+        if !state.given.insert(key.clone()) {
+            return false;
+        }
+        state.given_order.push_back(key);
+        if state.given_order.len() > GIVEN_IDS {
+            if let Some(old) = state.given_order.pop_front() {
+                state.given.remove(&old);
+            }
+        }
+        true
+    }
+
     /// Forgets a message id whose message could not be stored, so a re-send is taken.
     pub fn forget_message(&self, id: &str) {
         let mut state = self.lock();
@@ -157,11 +179,19 @@ impl Agents {
                         seen_order: VecDeque::new(),
                         frames: FrameBudget::new(limits.frames_per_second, limits.frame_burst),
                         typing_sent_at: HashMap::new(),
+                        given: HashSet::new(),
+                        given_order: VecDeque::new(),
                     }),
                 })
             })
             .clone();
         (session, created)
+    }
+
+    /// Forgets the agent's session here if no connection holds it (see `agent::serve`).
+    pub fn forget_detached(&self, id: &str) {
+        self.map
+            .remove_if(id, |_, a| a.outbox.detached_since().is_some());
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<AgentSession>> {

@@ -17,6 +17,10 @@ use tokio::sync::mpsc;
 use crate::dispatch::{Assignment, Backend, DispatchSettings, Ticket};
 use crate::protocol::AgentServerFrame;
 
+/// How long an event nobody received is published again, and how often.
+const REPUBLISH_FOR: Duration = Duration::from_secs(6);
+const REPUBLISH_EVERY: Duration = Duration::from_millis(200);
+
 /// How many events may wait for a node's event task.
 const EVENT_QUEUE: usize = 65_536;
 
@@ -177,7 +181,7 @@ impl Bus {
     /// event, and every relay queued behind it at a peak. (A single publisher task with one
     /// pipeline in flight was tried before: every event then waited for the batch before it.)
     pub async fn send(&self, node: &str, event: NodeEvent) {
-        let Some(mut published) = self.publish(node, event) else {
+        let Some(mut published) = self.publish(node, event, REPUBLISH_FOR) else {
             return;
         };
         // The first poll puts the command in the connection's queue (or in line for it: the
@@ -195,7 +199,8 @@ impl Bus {
     /// connection. An agent must hear that a customer left before the freed slot's next chat
     /// reaches it (that goes through the dispatcher and the new customer's node).
     pub async fn send_confirmed(&self, node: &str, event: NodeEvent) {
-        if let Some(published) = self.publish(node, event) {
+        // Awaited by its caller: no republishing (it would hold the caller for seconds).
+        if let Some(published) = self.publish(node, event, Duration::ZERO) {
             published.await;
         }
     }
@@ -205,6 +210,7 @@ impl Bus {
         &self,
         node: &str,
         event: NodeEvent,
+        republish_for: Duration,
     ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
         if node == &*self.node || self.remote.is_none() {
             self.send_local(event);
@@ -222,12 +228,23 @@ impl Bus {
         let channel = format!("{prefix}{node}");
         let node = node.to_string();
         Some(Box::pin(async move {
-            let answer: Result<i64, _> = redis::cmd("PUBLISH")
-                .arg(&channel)
-                .arg(payload)
-                .query_async(&mut conn)
-                .await;
-            check_published(&node, answer);
+            // Nobody listening is a node restarting or its subscriber reconnecting (Redis
+            // restarted): try again for a few seconds rather than lose the event; the
+            // receivers drop what they already have (message ids).
+            let deadline = tokio::time::Instant::now() + republish_for;
+            loop {
+                let answer: Result<i64, _> = redis::cmd("PUBLISH")
+                    .arg(&channel)
+                    .arg(&payload)
+                    .query_async(&mut conn)
+                    .await;
+                let delivered = matches!(answer, Ok(n) if n > 0);
+                if delivered || tokio::time::Instant::now() >= deadline {
+                    return check_published(&node, answer);
+                }
+                metrics::counter!("kefu_bus_republished_total").increment(1);
+                tokio::time::sleep(REPUBLISH_EVERY).await;
+            }
         }))
     }
 

@@ -30,6 +30,8 @@ pub async fn run(ctx: Arc<AgentCtx>, spec: AgentSpec, mut stop: watch::Receiver<
         timer_seq: 0,
         next_msg: 0,
         unacked: Default::default(),
+        given_live: Default::default(),
+        given_history: Default::default(),
         node,
         last_seq: 0,
         conn: 0,
@@ -244,14 +246,17 @@ impl Agent {
                     if let Some(chat) = f.session.as_ref().and_then(|s| self.chats.get_mut(s)) {
                         chat.seen.insert(id.clone());
                     }
-                    *self
-                        .ctx
-                        .shared
-                        .tally()
-                        .ledger
-                        .to_agent_seen
-                        .entry(id)
-                        .or_default() += 1;
+                    let twice_live = !self.given_live.insert(id.clone());
+                    if twice_live || !self.given_history.contains(&id) {
+                        *self
+                            .ctx
+                            .shared
+                            .tally()
+                            .ledger
+                            .to_agent_seen
+                            .entry(id)
+                            .or_default() += 1;
+                    }
                 }
             }
             "ack" => {
@@ -308,7 +313,9 @@ impl Agent {
                 // A customer message first seen in a resumed history reached the agent: it
                 // counts once. In a first assignment the history is what the bot heard.
                 "customer" => {
-                    let first_time = chat.seen.insert(id.clone());
+                    chat.seen.insert(id.clone());
+                    let first_time =
+                        !self.given_live.contains(id) && self.given_history.insert(id.clone());
                     if first_time && f.resumed {
                         *t.ledger.to_agent_seen.entry(id.clone()).or_default() += 1;
                     }
