@@ -12,13 +12,8 @@ use crate::session::{rebuild, SessionLog, SessionState};
 
 pub(super) async fn restore_chats(app: &AppState, agent: &AgentSession) {
     let id = agent.id();
-    let sessions = match app.dispatcher.snapshot().await {
-        Ok(snapshot) => snapshot
-            .agents
-            .into_iter()
-            .find(|a| a.id == id)
-            .map(|a| a.sessions)
-            .unwrap_or_default(),
+    let sessions = match app.dispatcher.agent_chats(id).await {
+        Ok((sessions, _)) => sessions,
         Err(err) => {
             tracing::error!(error = %err, "cannot read the agent's chats");
             return;
@@ -100,12 +95,8 @@ pub(super) async fn forward(
     frame: crate::protocol::AgentServerFrame,
     customer_node: Option<String>,
 ) {
-    let node = match app.dispatcher.snapshot().await {
-        Ok(snapshot) => snapshot
-            .agents
-            .into_iter()
-            .find(|a| a.id == agent)
-            .map(|a| a.node),
+    let node = match app.dispatcher.agent_chats(&agent).await {
+        Ok((_, node)) => node,
         Err(_) => None,
     };
     match node {

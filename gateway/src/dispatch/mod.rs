@@ -273,6 +273,21 @@ pub trait Dispatcher: Send + Sync {
     async fn reap(&self, grace_ms: u64) -> Result<Requeued, DispatchError>;
     /// Queue lengths and agents.
     async fn snapshot(&self) -> Result<Snapshot, DispatchError>;
+    /// The sessions assigned to `agent` and the node of its socket, without a whole
+    /// [`Dispatcher::snapshot`] (an agent connecting on a node that has not served it; a frame
+    /// for an agent that moved). Unknown agent: nothing.
+    async fn agent_chats(
+        &self,
+        agent: &str,
+    ) -> Result<(Vec<String>, Option<String>), DispatchError> {
+        let snapshot = self.snapshot().await?;
+        Ok(snapshot
+            .agents
+            .into_iter()
+            .find(|a| a.id == agent)
+            .map(|a| (a.sessions, Some(a.node)))
+            .unwrap_or_default())
+    }
 }
 
 /// The queue sort key shared by both backends (a Redis ZSET score, exact below 2^53).

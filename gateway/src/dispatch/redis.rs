@@ -281,6 +281,26 @@ impl Dispatcher for RedisDispatcher {
         Ok(r.requeued())
     }
 
+    async fn agent_chats(
+        &self,
+        agent: &str,
+    ) -> Result<(Vec<String>, Option<String>), DispatchError> {
+        // Two reads of one agent's keys: the snapshot script walks every agent and queue,
+        // and at a peak that blocked Redis for everyone.
+        let mut conn = self.conn.clone();
+        let mut sessions: Vec<String> = ::redis::cmd("SMEMBERS")
+            .arg(format!("{}:chats:{agent}", self.base))
+            .query_async(&mut conn)
+            .await?;
+        sessions.sort();
+        let node: Option<String> = ::redis::cmd("HGET")
+            .arg(format!("{}:agent:{agent}", self.base))
+            .arg("node")
+            .query_async(&mut conn)
+            .await?;
+        Ok((sessions, node))
+    }
+
     async fn snapshot(&self) -> Result<Snapshot, DispatchError> {
         let raw: (Vec<String>, Vec<Vec<String>>) =
             self.call(&self.scripts.view, &["snapshot"]).await?;

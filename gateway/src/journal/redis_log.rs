@@ -24,6 +24,9 @@ use crate::dispatch::DispatchSettings;
 use crate::store::crypto::Aad;
 use crate::store::KeyRing;
 
+/// Entries sealed on the runtime thread at most per commit (see `seal_groups`).
+const INLINE_SEAL: usize = 64;
+
 /// How long a log outlives its last append.
 const LOG_TTL: Duration = Duration::from_secs(24 * 3600);
 
@@ -35,8 +38,8 @@ local mode = ARGV[1]
 if mode == 'c' then
   local cur = redis.call('GET', KEYS[2])
   if not cur then
-    redis.call('SET', KEYS[3], 1)
-    redis.call('SET', KEYS[2], ARGV[2])
+    redis.call('SET', KEYS[3], 1, 'PX', ARGV[3])
+    redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
   elseif cur ~= ARGV[2] then
     return 0
   end
@@ -48,10 +51,45 @@ end
 for i = 4, #ARGV do
   redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-redis.call('PEXPIRE', KEYS[3], ARGV[3])
+if mode == 'c' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 return 1
+";
+
+/// [`APPEND`] for many groups in one call (one Redis, not a Cluster: the keys span slots).
+/// KEYS: log, lease, epoch per group; ARGV: ttl, then per group mode, owner, count, entries.
+/// Replies one status per group, in order.
+const APPEND_MANY: &str = r"
+local ttl = ARGV[1]
+local a = 2
+local out = {}
+for g = 0, (#KEYS / 3) - 1 do
+  local log, lease, epoch = KEYS[3 * g + 1], KEYS[3 * g + 2], KEYS[3 * g + 3]
+  local mode, owner, n = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  local first = a + 3
+  a = first + n
+  local ok = 1
+  if mode == 'c' then
+    local cur = redis.call('GET', lease)
+    if not cur then
+      redis.call('SET', epoch, 1, 'PX', ttl)
+      redis.call('SET', lease, owner, 'PX', ttl)
+    elseif cur ~= owner then
+      ok = 0
+    end
+  elseif mode == 'o' then
+    if redis.call('GET', lease) ~= owner then ok = 0 end
+  elseif redis.call('EXISTS', log) == 0 then
+    ok = -1
+  end
+  if ok == 1 then
+    for i = first, first + n - 1 do
+      redis.call('XADD', log, '*', 'e', ARGV[i])
+    end
+    if mode == 'c' then redis.call('PEXPIRE', log, ttl) end
+  end
+  out[g + 1] = ok
+end
+return out
 ";
 
 /// Takes the lease for `ARGV[1]` with the next epoch, if the log exists. Replies the epoch,
@@ -70,6 +108,7 @@ pub(crate) struct RedisLog {
     prefix: Arc<str>,
     keys: Option<Arc<KeyRing>>,
     append: Arc<Script>,
+    append_many: Arc<Script>,
     take: Arc<Script>,
     take_from: Arc<Script>,
 }
@@ -103,6 +142,7 @@ impl RedisLog {
             prefix: settings.key_prefix.as_str().into(),
             keys,
             append: Arc::new(Script::new(APPEND)),
+            append_many: Arc::new(Script::new(APPEND_MANY)),
             take: Arc::new(Script::new(TAKE)),
             take_from: Arc::new(Script::new(super::owners::TAKE_FROM)),
         })
@@ -177,7 +217,8 @@ impl RedisLog {
                 (s.to_string(), bodies)
             })
             .collect();
-        let sealed = tokio::task::spawn_blocking(move || {
+        let entries: usize = work.iter().flat_map(|(_, l)| l.iter().map(Vec::len)).sum();
+        let seal = move || {
             work.into_iter()
                 .map(|(session, lists)| {
                     let lists = lists
@@ -195,9 +236,17 @@ impl RedisLog {
                     lists.map(|l| (session, l))
                 })
                 .collect::<Result<Vec<_>, _>>()
-        })
-        .await
-        .map_err(|_| JournalError::Unavailable("blocking pool closed".into()))?
+        };
+        // AES-GCM of a few small entries takes microseconds: a trip to the blocking pool per
+        // commit cost more (a thread hand-off each time, and at a peak a crowd of pool threads
+        // competing with the runtime for two cores). Large commits still go to the pool.
+        let sealed = if entries <= INLINE_SEAL {
+            seal()
+        } else {
+            tokio::task::spawn_blocking(seal)
+                .await
+                .map_err(|_| JournalError::Unavailable("blocking pool closed".into()))?
+        }
         .map_err(|e| JournalError::Unavailable(e.to_string()))?;
         for (session, lists) in sealed {
             if let Some(list) = groups.get_mut(session.as_str()) {
@@ -251,6 +300,73 @@ impl RedisLog {
                     return Err(JournalError::Fenced);
                 }
                 Ok(_) => return Err(JournalError::NoLog),
+                Err(err) => {
+                    metrics::counter!("kefu_journal_errors_total").increment(1);
+                    tracing::warn!(%err, "conversation log append failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// Whether one script may touch every session's keys (one Redis, not a Cluster).
+    pub(super) fn is_single(&self) -> bool {
+        matches!(self.conn, Conn::Single(_))
+    }
+
+    /// Appends many groups in one script call (see [`APPEND_MANY`]), retrying Redis errors.
+    /// On one Redis this costs one call per commit instead of one per session: the per-call
+    /// overhead of a script, not the appends, was most of Redis's time at a sale-day peak.
+    pub(super) async fn append_many_with_retry(
+        &self,
+        node: &str,
+        groups: &[(&str, Fence, &[String])],
+    ) -> Vec<Result<(), JournalError>> {
+        let mut delay = Duration::from_millis(20);
+        loop {
+            let mut invocation = self.append_many.prepare_invoke();
+            invocation.arg(LOG_TTL.as_millis() as u64);
+            for (session, fence, bodies) in groups {
+                let keys = self.keys(session);
+                let (mode, owner) = match fence {
+                    Fence::Create => ("c", format!("{node}:1")),
+                    Fence::Owner(epoch) => ("o", format!("{node}:{epoch}")),
+                    Fence::Input => ("i", String::new()),
+                };
+                invocation
+                    .key(&keys.log)
+                    .key(&keys.lease)
+                    .key(&keys.epoch)
+                    .arg(mode)
+                    .arg(owner)
+                    .arg(bodies.len());
+                for b in bodies.iter() {
+                    invocation.arg(b);
+                }
+            }
+            let mut conn = self.conn.clone();
+            match invocation.invoke_async::<Vec<i64>>(&mut conn).await {
+                Ok(answers) if answers.len() == groups.len() => {
+                    return answers
+                        .into_iter()
+                        .map(|a| match a {
+                            1 => Ok(()),
+                            0 => {
+                                metrics::counter!("kefu_journal_fenced_total").increment(1);
+                                Err(JournalError::Fenced)
+                            }
+                            _ => Err(JournalError::NoLog),
+                        })
+                        .collect();
+                }
+                Ok(_) => {
+                    tracing::error!("conversation log script answered the wrong count");
+                    return groups
+                        .iter()
+                        .map(|_| Err(JournalError::Unavailable("bad answer".into())))
+                        .collect();
+                }
                 Err(err) => {
                     metrics::counter!("kefu_journal_errors_total").increment(1);
                     tracing::warn!(%err, "conversation log append failed; retrying");

@@ -16,6 +16,8 @@ use crate::store::LogRow;
 
 /// Appends taken into one commit at most.
 const MAX_BATCH: usize = 1024;
+/// Groups per script call on one Redis (a call runs alone in Redis: keep it short).
+const MANY_PER_CALL: usize = 128;
 
 pub(super) async fn run(
     backend: Backend,
@@ -119,7 +121,13 @@ async fn commit_redis(
         });
         let fence = append.fence;
         match groups.last_mut() {
-            Some(g) if g.fence == fence || append.body.is_none() => {
+            // A new session's first entries (the opening, its greeting) go in one script: the
+            // creating append leaves the lease at epoch 1, which is what they are fenced on.
+            Some(g)
+                if g.fence == fence
+                    || append.body.is_none()
+                    || (g.fence == Fence::Create && fence == Fence::Owner(1)) =>
+            {
                 g.members.push(i);
                 if let Some(b) = &append.body {
                     g.bodies.push(b.clone());
@@ -146,6 +154,43 @@ async fn commit_redis(
             .map(|_| Err(JournalError::Unavailable("encryption failed".into())))
             .collect();
     }
+    if log.is_single() {
+        let mut calls: Vec<(&str, Fence, &[String])> = Vec::new();
+        let mut members: Vec<&[usize]> = Vec::new();
+        let mut creates: Vec<&str> = Vec::new();
+        for session in &order {
+            for group in by_session.get(session).map(Vec::as_slice).unwrap_or(&[]) {
+                if group.bodies.is_empty() {
+                    continue; // barriers only: nothing to write
+                }
+                if group.fence == Fence::Create {
+                    creates.push(session);
+                }
+                calls.push((session, group.fence, &group.bodies));
+                members.push(&group.members);
+            }
+        }
+        for chunk in (0..calls.len()).collect::<Vec<_>>().chunks(MANY_PER_CALL) {
+            let slice: Vec<(&str, Fence, &[String])> = chunk.iter().map(|&i| calls[i]).collect();
+            let results = log.append_many_with_retry(node, &slice).await;
+            for (&i, result) in chunk.iter().zip(results) {
+                for &m in members[i] {
+                    outcomes[m] = result.clone();
+                }
+            }
+        }
+        // Barriers (and groups of only barriers) keep Ok: they follow what was committed.
+        if !creates.is_empty() {
+            let (log, node) = (log.clone(), node.to_string());
+            let creates: Vec<String> = creates.into_iter().map(str::to_string).collect();
+            tokio::spawn(async move {
+                for session in creates {
+                    log.note_owner(&node, &session).await;
+                }
+            });
+        }
+        return outcomes;
+    }
     let runs = order.iter().map(|session| {
         let groups = by_session.get(session).map(Vec::as_slice).unwrap_or(&[]);
         async move {
@@ -158,7 +203,10 @@ async fn commit_redis(
                         .await
                 };
                 if group.fence == Fence::Create && result.is_ok() {
-                    log.note_owner(node, session).await;
+                    // The owner index is for takeovers after a crash: not worth a round trip
+                    // before the greeting.
+                    let (log, node, session) = (log.clone(), node.to_string(), session.to_string());
+                    tokio::spawn(async move { log.note_owner(&node, &session).await });
                 }
                 results.push((group, result));
             }

@@ -11,6 +11,12 @@ pub async fn run_once(app: &AppState) -> u64 {
     };
     let days = app.settings.store.retention_days;
     let cutoff = now_ms().saturating_sub(days.saturating_mul(86_400_000));
+    // Questions the bot missed are kept under the same rule as the conversations they came from.
+    match store.purge_misses_before(cutoff).await {
+        Ok(n) if n > 0 => tracing::info!(deleted = n, "retention: old missed questions deleted"),
+        Ok(_) => {}
+        Err(err) => tracing::error!(error = %err, "retention of missed questions failed"),
+    }
     match store.purge_older_than(cutoff).await {
         Ok(deleted) => {
             metrics::counter!("kefu_retention_deleted_total").increment(deleted);

@@ -126,21 +126,25 @@ async fn check_sla(app: &AppState) {
         let Some((agent, agent_node, waiting)) = due else {
             continue;
         };
-        // Only the owner warns: a node that was paused past a takeover learns it here.
+        // Only the owner warns: a node that was paused past a takeover learns it here (on a
+        // task of its own: the scan does not wait for the log).
         session.checkpoint();
-        if session.sync().await.is_err() {
-            continue;
-        }
-        metrics::counter!("kefu_sla_warnings_total").increment(1);
-        let frame = AgentServerFrame::SlaWarning {
-            session: session.id.to_string(),
-            waiting_s: waiting.as_secs(),
-        };
-        let event = NodeEvent::ToAgent {
-            agent,
-            frame,
-            customer_node: None,
-        };
-        app.bus.send(&agent_node, event).await;
+        let bus = app.bus.clone();
+        tokio::spawn(async move {
+            if session.sync().await.is_err() {
+                return;
+            }
+            metrics::counter!("kefu_sla_warnings_total").increment(1);
+            let frame = AgentServerFrame::SlaWarning {
+                session: session.id.to_string(),
+                waiting_s: waiting.as_secs(),
+            };
+            let event = NodeEvent::ToAgent {
+                agent,
+                frame,
+                customer_node: None,
+            };
+            bus.send(&agent_node, event).await;
+        });
     }
 }
