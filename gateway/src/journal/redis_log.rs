@@ -25,7 +25,7 @@ use crate::store::crypto::Aad;
 use crate::store::KeyRing;
 
 /// Entries sealed on the runtime thread at most per commit (see `seal_groups`).
-const INLINE_SEAL: usize = 256;
+const INLINE_SEAL: usize = 64;
 
 /// How long a log outlives its last append.
 const LOG_TTL: Duration = Duration::from_secs(24 * 3600);

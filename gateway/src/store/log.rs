@@ -18,9 +18,6 @@ pub struct LogRow {
     pub body: String,
 }
 
-/// Rows sealed on the runtime thread at most per commit.
-const INLINE_SEAL: usize = 256;
-
 fn aad<'a>(session: &'a str, n: &'a str) -> Aad<'a> {
     Aad {
         table: "kefu_log",
@@ -41,14 +38,9 @@ impl Store {
             return Ok(());
         }
         let ring = self.keys.clone();
-        // A few small entries seal in microseconds: cheaper here than a trip to the pool.
-        let sealed = if rows.len() <= INLINE_SEAL {
-            seal(&ring, rows)?
-        } else {
-            tokio::task::spawn_blocking(move || seal(&ring, rows))
-                .await
-                .map_err(|_| StoreError::PoolClosed)??
-        };
+        let sealed = tokio::task::spawn_blocking(move || seal(&ring, rows))
+            .await
+            .map_err(|_| StoreError::PoolClosed)??;
         let mut tx = self.pool.begin().await?;
         for (session, n, body) in &sealed {
             sqlx::query("INSERT INTO kefu_log (session, n, body_enc) VALUES ($1, $2, $3)")
