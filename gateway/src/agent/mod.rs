@@ -278,7 +278,6 @@ async fn on_frame(app: &AppState, agent: &AgentSession, frame: AgentFrame) {
             }
             let fresh = agent.remember_message(&msg_id);
             if fresh {
-                // Durable before the ack: whichever node serves the customer delivers it.
                 let entry = crate::journal::Entry::AgentMessage {
                     agent: id.to_string(),
                     name: agent.entry.name.clone(),
@@ -286,25 +285,29 @@ async fn on_frame(app: &AppState, agent: &AgentSession, frame: AgentFrame) {
                     text: text.clone(),
                     at_ms: crate::session::now_ms(),
                 };
+                // The customer's node writes the delivery to the log itself (fenced by its
+                // lease) before the customer sees it, so the message goes out at once; the
+                // copy written here is what the ack stands on: if that node is gone, whichever
+                // node serves the customer next delivers it from the log, once (by id).
+                let event = CustomerEvent::AgentMessage {
+                    agent: id.to_string(),
+                    id: msg_id.clone(),
+                    text,
+                };
+                let to_customer = NodeEvent::ToCustomer {
+                    session: session.clone(),
+                    event,
+                };
+                app.bus.send(&customer_node, to_customer).await;
                 if let Err(err) = app.journal.append_input(&session, &entry).await {
                     agent.forget_message(&msg_id);
                     return moved::not_stored(agent, &session, msg_id, err);
                 }
             }
             agent.outbox.emit(&AgentServerFrame::Ack {
-                id: msg_id.clone(),
+                id: msg_id,
                 duplicate: !fresh,
             });
-            if fresh {
-                let event = CustomerEvent::AgentMessage {
-                    agent: id.to_string(),
-                    id: msg_id,
-                    text,
-                };
-                app.bus
-                    .send(&customer_node, NodeEvent::ToCustomer { session, event })
-                    .await;
-            }
         }
         AgentFrame::Typing { session } => {
             let node = agent.customer_node(&session);

@@ -253,14 +253,14 @@ async fn bot_reply(
             session.with_conversation(|c| c.unanswered = 0);
             app.kb.answered(session, &text, outcome, &entry.id); // kb: figures, misses
             session.offer([entry.id.as_str()]);
-            session.record(Speaker::Bot, &entry.answer, Some(entry.id.clone()));
-            session.emit(&ServerFrame::BotAnswer {
+            let frame = ServerFrame::BotAnswer {
                 reply_to: Some(id),
                 entry_id: entry.id.clone(),
                 text: entry.answer.clone(),
                 score: best.score,
                 confidence: outcome.confidence,
-            });
+            };
+            session.emit_recorded(&frame, Speaker::Bot, &entry.answer, Some(entry.id.clone()));
         }
         _ if queued => return,
         (faq_index::Decision::Suggest, Some(_)) => {
@@ -324,14 +324,14 @@ fn pick(app: &AppState, session: &Session, entry_id: String) {
         c.last_category = Some(entry.category.clone());
     });
     app.kb.picked(session, &entry.id); // kb: figures
-    session.record(Speaker::Bot, &entry.answer, Some(entry.id.clone()));
-    session.emit(&ServerFrame::BotAnswer {
+    let frame = ServerFrame::BotAnswer {
         reply_to: None,
         entry_id: entry.id.clone(),
         text: entry.answer.clone(),
         score: 1.0,
         confidence: 1.0,
-    });
+    };
+    session.emit_recorded(&frame, Speaker::Bot, &entry.answer, Some(entry.id.clone()));
 }
 
 /// Moves the session to the queue for a human of `group` and tells the customer.

@@ -19,8 +19,15 @@ pub enum Entry {
         created_ms: u64,
         token: String,
     },
-    /// A numbered frame the customer was (or is about to be) sent, as written on the wire.
-    Frame { seq: u64, text: String },
+    /// A numbered frame the customer was (or is about to be) sent, as written on the wire,
+    /// with the transcript line it delivers, if any: one entry, so that a crash can never
+    /// keep the line (which marks an agent's message delivered) without the frame.
+    Frame {
+        seq: u64,
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        line: Option<TranscriptEntry>,
+    },
     /// A transcript line (customer, bot, agent or system).
     Line { line: TranscriptEntry },
     /// The session's state and the conversation facts that outlive a node.

@@ -1,14 +1,25 @@
-//! The journal's writer: one task per node, one commit at a time, each commit taking every
-//! append that arrived meanwhile (group commit). A failed commit is retried (with backoff)
-//! until it succeeds: what it carries was not acknowledged to anyone yet, and nothing after it
-//! may become durable before it, so waiting is the only way that loses nothing. Acks wait
-//! meanwhile, and new customer messages are refused once the backlog is long.
+//! The journal's writer: one task per node. Appends are committed in groups (everything that
+//! arrived while earlier commits ran goes in one commit), and on Redis up to
+//! [`REDIS_IN_FLIGHT`] commits run at once, so an append waits for about one round trip
+//! rather than for the rest of the commit before it plus its own.
+//!
+//! Order is kept per session, which is the only order the log promises: a session with a
+//! commit in flight has its later appends held back until that commit is answered, so even a
+//! retried commit can never land after a later one of the same session. A barrier (an
+//! append without a body) of such a session with nothing held before it rides along with
+//! that commit and is answered with it.
+//!
+//! A failed commit is retried (with backoff) until it succeeds: what it carries was not
+//! acknowledged to anyone yet, and nothing after it of the same session may become durable
+//! before it, so waiting is the only way that loses nothing. Acks wait meanwhile, and new
+//! customer messages are refused once the backlog is long.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 
 use super::{Append, Backend, Done, Fence, JournalError};
@@ -18,31 +29,140 @@ use crate::store::LogRow;
 const MAX_BATCH: usize = 1024;
 /// Groups per script call on one Redis (a call runs alone in Redis: keep it short).
 const MANY_PER_CALL: usize = 128;
+/// Commits on their way to Redis at once. Two halve an append's wait at a peak (it no longer
+/// waits for the commit before it to finish); more would mostly split the same work into more
+/// script calls. The store (one SQLite writer) takes one at a time.
+const REDIS_IN_FLIGHT: usize = 2;
+
+/// One commit on its way: its appends, and barriers that ride along (session, done).
+struct Commit {
+    id: u64,
+    batch: Vec<Append>,
+    riders: Vec<(Arc<str>, Done)>,
+}
 
 pub(super) async fn run(
     backend: Backend,
     mut rx: mpsc::UnboundedReceiver<Append>,
     pending: Arc<AtomicUsize>,
     node: Arc<str>,
-    mut next_n: u64,
+    next_n: u64,
 ) {
-    let mut batch: Vec<Append> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(append) => batch.push(append),
-                Err(_) => break,
+    let depth = match backend {
+        Backend::Store(_) => 1,
+        Backend::Redis(_) => REDIS_IN_FLIGHT,
+    };
+    let next_n = Arc::new(std::sync::Mutex::new(next_n));
+    let mut held: VecDeque<Append> = VecDeque::new();
+    // Session -> the commit in flight that carries it.
+    let mut busy: HashMap<Arc<str>, u64> = HashMap::new();
+    let mut riders: HashMap<u64, Vec<(Arc<str>, Done)>> = HashMap::new();
+    let mut in_flight = FuturesUnordered::new();
+    let mut next_id = 0u64;
+    let mut open = true;
+    loop {
+        while in_flight.len() < depth {
+            let batch = take_batch(&mut held, &mut rx, &busy, &mut riders, &pending);
+            if batch.is_empty() {
+                break;
+            }
+            next_id += 1;
+            for a in &batch {
+                busy.insert(a.session.clone(), next_id);
+            }
+            let (backend, node, next_n) = (backend.clone(), node.clone(), next_n.clone());
+            let id = next_id;
+            in_flight.push(async move {
+                let mut batch = batch;
+                let started = Instant::now();
+                let outcomes = commit(&backend, &mut batch, &node, &next_n).await;
+                metrics::histogram!("kefu_journal_commit_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                metrics::histogram!("kefu_journal_batch_entries").record(batch.len() as f64);
+                (id, batch, outcomes)
+            });
+        }
+        if in_flight.is_empty() {
+            if !open && held.is_empty() {
+                return;
+            }
+            match rx.recv().await {
+                Some(append) => held.push_back(append),
+                None => open = false,
+            }
+            continue;
+        }
+        tokio::select! {
+            Some((id, batch, outcomes)) = in_flight.next() => {
+                let commit = Commit { id, batch, riders: riders.remove(&id).unwrap_or_default() };
+                settle(commit, outcomes, &mut busy);
+            }
+            append = rx.recv(), if open => match append {
+                Some(append) => held.push_back(append),
+                None => open = false,
+            },
+        }
+    }
+}
+
+/// Takes the next commit's appends: the held ones first, then what waits in the channel, in
+/// order, leaving (in order) those of sessions with a commit in flight. A barrier of such a
+/// session with nothing of it held before rides with that commit instead.
+fn take_batch(
+    held: &mut VecDeque<Append>,
+    rx: &mut mpsc::UnboundedReceiver<Append>,
+    busy: &HashMap<Arc<str>, u64>,
+    riders: &mut HashMap<u64, Vec<(Arc<str>, Done)>>,
+    pending: &AtomicUsize,
+) -> Vec<Append> {
+    let mut batch = Vec::new();
+    let mut still_held = VecDeque::new();
+    let mut holding: HashSet<Arc<str>> = HashSet::new();
+    while batch.len() < MAX_BATCH {
+        let Some(append) = held.pop_front().or_else(|| rx.try_recv().ok()) else {
+            break;
+        };
+        match busy.get(&append.session) {
+            None => batch.push(append),
+            Some(&commit) if append.body.is_none() && !holding.contains(&append.session) => {
+                if let Some(done) = append.done {
+                    riders
+                        .entry(commit)
+                        .or_default()
+                        .push((append.session, done));
+                }
+                pending.fetch_sub(1, Ordering::Relaxed);
+            }
+            Some(_) => {
+                holding.insert(append.session.clone());
+                still_held.push_back(append);
             }
         }
-        pending.fetch_sub(batch.len(), Ordering::Relaxed);
-        let started = Instant::now();
-        let outcomes = commit(&backend, &batch, &node, &mut next_n).await;
-        metrics::histogram!("kefu_journal_commit_seconds").record(started.elapsed().as_secs_f64());
-        metrics::histogram!("kefu_journal_batch_entries").record(batch.len() as f64);
-        for (append, outcome) in batch.drain(..).zip(outcomes) {
-            finish(append.done, outcome);
+    }
+    // What could not be looked at (a full batch) stays behind what was held.
+    still_held.extend(held.drain(..));
+    *held = still_held;
+    pending.fetch_sub(batch.len(), Ordering::Relaxed);
+    batch
+}
+
+/// Answers a commit's appends and riders, and frees its sessions for the next commits.
+fn settle(
+    commit: Commit,
+    outcomes: Vec<Result<(), JournalError>>,
+    busy: &mut HashMap<Arc<str>, u64>,
+) {
+    let mut last: HashMap<Arc<str>, Result<(), JournalError>> = HashMap::new();
+    for (append, outcome) in commit.batch.into_iter().zip(outcomes) {
+        if busy.get(&append.session) == Some(&commit.id) {
+            busy.remove(&append.session);
         }
+        last.insert(append.session.clone(), outcome.clone());
+        finish(append.done, outcome);
+    }
+    for (session, done) in commit.riders {
+        let outcome = last.get(&session).cloned().unwrap_or(Ok(()));
+        finish(Some(done), outcome);
     }
 }
 
@@ -59,15 +179,19 @@ fn finish(done: Option<Done>, outcome: Result<(), JournalError>) {
 
 async fn commit(
     backend: &Backend,
-    batch: &[Append],
+    batch: &mut [Append],
     node: &str,
-    next_n: &mut u64,
+    next_n: &std::sync::Mutex<u64>,
 ) -> Vec<Result<(), JournalError>> {
     match backend {
         Backend::Store(store) => {
             let mut delay = Duration::from_millis(20);
+            // One store commit at a time (see REDIS_IN_FLIGHT): the numbers cannot race.
+            let first = *next_n
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             loop {
-                let mut n = *next_n;
+                let mut n = first;
                 let rows: Vec<LogRow> = batch
                     .iter()
                     .filter_map(|a| {
@@ -82,7 +206,9 @@ async fn commit(
                     .collect();
                 match store.append_log(rows).await {
                     Ok(()) => {
-                        *next_n = n;
+                        *next_n
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = n;
                         return batch.iter().map(|_| Ok(())).collect();
                     }
                     Err(err) => {
@@ -109,12 +235,15 @@ pub(super) struct Group {
 /// on the multiplexed connection (on a Cluster, each to its shard).
 async fn commit_redis(
     log: &super::RedisLog,
-    batch: &[Append],
+    batch: &mut [Append],
     node: &str,
 ) -> Vec<Result<(), JournalError>> {
     let mut by_session: HashMap<&str, Vec<Group>> = HashMap::new();
     let mut order: Vec<&str> = Vec::new();
-    for (i, append) in batch.iter().enumerate() {
+    let count = batch.len();
+    for (i, append) in batch.iter_mut().enumerate() {
+        // Moved, not copied: the commit is the body's last use (retries reuse the groups).
+        let body = append.body.take();
         let groups = by_session.entry(&append.session).or_insert_with(|| {
             order.push(&append.session);
             Vec::new()
@@ -125,17 +254,15 @@ async fn commit_redis(
             // creating append leaves the lease at epoch 1, which is what they are fenced on.
             Some(g)
                 if g.fence == fence
-                    || append.body.is_none()
+                    || body.is_none()
                     || (g.fence == Fence::Create && fence == Fence::Owner(1)) =>
             {
                 g.members.push(i);
-                if let Some(b) = &append.body {
-                    g.bodies.push(b.clone());
-                }
+                g.bodies.extend(body);
             }
             _ => groups.push(Group {
                 fence,
-                bodies: append.body.iter().cloned().collect(),
+                bodies: body.into_iter().collect(),
                 members: vec![i],
             }),
         }
@@ -147,7 +274,7 @@ async fn commit_redis(
             false
         }
     };
-    let mut outcomes: Vec<Result<(), JournalError>> = vec![Ok(()); batch.len()];
+    let mut outcomes: Vec<Result<(), JournalError>> = vec![Ok(()); count];
     if !sealed {
         return outcomes
             .iter()
@@ -170,13 +297,27 @@ async fn commit_redis(
                 members.push(&group.members);
             }
         }
-        for chunk in (0..calls.len()).collect::<Vec<_>>().chunks(MANY_PER_CALL) {
-            let slice: Vec<(&str, Fence, &[String])> = chunk.iter().map(|&i| calls[i]).collect();
-            let results = log.append_many_with_retry(node, &slice).await;
-            for (&i, result) in chunk.iter().zip(results) {
-                for &m in members[i] {
-                    outcomes[m] = result.clone();
-                }
+        // The calls of one commit go out together (pipelined on the connection, answered in
+        // order). A session's groups stay in one call, so a retried call cannot reorder them.
+        let mut chunks: Vec<&[(&str, Fence, &[String])]> = Vec::new();
+        let mut from = 0;
+        for i in 1..=calls.len() {
+            let cut =
+                i == calls.len() || (i - from >= MANY_PER_CALL && calls[i].0 != calls[i - 1].0);
+            if cut {
+                chunks.push(&calls[from..i]);
+                from = i;
+            }
+        }
+        let answers = futures_util::future::join_all(
+            chunks
+                .iter()
+                .map(|slice| log.append_many_with_retry(node, slice)),
+        )
+        .await;
+        for (i, result) in answers.into_iter().flatten().enumerate() {
+            for &m in members[i] {
+                outcomes[m] = result.clone();
             }
         }
         // Barriers (and groups of only barriers) keep Ok: they follow what was committed.
@@ -224,3 +365,83 @@ async fn commit_redis(
 }
 
 pub(super) use Group as LogGroup;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::oneshot;
+
+    fn append(session: &str, body: Option<&str>) -> Append {
+        Append {
+            session: session.into(),
+            fence: Fence::Owner(1),
+            body: body.map(str::to_string),
+            done: None,
+        }
+    }
+
+    fn barrier(session: &str) -> (Append, oneshot::Receiver<Result<(), JournalError>>) {
+        let (tx, rx) = oneshot::channel();
+        let mut a = append(session, None);
+        a.done = Some(Done::Signal(tx));
+        (a, rx)
+    }
+
+    fn bodies(batch: &[Append]) -> Vec<String> {
+        batch
+            .iter()
+            .map(|a| format!("{}:{}", a.session, a.body.as_deref().unwrap_or("|")))
+            .collect()
+    }
+
+    #[test]
+    fn a_session_with_a_commit_in_flight_waits_in_order_and_its_barrier_rides_along() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let pending = AtomicUsize::new(0);
+        let (ride, mut ride_rx) = barrier("a");
+        for a in [append("a", Some("a2")), append("b", Some("b1"))] {
+            tx.send(a).unwrap();
+        }
+        let mut held = VecDeque::from([ride]);
+        tx.send(append("a", Some("a3"))).unwrap();
+        let (late, mut late_rx) = barrier("a");
+        tx.send(late).unwrap();
+        pending.store(5, Ordering::Relaxed);
+        let busy = HashMap::from([(Arc::<str>::from("a"), 7u64)]);
+        let mut riders = HashMap::new();
+
+        let batch = take_batch(&mut held, &mut rx, &busy, &mut riders, &pending);
+        // "a" is in commit 7: only "b" goes; the first barrier rides with commit 7, the one
+        // behind a held append of "a" waits with it.
+        assert_eq!(bodies(&batch), ["b:b1"]);
+        assert_eq!(riders.get(&7).map(Vec::len), Some(1));
+        assert_eq!(
+            bodies(held.make_contiguous()),
+            ["a:a2", "a:a3", "a:|"],
+            "held in their order"
+        );
+        assert_eq!(
+            pending.load(Ordering::Relaxed),
+            3,
+            "taken ones leave the backlog"
+        );
+
+        // Commit 7 answers: its rider hears Fenced with it; "a" goes on in order next time.
+        let commit = Commit {
+            id: 7,
+            batch: vec![append("a", Some("a1"))],
+            riders: riders.remove(&7).unwrap_or_default(),
+        };
+        let mut busy = busy;
+        settle(commit, vec![Err(JournalError::Fenced)], &mut busy);
+        assert_eq!(ride_rx.try_recv(), Ok(Err(JournalError::Fenced)));
+        assert!(busy.is_empty());
+        let batch = take_batch(&mut held, &mut rx, &busy, &mut riders, &pending);
+        assert_eq!(bodies(&batch), ["a:a2", "a:a3", "a:|"]);
+        assert!(held.is_empty());
+        assert!(
+            late_rx.try_recv().is_err(),
+            "answered only once its commit is"
+        );
+    }
+}

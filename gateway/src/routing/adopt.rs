@@ -116,19 +116,19 @@ pub(super) fn deliver_agent_message(
         metrics::histogram!("kefu_agent_first_reply_seconds")
             .record(assigned_at.elapsed().as_secs_f64());
     }
-    session.record(Speaker::Agent, &text, Some(id.clone()));
     let name = if name.is_empty() {
         app.agent_name(agent)
     } else {
         name.to_string()
     };
-    session.emit(&ServerFrame::Message {
-        id,
+    let frame = ServerFrame::Message {
+        id: id.clone(),
         from: "agent".into(),
         name,
-        text,
+        text: text.clone(),
         auto: false,
-    });
+    };
+    session.emit_recorded(&frame, Speaker::Agent, &text, Some(id));
 }
 
 /// An agent whose node still sent to the old owner in the moment of the takeover wrote its

@@ -334,11 +334,51 @@ impl Session {
             let entry = Entry::Frame {
                 seq,
                 text: text.to_string(),
+                line: None,
             };
             let done = Done::Frame(self.outbox.clone(), seq);
             log.journal
                 .append(&self.id, Fence::Owner(log.epoch), &entry, Some(done));
         })
+    }
+
+    /// Records a transcript line and emits the frame that delivers it, as one log entry:
+    /// after a crash either both are there or neither (an agent's message the line marks
+    /// delivered is then never left unsent, nor sent twice).
+    pub fn emit_recorded(
+        &self,
+        frame: &ServerFrame,
+        from: Speaker,
+        text: &str,
+        id: Option<String>,
+    ) -> u64 {
+        let mut inner = self.lock();
+        let line = inner.has_room(text).then(|| TranscriptEntry {
+            from,
+            text: text.to_string(),
+            at_ms: now_ms(),
+            id,
+        });
+        if line.is_none() {
+            metrics::counter!("kefu_transcript_full_total").increment(1);
+        }
+        let seq = match &self.log {
+            None => self.outbox.emit(frame),
+            Some(log) => self.outbox.emit_with(frame, |seq, wire| {
+                let entry = Entry::Frame {
+                    seq,
+                    text: wire.to_string(),
+                    line: line.clone(),
+                };
+                let done = Done::Frame(self.outbox.clone(), seq);
+                log.journal
+                    .append(&self.id, Fence::Owner(log.epoch), &entry, Some(done));
+            }),
+        };
+        if let Some(line) = line {
+            inner.push(line);
+        }
+        seq
     }
 
     /// Resolves once everything this session appended so far is durable; `Fenced` when

@@ -62,25 +62,18 @@ pub fn rebuild(
                 token,
             } if open.is_none() => open = Some((visitor, channel, lang, created_ms, token)),
             Entry::Open { .. } => {}
-            Entry::Frame { seq, text } if seq > last_seq => {
+            Entry::Frame { seq, text, line } if seq > last_seq => {
                 last_seq = seq;
                 frames.push_back((seq, text));
                 if frames.len() > limits.replay_frames.max(1) {
                     frames.pop_front();
                 }
-            }
-            Entry::Frame { .. } => {} // a retried append written twice
-            Entry::Line { line } => {
-                let repeat = transcript.last().is_some_and(|l| {
-                    l.from == line.from
-                        && l.at_ms == line.at_ms
-                        && l.id == line.id
-                        && l.text == line.text
-                });
-                if !repeat {
-                    transcript.push(line);
+                if let Some(line) = line {
+                    push_line(&mut transcript, line);
                 }
             }
+            Entry::Frame { .. } => {} // a retried append written twice
+            Entry::Line { line } => push_line(&mut transcript, line),
             Entry::State { state: s, facts: f } => {
                 state = s;
                 facts = f;
@@ -176,4 +169,14 @@ pub fn rebuild(
         session: Arc::new(session),
         undelivered,
     })
+}
+
+/// Adds a transcript line unless it repeats the last one (a retried append written twice).
+fn push_line(transcript: &mut Vec<TranscriptEntry>, line: TranscriptEntry) {
+    let repeat = transcript.last().is_some_and(|l| {
+        l.from == line.from && l.at_ms == line.at_ms && l.id == line.id && l.text == line.text
+    });
+    if !repeat {
+        transcript.push(line);
+    }
 }

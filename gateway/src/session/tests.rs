@@ -81,11 +81,13 @@ fn logged(token: &str) -> Vec<Entry> {
         Entry::Frame {
             seq: 1,
             text: r#"{"seq":1,"type":"greeting"}"#.into(),
+            line: None,
         },
         line(Speaker::Customer, "where is my parcel", Some("c1")),
         Entry::Frame {
             seq: 2,
             text: r#"{"seq":2,"type":"ack","id":"c1"}"#.into(),
+            line: None,
         },
         Entry::State {
             state: SessionState::WithAgent {
@@ -99,10 +101,16 @@ fn logged(token: &str) -> Vec<Entry> {
                 ..Facts::default()
             },
         },
-        line(Speaker::Agent, "on its way", Some("a1")),
+        // An agent's message: its frame and transcript line in one entry.
         Entry::Frame {
             seq: 3,
             text: r#"{"seq":3,"type":"message","id":"a1"}"#.into(),
+            line: Some(TranscriptEntry {
+                from: Speaker::Agent,
+                text: "on its way".into(),
+                at_ms: 1,
+                id: Some("a1".into()),
+            }),
         },
         // Delivered already (a line with its id) and one the old owner never delivered.
         Entry::AgentMessage {
