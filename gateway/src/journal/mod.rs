@@ -26,6 +26,7 @@ mod writer;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
 pub use entry::{Entry, Facts};
@@ -41,6 +42,12 @@ use crate::store::Store;
 const MAX_PENDING: usize = 262_144;
 /// Sessions whose log is to be deleted at most (once their record is stored).
 const MAX_FORGET: usize = 65_536;
+/// Ended sessions whose logs go in one store transaction: small, so that the log's own
+/// appends (on the same connection) get their turn in between; one transaction for the
+/// thousands ended within a tick held them up by hundreds of milliseconds.
+const FORGET_PER_COMMIT: usize = 32;
+/// Ended sessions whose Redis logs are deleted at once.
+const FORGET_AT_ONCE: usize = 32;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum JournalError {
@@ -395,19 +402,26 @@ impl Journal {
                 return;
             }
         }
-        for session in due {
-            let result = match &inner.backend {
-                Backend::Store(store) => store
-                    .delete_log(&session)
-                    .await
-                    .map_err(|e| JournalError::Unavailable(e.to_string())),
-                Backend::Redis(log) => {
-                    log.drop_owner(&inner.node, &session).await;
-                    log.delete(&session).await
+        match &inner.backend {
+            Backend::Store(store) => {
+                for chunk in due.chunks(FORGET_PER_COMMIT) {
+                    if let Err(err) = store.delete_logs(chunk).await {
+                        tracing::warn!(%err, "cannot delete ended sessions' logs");
+                    }
+                    tokio::task::yield_now().await;
                 }
-            };
-            if let Err(err) = result {
-                tracing::warn!(%err, "cannot delete an ended session's log");
+            }
+            Backend::Redis(log) => {
+                // A few at once on the multiplexed connection, not one round trip after another.
+                let node = &inner.node;
+                futures_util::stream::iter(due)
+                    .for_each_concurrent(FORGET_AT_ONCE, |session| async move {
+                        log.drop_owner(node, &session).await;
+                        if let Err(err) = log.delete(&session).await {
+                            tracing::warn!(%err, "cannot delete an ended session's log");
+                        }
+                    })
+                    .await;
             }
         }
     }

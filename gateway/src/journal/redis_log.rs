@@ -443,13 +443,11 @@ impl RedisLog {
     pub(super) async fn delete(&self, session: &str) -> Result<(), JournalError> {
         let keys = self.keys(session);
         let mut conn = self.conn.clone();
-        // One command per key: on a Cluster they share a slot, but keep it simple and safe.
-        for key in [&keys.log, &keys.lease, &keys.epoch] {
-            let _: () = conn
-                .del(key)
-                .await
-                .map_err(|e| JournalError::Unavailable(e.to_string()))?;
-        }
+        // One command: the keys share the session's hash tag, so one slot on a Cluster too.
+        let _: () = conn
+            .del(&[&keys.log, &keys.lease, &keys.epoch])
+            .await
+            .map_err(|e| JournalError::Unavailable(e.to_string()))?;
         Ok(())
     }
 }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyPool, AssertSqlSafe, Row};
 
 use super::crypto::Aad;
 use super::{KeyRing, Store, StoreError};
@@ -41,15 +41,8 @@ impl Store {
         let sealed = tokio::task::spawn_blocking(move || seal(&ring, rows))
             .await
             .map_err(|_| StoreError::PoolClosed)??;
-        let mut tx = self.pool.begin().await?;
-        for (session, n, body) in &sealed {
-            sqlx::query("INSERT INTO kefu_log (session, n, body_enc) VALUES ($1, $2, $3)")
-                .bind(session.to_string())
-                .bind(ms(*n))
-                .bind(body.clone())
-                .execute(&mut *tx)
-                .await?;
-        }
+        let mut tx = self.log_pool.begin().await?;
+        insert_rows(&mut tx, &sealed).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -58,7 +51,7 @@ impl Store {
     pub async fn load_log(&self, session: &str) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query("SELECT n, body_enc FROM kefu_log WHERE session = $1 ORDER BY n")
             .bind(session.to_string())
-            .fetch_all(&self.pool)
+            .fetch_all(&self.log_pool)
             .await?;
         let mut sealed = Vec::with_capacity(rows.len());
         for row in rows {
@@ -86,7 +79,7 @@ impl Store {
     pub async fn logged_sessions(&self, limit: usize) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query("SELECT DISTINCT session FROM kefu_log LIMIT $1")
             .bind(ms(limit as u64))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.log_pool)
             .await?;
         rows.iter()
             .map(|r| r.try_get::<String, _>(0).map_err(StoreError::from))
@@ -96,7 +89,7 @@ impl Store {
     /// The highest entry number in the log (0 when empty): numbering goes on after a restart.
     pub async fn last_log_number(&self) -> Result<u64, StoreError> {
         let row = sqlx::query("SELECT COALESCE(MAX(n), 0) FROM kefu_log")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.log_pool)
             .await?;
         let n: i64 = row.try_get(0)?;
         Ok(u64::try_from(n).unwrap_or(0))
@@ -104,9 +97,62 @@ impl Store {
 
     /// Forgets a session's log: its record is stored (ended, or expired).
     pub async fn delete_log(&self, session: &str) -> Result<(), StoreError> {
-        delete(&self.pool, session).await
+        delete(&self.log_pool, session).await
+    }
+
+    /// Forgets the logs of many ended sessions in one transaction: one commit (one fsync)
+    /// instead of one per session, which at a thousand endings a second kept the log's own
+    /// appends waiting for the database.
+    pub async fn delete_logs(&self, sessions: &[String]) -> Result<(), StoreError> {
+        let mut tx = self.log_pool.begin().await?;
+        for chunk in sessions.chunks(ROWS_PER_STATEMENT) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "DELETE FROM kefu_log WHERE session IN ({})",
+                marks.join(",")
+            );
+            // Only placeholders are built here; every value is bound.
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for session in chunk {
+                query = query.bind(session.clone());
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 }
+
+/// Inserts sealed rows, many per statement: a statement is a trip to the database's worker,
+/// and at a peak a commit holds hundreds of entries.
+async fn insert_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[(Arc<str>, u64, String)],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut sql = String::from("INSERT INTO kefu_log (session, n, body_enc) VALUES ");
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let b = 3 * i;
+            sql.push_str(&format!("(${}, ${}, ${})", b + 1, b + 2, b + 3));
+        }
+        // Only placeholders are built here; every value is bound.
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (session, n, body) in chunk {
+            query = query
+                .bind(session.to_string())
+                .bind(ms(*n))
+                .bind(body.clone());
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Rows (or sessions) per statement: well under SQLite's and PostgreSQL's bind limits.
+const ROWS_PER_STATEMENT: usize = 200;
 
 async fn delete(pool: &AnyPool, session: &str) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM kefu_log WHERE session = $1")
@@ -124,4 +170,75 @@ fn seal(ring: &KeyRing, rows: Vec<LogRow>) -> Result<Vec<(Arc<str>, u64, String)
             Ok((row.session, row.n, body))
         })
         .collect()
+}
+
+/// The schema of a separate log database (see [`open_log_pool`]).
+const LOG_TABLE: &str = "CREATE TABLE IF NOT EXISTS kefu_log (
+    session TEXT NOT NULL,
+    n BIGINT NOT NULL,
+    body_enc TEXT NOT NULL,
+    PRIMARY KEY (session, n)
+)";
+
+/// With SQLite the log lives in a database file of its own beside the store's
+/// (`kefu.db` -> `kefu-log.db`), written through one connection: its group commits then
+/// never wait on the store's other writers (records, KB figures), whose locks SQLite makes a
+/// waiter poll for in growing sleeps (that was the one-node ack tail), and a checkpoint of
+/// one file does not stall the other. Rows an earlier version kept in the store's own
+/// `kefu_log` move over at start.
+pub(super) async fn open_log_pool(
+    main: &AnyPool,
+    file: &std::path::Path,
+    sync: Option<&'static str>,
+) -> Result<AnyPool, StoreError> {
+    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("kefu");
+    let name = match file.extension().and_then(|e| e.to_str()) {
+        Some(ext) => format!("{stem}-log.{ext}"),
+        None => format!("{stem}-log"),
+    };
+    let log_file = file.with_file_name(name);
+    super::private_files(&log_file, true)?;
+    let url = format!("sqlite://{}?mode=rwc", log_file.display());
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if let Some(pragma) = sync {
+                    sqlx::query(pragma).execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await?;
+    sqlx::query("PRAGMA journal_mode=WAL")
+        .fetch_all(&pool)
+        .await?;
+    sqlx::query(LOG_TABLE).execute(&pool).await?;
+    super::private_files(&log_file, false)?;
+    let old = sqlx::query("SELECT session, n, body_enc FROM kefu_log")
+        .fetch_all(main)
+        .await?;
+    if !old.is_empty() {
+        let mut rows = Vec::with_capacity(old.len());
+        for row in &old {
+            let session: String = row.try_get(0)?;
+            let n: i64 = row.try_get(1)?;
+            let body: String = row.try_get(2)?;
+            rows.push((
+                Arc::<str>::from(session),
+                u64::try_from(n).unwrap_or(0),
+                body,
+            ));
+        }
+        let mut tx = pool.begin().await?;
+        insert_rows(&mut tx, &rows).await?;
+        tx.commit().await?;
+        sqlx::query("DELETE FROM kefu_log").execute(main).await?;
+        tracing::info!(
+            rows = rows.len(),
+            "conversation log moved to its own database file"
+        );
+    }
+    Ok(pool)
 }
