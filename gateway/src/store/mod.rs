@@ -7,6 +7,7 @@
 //! queued, which the server calls on shutdown. Message text and personal data are encrypted
 //! ([`crypto`]) before they reach the database.
 
+pub mod attachments;
 pub mod crypto;
 mod kb;
 mod log;

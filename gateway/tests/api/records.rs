@@ -360,6 +360,7 @@ pub fn record(id: &str, created_ms: u64, visitor: &str) -> ConversationRecord {
             text: format!("订单 {id} 到哪了"),
             at_ms: created_ms,
             id: Some("c-1".into()),
+            rich: Default::default(),
         }],
     }
 }
