@@ -77,16 +77,37 @@ pub fn check_header(
     format: ImageFormat,
     caps: Caps,
 ) -> Result<Option<(u32, u32)>, PictureError> {
-    // Without limits: a header over the caps must be reported as such, not as unreadable.
-    let reader = ImageReader::with_format(Cursor::new(bytes), format);
-    match reader.into_dimensions() {
-        Ok((w, h)) => check(w, h, caps).map(|()| Some((w, h))),
-        Err(_) => Ok(None),
+    match peek(bytes, format) {
+        Some((w, h)) => check(w, h, caps).map(|()| Some((w, h))),
+        None => Ok(None),
+    }
+}
+
+/// The dimensions a header claims. PNG and GIF keep them at fixed places, read here even when
+/// what follows is not a valid image (a decoder would stop at the broken part first and
+/// report that, not the size); JPEG and WebP through the decoder's header parsing, without
+/// limits, so a size over the caps is reported as such.
+fn peek(bytes: &[u8], format: ImageFormat) -> Option<(u32, u32)> {
+    let be = |at: usize| Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
+    let le16 = |at: usize| {
+        Some(u32::from(u16::from_le_bytes(
+            bytes.get(at..at + 2)?.try_into().ok()?,
+        )))
+    };
+    match format {
+        ImageFormat::Png if bytes.get(12..16) == Some(b"IHDR") => Some((be(16)?, be(20)?)),
+        ImageFormat::Gif => Some((le16(6)?, le16(8)?)),
+        _ => ImageReader::with_format(Cursor::new(bytes), format)
+            .into_dimensions()
+            .ok(),
     }
 }
 
 /// Decodes (first frame of a GIF), turns upright, strips metadata by re-encoding, thumbnails.
 pub fn process(bytes: &[u8], format: ImageFormat, caps: Caps) -> Result<Processed, PictureError> {
+    if let Some((w, h)) = peek(bytes, format) {
+        check(w, h, caps)?;
+    }
     let unreadable = |e: image::ImageError| match e {
         image::ImageError::Limits(_) => PictureError::TooLarge {
             width: 0,
