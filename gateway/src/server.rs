@@ -323,7 +323,8 @@ fn router(state: AppState) -> Router {
         )
         .route(
             "/upload",
-            axum::routing::post(crate::attachments::upload::upload),
+            axum::routing::post(crate::attachments::upload::upload)
+                .options(crate::attachments::upload::preflight),
         )
         .route("/files/{id}", get(crate::attachments::files::file))
         .merge(crate::kb::http::routes())

@@ -93,13 +93,55 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match accept(&app, query, &headers, body).await {
+    let allow = allowed_origin(&app, &headers);
+    let mut response = match accept(&app, query, &headers, body).await {
         Ok(answer) => {
             metrics::counter!("kefu_uploads_total", "outcome" => "ok").increment(1);
             Json(answer).into_response()
         }
         Err(err) => err.into_response(),
+    };
+    if let Some(origin) = allow {
+        response
+            .headers_mut()
+            .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     }
+    response
+}
+
+/// `OPTIONS /upload`: the widget runs on the shop's own pages, so its upload is cross-origin
+/// (with the resume-token header, hence a preflight). Origins as for the customer socket:
+/// `server.widget_origins`, or any when that list is empty. No cookies are involved.
+pub async fn preflight(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(origin) = allowed_origin(&app, &headers) else {
+        return StatusCode::FORBIDDEN.into_response();
+    };
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, origin),
+            (
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                header::HeaderValue::from_static("POST"),
+            ),
+            (
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                header::HeaderValue::from_static("content-type, x-kefu-resume-token, authorization"),
+            ),
+            (
+                header::ACCESS_CONTROL_MAX_AGE,
+                header::HeaderValue::from_static("600"),
+            ),
+        ],
+    )
+        .into_response()
+}
+
+fn allowed_origin(app: &AppState, headers: &HeaderMap) -> Option<header::HeaderValue> {
+    let origin = headers.get(header::ORIGIN)?;
+    let listed = &app.settings.server.widget_origins;
+    let text = origin.to_str().ok()?.trim_end_matches('/');
+    (listed.is_empty() || listed.iter().any(|l| l.eq_ignore_ascii_case(text))).then(|| origin.clone())
 }
 
 async fn accept(
