@@ -126,7 +126,9 @@ pub async fn preflight(State(app): State<AppState>, headers: HeaderMap) -> Respo
             ),
             (
                 header::ACCESS_CONTROL_ALLOW_HEADERS,
-                header::HeaderValue::from_static("content-type, x-kefu-resume-token, authorization"),
+                header::HeaderValue::from_static(
+                    "content-type, x-kefu-resume-token, authorization",
+                ),
             ),
             (
                 header::ACCESS_CONTROL_MAX_AGE,
@@ -141,7 +143,8 @@ fn allowed_origin(app: &AppState, headers: &HeaderMap) -> Option<header::HeaderV
     let origin = headers.get(header::ORIGIN)?;
     let listed = &app.settings.server.widget_origins;
     let text = origin.to_str().ok()?.trim_end_matches('/');
-    (listed.is_empty() || listed.iter().any(|l| l.eq_ignore_ascii_case(text))).then(|| origin.clone())
+    (listed.is_empty() || listed.iter().any(|l| l.eq_ignore_ascii_case(text)))
+        .then(|| origin.clone())
 }
 
 async fn accept(

@@ -27,7 +27,12 @@ const KEY_BYTES: [u8; 32] = {
 };
 
 /// An admin request with the token and (optionally) an operator; returns status and body.
-async fn admin(app: &TestApp, method: &str, path: &str, operator: Option<&str>) -> (u16, String) {
+pub async fn admin(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    operator: Option<&str>,
+) -> (u16, String) {
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
     let who = operator
         .map(|o| format!("X-Kefu-Operator: {o}\r\n"))

@@ -217,6 +217,10 @@ class Widget {
     this.journal.append(entry);
     this.draw(entry);
     this.scroll();
+    // A photo takes its height when it loads: keep the newest line in view.
+    for (const img of this.ui.log.lastElementChild?.querySelectorAll('img') || []) {
+      img.addEventListener('load', () => this.scroll(), { once: true });
+    }
   }
 
   redraw() {

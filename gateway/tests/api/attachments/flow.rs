@@ -186,3 +186,54 @@ async fn an_expired_link_is_refused() {
     assert!(late.text().contains("expired"));
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_auditor_opens_a_stored_photo_with_links_of_its_own() {
+    let token = ("KEFU__SERVER__ADMIN_TOKEN", crate::records::TOKEN);
+    let (app, url) = app_with_agent("att-audit", &[token]).await;
+    let (mut c, greeting, _agent, session, _) =
+        chat(&app, async |_: &mut Client, _: &Value| {}).await;
+    let up = customer_upload(
+        &app,
+        &greeting,
+        "evidence.png",
+        "image/png",
+        &png(40, 30, 6),
+    )
+    .await;
+    let id = up.json()["attachment_id"].as_str().unwrap().to_string();
+    c.send(json!({"type":"message","id":"p1","text":"证据","attachment":id}))
+        .await;
+    assert_eq!(c.recv_type("ack").await["id"], "p1");
+    c.send(json!({"type":"close"})).await;
+    let path = format!("/admin/conversations/{session}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let record = loop {
+        let (status, body) = crate::records::admin(&app, "GET", &path, Some("alice")).await;
+        if status == 200 {
+            break serde_json::from_str::<Value>(&body).unwrap();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "record stored");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let line = record["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["attachment"]["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("photo in the record: {record}"));
+    assert_eq!(line["attachment"]["name"], "evidence.png");
+    let link = line["attachment"]["url"].as_str().unwrap();
+    assert!(link.contains("&r=operator%3Aalice"), "{link}");
+    assert_eq!(get(&app, link).await.status, 200);
+    let pool = sqlx::SqlitePool::connect(&format!("{url}?mode=ro"))
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM kefu_audit WHERE action = 'read_attachment' AND operator = 'operator:alice'")
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get("n");
+    assert_eq!(n, 1);
+    app.stop().await.unwrap();
+}
