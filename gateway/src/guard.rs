@@ -27,7 +27,7 @@ pub fn peer_ip() -> Option<std::net::IpAddr> {
 
 /// Which sign-in a request is, if any.
 fn throttle_for<'a>(app: &'a AppState, path: &str) -> Option<&'a FailureThrottle> {
-    if path == "/ws/agent" || path == "/upload" {
+    if path == "/ws/agent" {
         Some(&app.agent_auth_failures)
     } else if path.starts_with("/admin/") || path == "/ws/supervisor" {
         Some(&app.admin_auth_failures)

@@ -180,7 +180,7 @@ async fn accept(
             &uploader,
             announced.unwrap_or(0),
             now,
-            now - 60_000,
+            now.saturating_sub(60_000),
         )
         .await
         .map_err(store_failed)?;
@@ -249,9 +249,22 @@ async fn uploader(
         .and_then(|v| v.strip_prefix("Bearer "))
         .filter(|t| !t.is_empty() && t.len() <= 256)
         .ok_or(UploadError::Unauthorized)?;
+    // Agent tokens count against the agents' sign-in failure allowance (a customer's wrong
+    // resume token does not: customers behind one address must not lock its agents out).
+    let ip = crate::guard::peer_ip();
+    if ip.is_some_and(|ip| app.agent_auth_failures.is_blocked(ip)) {
+        return Err(UploadError::RateLimited(
+            "too many failed sign-ins from this address; try again in a minute".into(),
+        ));
+    }
     let entry = match app.roster.authenticate(bearer.to_string()).await {
         Ok(entry) => entry,
-        Err(crate::roster::AuthError::Refused) => return Err(UploadError::Unauthorized),
+        Err(crate::roster::AuthError::Refused) => {
+            if let Some(ip) = ip {
+                app.agent_auth_failures.record_failure(ip);
+            }
+            return Err(UploadError::Unauthorized);
+        }
         Err(crate::roster::AuthError::Busy) => return Err(UploadError::Store),
     };
     let holds = app

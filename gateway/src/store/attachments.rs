@@ -140,7 +140,8 @@ impl Store {
         })
     }
 
-    /// Seals (on the blocking pool) and writes chunk `n` of `part`.
+    /// Seals and writes chunk `n` of `part` (with whatever other chunks are waiting: see
+    /// `store::chunks`); resolves once it is committed.
     pub async fn put_chunk(
         &self,
         id: &str,
@@ -148,23 +149,21 @@ impl Store {
         n: u64,
         plain: Vec<u8>,
     ) -> Result<(), StoreError> {
-        let keys = self.keys.clone();
-        let row = format!("{id}/{part}/{n}");
-        let sealed =
-            tokio::task::spawn_blocking(move || keys.encrypt_bytes(&plain, chunk_aad(&row)))
-                .await
-                .map_err(|_| StoreError::PoolClosed)??;
-        sqlx::query(
-            "INSERT INTO kefu_attachment_chunks (attachment, part, n, body_enc)
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(id.to_string())
-        .bind(part.to_string())
-        .bind(ms(n))
-        .bind(sealed)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let (done, wait) = tokio::sync::oneshot::channel();
+        let row = super::chunks::ChunkRow {
+            id: id.to_string(),
+            part: part.to_string(),
+            n,
+            plain,
+            done,
+        };
+        self.chunks
+            .send(row)
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        wait.await
+            .map_err(|_| StoreError::WriterGone)?
+            .map_err(StoreError::Chunks)
     }
 
     /// How many chunks `part` has.
@@ -196,10 +195,11 @@ impl Store {
         let sealed: String = row.try_get("body_enc")?;
         let keys = self.keys.clone();
         let aad_row = format!("{id}/{part}/{n}");
-        let plain =
-            tokio::task::spawn_blocking(move || keys.decrypt_bytes(&sealed, chunk_aad(&aad_row)))
-                .await
-                .map_err(|_| StoreError::PoolClosed)??;
+        let plain = tokio::task::spawn_blocking(move || {
+            keys.decrypt_bytes(&sealed, super::chunks::aad(&aad_row))
+        })
+        .await
+        .map_err(|_| StoreError::PoolClosed)??;
         Ok(Some(plain))
     }
 
@@ -324,11 +324,3 @@ impl Store {
 pub(super) const DELETE_CHUNKS_OF: &str =
     "DELETE FROM kefu_attachment_chunks WHERE attachment IN (SELECT id FROM kefu_attachments WHERE session IN (";
 pub(super) const DELETE_ROWS_OF: &str = "DELETE FROM kefu_attachments WHERE session IN (";
-
-fn chunk_aad(row: &str) -> Aad<'_> {
-    Aad {
-        table: "kefu_attachment_chunks",
-        row,
-        field: "body_enc",
-    }
-}

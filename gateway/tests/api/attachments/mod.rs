@@ -84,7 +84,7 @@ pub async fn http_chunked(
 
 async fn read_answer(mut stream: TcpStream) -> Answer {
     let mut raw = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(150), stream.read_to_end(&mut raw)).await;
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
