@@ -36,7 +36,10 @@ pub(super) async fn send_message(
             }
         },
     };
-    let rich = Rich { attachment, card };
+    let rich = Rich {
+        attachment: attachment.map(Box::new),
+        card: card.map(Box::new),
+    };
     let max = app.settings.limits.max_text_chars;
     let chars = text.chars().count();
     let empty = text.trim().is_empty() && rich.is_empty();

@@ -48,11 +48,7 @@ pub async fn on_text(app: &AppState, session: &Arc<Session>, text: &str) -> Opti
             }
         },
         CustomerFrame::Card { id, card } => {
-            let rich = Rich {
-                attachment: None,
-                card: Some(card),
-            };
-            on_message(app, session, id, String::new(), rich).await
+            on_message(app, session, id, String::new(), Rich::with_card(card)).await
         }
         CustomerFrame::Typing {} if !session.typing_due() => {}
         CustomerFrame::Typing {} => {

@@ -65,13 +65,14 @@ pub struct OrderItem {
     pub image_url: Option<String>,
 }
 
-/// The optional parts of a message, flattened into the frames and lines that carry them.
+/// The optional parts of a message, flattened into the frames and lines that carry them
+/// (boxed: most messages have neither, and the frames stay small).
 #[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Rich {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attachment: Option<AttachmentInfo>,
+    pub attachment: Option<Box<AttachmentInfo>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub card: Option<Card>,
+    pub card: Option<Box<Card>>,
 }
 
 crate::redacted_debug!(Card, OrderItem, Rich);
@@ -83,8 +84,15 @@ impl Rich {
 
     pub fn with_attachment(attachment: Option<AttachmentInfo>) -> Self {
         Self {
-            attachment,
+            attachment: attachment.map(Box::new),
             card: None,
+        }
+    }
+
+    pub fn with_card(card: Card) -> Self {
+        Self {
+            attachment: None,
+            card: Some(Box::new(card)),
         }
     }
 
