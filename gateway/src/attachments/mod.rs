@@ -51,6 +51,9 @@ pub struct Attachments {
     pub settings: AttachmentSettings,
     store: Option<Arc<Store>>,
     links: Option<Arc<Links>>,
+    /// The customers' frame rewriter, one for all (a customer socket must not cost an
+    /// allocation of its own for it).
+    customer_refresh: Option<crate::outbox::Refresh>,
     decode: Semaphore,
 }
 
@@ -81,10 +84,16 @@ impl Attachments {
             .and_then(|s| s.keys().derived_key("kefu attachment links v1"))
             .map(|key| Arc::new(Links::new(key, settings.link_ttl_s)));
         let decode = Semaphore::new(settings.decode_concurrency.max(1));
+        let customer_refresh = links.clone().map(|links| {
+            let refresh: crate::outbox::Refresh =
+                Arc::new(move |text: &str| links.refresh(text, ""));
+            refresh
+        });
         Self {
             settings,
             store,
             links,
+            customer_refresh,
             decode,
         }
     }
@@ -131,6 +140,9 @@ impl Attachments {
 
     /// What rewrites frames for a socket of `reader` (see [`Links::refresh`]).
     pub fn refresher(&self, reader: String) -> Option<crate::outbox::Refresh> {
+        if reader.is_empty() {
+            return self.customer_refresh.clone();
+        }
         let links = self.links.clone()?;
         Some(Arc::new(move |text: &str| links.refresh(text, &reader)))
     }

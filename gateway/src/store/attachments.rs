@@ -121,7 +121,7 @@ impl Store {
         .execute(&self.pool)
         .await?;
         let row = sqlx::query(
-            "SELECT COUNT(*) AS recent_n, COALESCE(SUM(bytes), 0) AS total FROM kefu_attachments
+            "SELECT COUNT(*) AS recent_n FROM kefu_attachments
              WHERE session = $1 AND created_ms >= $2",
         )
         .bind(session.to_string())
@@ -129,7 +129,9 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         let all = sqlx::query(
-            "SELECT COALESCE(SUM(bytes), 0) AS total FROM kefu_attachments WHERE session = $1",
+            // PostgreSQL sums BIGINT as NUMERIC: cast back, for one type on both databases.
+            "SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) AS total FROM kefu_attachments
+             WHERE session = $1",
         )
         .bind(session.to_string())
         .fetch_one(&self.pool)
