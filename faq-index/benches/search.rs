@@ -166,6 +166,7 @@ fn synthetic_kb(n: usize) -> KnowledgeBase {
                 answer: format!("answer {i}"),
                 lang: lang.into(),
                 keywords: vec![],
+                quick_replies: vec![],
             }
         })
         .collect();

@@ -45,6 +45,10 @@ pub struct Entry {
     /// Optional extra search terms (indexed like a short paraphrase).
     #[serde(default)]
     pub keywords: Vec<String>,
+    /// Follow-up questions offered with the answer (the widget shows them as buttons that
+    /// send the question).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quick_replies: Vec<String>,
 }
 
 /// Where an entry came from, for error messages.
@@ -316,6 +320,10 @@ pub fn validate_entry(entry: &Entry) -> Result<(), KbError> {
     validate(entry, &at, true)
 }
 
+/// Follow-up questions an entry may offer, and their length: buttons under an answer.
+pub const MAX_QUICK_REPLIES: usize = 6;
+pub const MAX_QUICK_REPLY_CHARS: usize = 60;
+
 fn validate(entry: &Entry, at: &Location, strict_category: bool) -> Result<(), KbError> {
     let invalid = |field, message: &str| KbError::Invalid {
         at: at.clone(),
@@ -340,6 +348,19 @@ fn validate(entry: &Entry, at: &Location, strict_category: bool) -> Result<(), K
     }
     if entry.category.trim().is_empty() {
         return Err(invalid("category", "must not be empty"));
+    }
+    if entry.quick_replies.len() > MAX_QUICK_REPLIES
+        || entry
+            .quick_replies
+            .iter()
+            .any(|q| q.trim().is_empty() || q.chars().count() > MAX_QUICK_REPLY_CHARS)
+    {
+        return Err(invalid(
+            "quick_replies",
+            &format!(
+                "at most {MAX_QUICK_REPLIES} non-empty questions of at most {MAX_QUICK_REPLY_CHARS} characters"
+            ),
+        ));
     }
     if strict_category && !CATEGORIES.contains(&entry.category.as_str()) {
         return Err(invalid(

@@ -51,6 +51,7 @@ pub struct Settings {
     pub store: crate::store::StoreSettings,
     pub leaks: crate::leaks::LeakSettings,
     pub sign_in: sign_in::SignInSettings,
+    pub attachments: crate::attachments::AttachmentSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]

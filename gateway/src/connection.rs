@@ -174,7 +174,10 @@ pub async fn write_ready(
 ) -> Result<bool, Kicked> {
     let burst = async {
         let mut written = 0u64;
-        while let Some(frame) = attachment.pull()? {
+        while let Some(mut frame) = attachment.pull()? {
+            if let Some(fresh) = attachment.refresh.as_ref().and_then(|f| f(frame.as_str())) {
+                frame = fresh.into();
+            }
             if socket.feed(Message::Text(frame)).await.is_err() {
                 return Ok(false);
             }

@@ -15,6 +15,7 @@
 //!   statistics, the `/admin/kb/*` API;
 //! - [`kb`]: what the bot missed, KB edits without a restart (a store overlay), answer figures;
 //! - [`limits`]: connection budgets and per-session rate limits;
+//! - [`attachments`]: photos and files (`POST /upload`, signed `/files/…` links), cards;
 //! - [`dispatch`]: routing of waiting customers to agents (in-memory or Redis);
 //! - [`server`]: binding, routes, readiness, chores and the drain on shutdown;
 //! - [`store`], [`records`]: the encrypted conversation store, survey and complaints,
@@ -25,6 +26,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod attachments;
 pub mod bot;
 pub mod config;
 pub mod connection;

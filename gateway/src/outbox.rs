@@ -76,8 +76,14 @@ struct Link {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Kicked;
 
+/// Rewrites a frame as it is written to one connection (`None`: as it is). Signed links in
+/// frames are made fresh this way (see `attachments::links`).
+pub type Refresh = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// What a connection gets when it attaches: a cursor into the outbox's log.
 pub struct Attachment {
+    /// Applied to each frame written to this connection.
+    pub refresh: Option<Refresh>,
     inner: Arc<Mutex<Inner>>,
     conn: u64,
     /// Notified when frames are ready (first: the replay) or the connection was kicked.
@@ -254,6 +260,7 @@ impl Outbox {
         inner.detached_since = None;
         wake.notify_one();
         Attachment {
+            refresh: None,
             inner: self.inner.clone(),
             conn,
             wake,

@@ -78,14 +78,16 @@ mod tests {
                 CustomerEvent::AgentMessage {
                     agent: "a01".into(),
                     id: "a-1".into(),
-                    text: secret.into()
+                    text: secret.into(),
+                    rich: Default::default(),
                 }
             ),
             format!(
                 "{:?}",
                 CustomerFrame::Message {
                     id: "c-1".into(),
-                    text: secret.into()
+                    text: secret.into(),
+                    attachment: None,
                 }
             ),
             format!(
@@ -93,7 +95,8 @@ mod tests {
                 AgentServerFrame::Message {
                     session: "s".into(),
                     id: "c-1".into(),
-                    text: secret.into()
+                    text: secret.into(),
+                    rich: Default::default(),
                 }
             ),
             format!(

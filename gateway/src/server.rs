@@ -81,6 +81,8 @@ pub struct Shared {
     pub sign_in: Arc<crate::signin::SignIn>,
     /// Knowledge-base learning: misses, edits overlay, answer figures (issue #19).
     pub kb: crate::kb::Kb,
+    /// Photos and files: upload caps, the link signer, the decode permits (issue #18).
+    pub attachments: crate::attachments::Attachments,
     next_conn: AtomicU64,
 }
 
@@ -182,6 +184,8 @@ impl Application {
             &settings.sign_in,
         ));
         let store_for_kb = store.clone();
+        let attachments =
+            crate::attachments::Attachments::new(settings.attachments.clone(), store.clone());
         let state = Arc::new(Shared {
             node_id,
             sessions,
@@ -202,6 +206,7 @@ impl Application {
             operators,
             sign_in,
             kb: crate::kb::Kb::new(store_for_kb),
+            attachments,
             next_conn: AtomicU64::new(1),
             settings,
         });
@@ -316,6 +321,12 @@ fn router(state: AppState) -> Router {
             "/admin/otp-session",
             axum::routing::post(admin::otp_session),
         )
+        .route(
+            "/upload",
+            axum::routing::post(crate::attachments::upload::upload)
+                .options(crate::attachments::upload::preflight),
+        )
+        .route("/files/{id}", get(crate::attachments::files::file))
         .merge(crate::kb::http::routes())
         .merge(crate::web::routes())
         .layer(axum::middleware::from_fn_with_state(

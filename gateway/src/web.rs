@@ -52,6 +52,7 @@ static ASSETS: &[Asset] = &[
     asset!("/widget/app.js", "widget/app.js", JS),
     asset!("/widget/view.js", "widget/view.js", JS),
     asset!("/widget/i18n.js", "widget/i18n.js", JS),
+    asset!("/widget/attach.js", "widget/attach.js", JS),
     asset!("/widget/widget.css", "widget/widget.css", CSS),
     asset!("/widget/demo.js", "widget/demo.js", JS),
     asset!("/widget/demo.css", "widget/demo.css", CSS),
@@ -73,6 +74,7 @@ static ASSETS: &[Asset] = &[
     asset!("/shared/socket.js", "shared/socket.js", JS),
     asset!("/shared/journal.js", "shared/journal.js", JS),
     asset!("/shared/dom.js", "shared/dom.js", JS),
+    asset!("/shared/rich.js", "shared/rich.js", JS),
     asset!("/shared/base.css", "shared/base.css", CSS),
 ];
 
@@ -140,7 +142,7 @@ fn content_security_policy(path: &str, state: &AppState, headers: &HeaderMap) ->
         "'none'".to_string()
     };
     format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
          font-src 'self'; connect-src 'self'{sockets}; base-uri 'none'; form-action 'self'; \
          frame-ancestors {ancestors}"
     )

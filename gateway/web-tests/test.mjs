@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { ADMIN_TOKEN, ROOT, gatewayBinary, startGateway } from './gateway.mjs';
 import { kbPage } from './kb.mjs';
+import { richPage } from './rich.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const SHOTS = join(HERE, 'screenshots');
@@ -91,6 +92,7 @@ try {
   await run(context, gateway.base);
   await twoStep(context, bin);
   await kbPage(context, bin, { step, assert, shot, waitFor });
+  await richPage(context, bin, { step, assert, shot, waitFor });
 } catch (err) {
   failed += 1;
   console.log(`FAIL setup: ${err?.stack || err}`);

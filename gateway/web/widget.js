@@ -5,7 +5,10 @@
 //
 // data-gateway: the gateway's http(s) URL (default: where this script came from);
 // data-channel: web, app, h5 or mini_program (default web); data-lang: zh or en (default zh);
-// data-open: present to open the panel at once.
+// data-open: present to open the panel at once;
+// data-product: JSON of the product the page shows ({"sku","title","price","image_url","url"}),
+// which the customer can send to the agent as a card; pages that change product call
+// `kefu.showProduct({...})` (calls made before the widget loaded are kept and applied).
 // A classic script (not a module) so that it can read its own data- attributes; it adds the
 // stylesheet and loads the widget's modules from the gateway.
 (() => {
@@ -17,7 +20,9 @@
     channel: data.channel || 'web',
     lang: data.lang === 'en' ? 'en' : 'zh',
     open: data.open !== undefined,
+    product: parseProduct(data.product),
   };
+  window.kefu = window.kefu || { queued: [], showProduct: (p) => window.kefu.queued.push(p) };
   const style = document.createElement('link');
   style.rel = 'stylesheet';
   style.href = new URL('/widget/widget.css', gateway).href;
@@ -28,4 +33,11 @@
       .catch((err) => console.error('kefu widget failed to load', err));
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
   else start();
+  function parseProduct(text) {
+    try {
+      return text ? JSON.parse(text) : null;
+    } catch {
+      return null;
+    }
+  }
 })();

@@ -8,6 +8,7 @@ fn entry(id: &str, questions: &[&str], lang: &str) -> Entry {
         answer: format!("answer {id}"),
         lang: lang.into(),
         keywords: vec![],
+        quick_replies: vec![],
     }
 }
 

@@ -125,6 +125,7 @@ fn from_entries_rejects_duplicates() {
         answer: "a".into(),
         lang: "en".into(),
         keywords: vec![],
+        quick_replies: vec![],
     };
     let err = KnowledgeBase::from_entries(vec![e.clone(), e]).unwrap_err();
     assert!(matches!(err, KbError::DuplicateId { .. }));

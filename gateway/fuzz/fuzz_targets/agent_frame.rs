@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(again == frame, "round trip changed the frame: {json}");
             let debug = format!("{frame:?}");
             match &frame {
-                AgentFrame::Message { session, id, text } => {
+                AgentFrame::Message { session, id, text, .. } => {
                     check_redacted(&debug, text, &[session.as_str(), id.as_str()]);
                 }
                 AgentFrame::Transfer { group, agent, .. } => {

@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(again == frame, "round trip changed the frame: {json}");
             let debug = format!("{frame:?}");
             match &frame {
-                CustomerFrame::Message { id, text } => check_redacted(&debug, text, &[id.as_str()]),
+                CustomerFrame::Message { id, text, .. } => check_redacted(&debug, text, &[id.as_str()]),
                 CustomerFrame::SurveyAnswer {
                     comment: Some(c), ..
                 } => check_redacted(&debug, c, &[]),

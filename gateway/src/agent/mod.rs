@@ -8,6 +8,7 @@
 mod leak;
 mod moved;
 mod registry;
+mod send;
 
 pub use registry::{AgentSession, Agents};
 
@@ -140,6 +141,8 @@ async fn serve(
     let mut attachment = agent
         .outbox
         .attach(conn, last_seq, app.settings.limits.outbound_queue);
+    // Links in the agent's frames name it as the reader: its downloads are audited.
+    attachment.refresh = app.attachments.refresher(format!("agent:{}", entry.id));
     if attachment.gap && !from_log {
         rebuild(&app, &agent, last_seq, &mut attachment).await;
     }
@@ -258,56 +261,12 @@ async fn on_frame(app: &AppState, agent: &AgentSession, frame: AgentFrame) {
             session,
             id: msg_id,
             text,
+            attachment,
         } => {
-            let Some(customer_node) = agent.customer_node(&session) else {
-                return not_yours(agent, &session, Some(msg_id));
-            };
-            let max = app.settings.limits.max_text_chars;
-            let chars = text.chars().count();
-            if chars > max || text.trim().is_empty() || msg_id.is_empty() || msg_id.len() > 64 {
-                let message = format!("`id` must be 1-64 bytes and `text` 1-{max} characters");
-                let code = if chars > max {
-                    ErrorCode::TooLong
-                } else {
-                    ErrorCode::BadField
-                };
-                return agent.error(code, message, Some(msg_id));
-            }
-            if let Some(rule) = app.settings.leaks.check(&text) {
-                return leak::blocked(app, agent, id, &session, msg_id, rule);
-            }
-            let fresh = agent.remember_message(&msg_id);
-            if fresh {
-                let entry = crate::journal::Entry::AgentMessage {
-                    agent: id.to_string(),
-                    name: agent.entry.name.clone(),
-                    id: msg_id.clone(),
-                    text: text.clone(),
-                    at_ms: crate::session::now_ms(),
-                };
-                // The customer's node writes the delivery to the log itself (fenced by its
-                // lease) before the customer sees it, so the message goes out at once; the
-                // copy written here is what the ack stands on: if that node is gone, whichever
-                // node serves the customer next delivers it from the log, once (by id).
-                let event = CustomerEvent::AgentMessage {
-                    agent: id.to_string(),
-                    id: msg_id.clone(),
-                    text,
-                };
-                let to_customer = NodeEvent::ToCustomer {
-                    session: session.clone(),
-                    event,
-                };
-                app.bus.send(&customer_node, to_customer).await;
-                if let Err(err) = app.journal.append_input(&session, &entry).await {
-                    agent.forget_message(&msg_id);
-                    return moved::not_stored(agent, &session, msg_id, err);
-                }
-            }
-            agent.outbox.emit(&AgentServerFrame::Ack {
-                id: msg_id,
-                duplicate: !fresh,
-            });
+            send::send_message(app, agent, session, msg_id, text, attachment, None).await;
+        }
+        AgentFrame::Card { session, id, card } => {
+            send::send_message(app, agent, session, id, String::new(), None, Some(card)).await;
         }
         AgentFrame::Typing { session } => {
             let node = agent.customer_node(&session);

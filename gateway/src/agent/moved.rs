@@ -67,6 +67,7 @@ pub(super) async fn restore_chats(app: &AppState, agent: &AgentSession) {
                     text: crate::mask::mask_text(&m.text).into_owned(),
                     at_ms: crate::session::now_ms(),
                     id: Some(m.id.clone()),
+                    rich: m.rich.clone(),
                 });
             }
         }

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::send_error;
 use crate::mask::mask_text;
 use crate::protocol::{
-    parse_customer_frame, AgentServerFrame, CustomerFrame, ErrorCode, ServerFrame, Suggestion,
+    parse_customer_frame, AgentServerFrame, CustomerFrame, ErrorCode, Rich, ServerFrame, Suggestion,
 };
 use crate::routing;
 use crate::server::AppState;
@@ -28,7 +28,28 @@ pub async fn on_text(app: &AppState, session: &Arc<Session>, text: &str) -> Opti
         }
     };
     match frame {
-        CustomerFrame::Message { id, text } => on_message(app, session, id, text).await,
+        CustomerFrame::Message {
+            id,
+            text,
+            attachment: None,
+        } => on_message(app, session, id, text, Rich::default()).await,
+        CustomerFrame::Message {
+            id,
+            text,
+            attachment: Some(attachment),
+        } => match app.attachments.info(&attachment, &session.id).await {
+            Ok(info) => on_message(app, session, id, text, Rich::with_attachment(Some(info))).await,
+            Err(err) => {
+                let code = match err {
+                    crate::attachments::UseError::Unknown => ErrorCode::BadField,
+                    _ => ErrorCode::Internal,
+                };
+                send_error(session, code, format!("`attachment`: {err}"), Some(id));
+            }
+        },
+        CustomerFrame::Card { id, card } => {
+            on_message(app, session, id, String::new(), Rich::with_card(card)).await
+        }
         CustomerFrame::Typing {} if !session.typing_due() => {}
         CustomerFrame::Typing {} => {
             let frame = AgentServerFrame::Typing {
@@ -133,7 +154,8 @@ async fn survey_answer(
     }
 }
 
-async fn on_message(app: &AppState, session: &Arc<Session>, id: String, text: String) {
+/// A customer message: text, and perhaps an attachment or a card (`rich`).
+async fn on_message(app: &AppState, session: &Arc<Session>, id: String, text: String, rich: Rich) {
     let started = Instant::now();
     let max = app.settings.limits.max_text_chars;
     let chars = text.chars().count();
@@ -141,7 +163,8 @@ async fn on_message(app: &AppState, session: &Arc<Session>, id: String, text: St
         let message = format!("text is {chars} characters, the limit is {max}");
         return send_error(session, ErrorCode::TooLong, message, Some(id));
     }
-    if text.trim().is_empty() || id.is_empty() || id.len() > 64 {
+    let only_rich = text.trim().is_empty() && !rich.is_empty();
+    if (text.trim().is_empty() && !only_rich) || id.is_empty() || id.len() > 64 {
         let message = "`id` must be 1-64 bytes and `text` must not be empty";
         return send_error(session, ErrorCode::BadField, message, Some(id));
     }
@@ -152,7 +175,7 @@ async fn on_message(app: &AppState, session: &Arc<Session>, id: String, text: St
             "the gateway is catching up; this message was not stored, send it again shortly";
         return send_error(session, ErrorCode::RateLimited, message, Some(id));
     }
-    match session.accept_customer_message(&id, &text) {
+    match session.accept_customer_rich(&id, &text, rich.clone()) {
         Accepted::New => {}
         Accepted::Duplicate => {
             // Stored and answered before the reconnect: acknowledge again, nothing more.
@@ -179,6 +202,8 @@ async fn on_message(app: &AppState, session: &Arc<Session>, id: String, text: St
         duplicate: false,
     });
     match state.clone() {
+        // A photo or a card alone: kept for the agent to come; nothing for the bot to read.
+        SessionState::Bot | SessionState::Queued { .. } if only_rich => {}
         SessionState::Bot => {
             let handoff = &app.settings.handoff;
             if let Some(level) = complaint_level(handoff, &text) {
@@ -205,6 +230,7 @@ async fn on_message(app: &AppState, session: &Arc<Session>, id: String, text: St
                 session: session.id.to_string(),
                 id,
                 text: mask_text(&text).into_owned(),
+                rich,
             };
             // The agent sees only what survives this node: after a crash the customer's
             // re-send would otherwise reach the agent a second time.
@@ -259,6 +285,7 @@ async fn bot_reply(
                 text: entry.answer.clone(),
                 score: best.score,
                 confidence: outcome.confidence,
+                quick_replies: entry.quick_replies.clone(),
             };
             session.emit_recorded(&frame, Speaker::Bot, &entry.answer, Some(entry.id.clone()));
         }
@@ -330,6 +357,7 @@ fn pick(app: &AppState, session: &Session, entry_id: String) {
         text: entry.answer.clone(),
         score: 1.0,
         confidence: 1.0,
+        quick_replies: entry.quick_replies.clone(),
     };
     session.emit_recorded(&frame, Speaker::Bot, &entry.answer, Some(entry.id.clone()));
 }

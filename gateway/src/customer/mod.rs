@@ -208,6 +208,8 @@ async fn serve(
         if fresh { 0 } else { last_seq },
         app.settings.limits.outbound_queue,
     );
+    // Links to photos and files in frames are signed afresh as they go out (replays too).
+    attachment.refresh = app.attachments.refresher(String::new());
     // The greeting (or the replay) is written first, straight to the socket.
     let write_timeout = Duration::from_millis(app.settings.limits.write_timeout_ms);
     if !matches!(

@@ -40,6 +40,9 @@ pub enum Entry {
         id: String,
         text: String,
         at_ms: u64,
+        /// An attachment (its facts, looked up on the agent's node) or a card.
+        #[serde(flatten, default)]
+        rich: crate::protocol::Rich,
     },
 }
 

@@ -51,6 +51,7 @@ pub struct Patch {
     pub category: Option<String>,
     pub lang: Option<String>,
     pub keywords: Option<Vec<String>>,
+    pub quick_replies: Option<Vec<String>>,
 }
 
 /// Parses a JSON body; the error names the field where serde stopped.
@@ -145,6 +146,9 @@ impl Patch {
         }
         if let Some(k) = self.keywords {
             entry.keywords = k;
+        }
+        if let Some(q) = self.quick_replies {
+            entry.quick_replies = q;
         }
         entry
     }

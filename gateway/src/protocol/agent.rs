@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{cap, parse_frame, ErrorCode, FrameError, MAX_ID_BYTES};
+use super::{cap, parse_frame, Card, ErrorCode, FrameError, Rich, MAX_ID_BYTES};
 use crate::session::TranscriptEntry;
 
 /// Frames an agent sends (`Serialize` only for the redacted `Debug`).
@@ -15,10 +15,20 @@ pub enum AgentFrame {
     },
     /// No new chats; current ones stay.
     Away {},
+    /// `text` may be empty when an `attachment` (an id from `POST /upload`) comes with it.
     Message {
         session: String,
         id: String,
+        #[serde(default)]
         text: String,
+        #[serde(default)]
+        attachment: Option<String>,
+    },
+    /// An order card (or a product card) for the customer.
+    Card {
+        session: String,
+        id: String,
+        card: Card,
     },
     Typing {
         session: String,
@@ -34,14 +44,34 @@ pub enum AgentFrame {
     },
 }
 
-const AGENT_TYPES: &[&str] = &["ready", "away", "message", "typing", "transfer", "close"];
+const AGENT_TYPES: &[&str] = &[
+    "ready", "away", "message", "card", "typing", "transfer", "close",
+];
 
 pub fn parse_agent_frame(text: &str) -> Result<AgentFrame, FrameError> {
     let frame: AgentFrame = parse_frame(text, AGENT_TYPES)?;
     match &frame {
-        AgentFrame::Message { session, id, .. } => {
+        AgentFrame::Message {
+            session,
+            id,
+            text: body,
+            attachment,
+        } => {
             cap("session", session, MAX_ID_BYTES)?;
             cap("id", id, MAX_ID_BYTES)?;
+            cap(
+                "attachment",
+                attachment.as_deref().unwrap_or(""),
+                MAX_ID_BYTES,
+            )?;
+            if body.is_empty() && attachment.is_none() {
+                super::text_required(text)?;
+            }
+        }
+        AgentFrame::Card { session, id, card } => {
+            cap("session", session, MAX_ID_BYTES)?;
+            cap("id", id, MAX_ID_BYTES)?;
+            card.validate()?;
         }
         AgentFrame::Typing { session } | AgentFrame::Close { session } => {
             cap("session", session, MAX_ID_BYTES)?
@@ -105,6 +135,9 @@ pub enum AgentServerFrame {
         session: String,
         id: String,
         text: String,
+        /// An attachment or a card, when the message carries one.
+        #[serde(flatten, default)]
+        rich: Rich,
     },
     Typing {
         session: String,
@@ -166,6 +199,7 @@ impl AgentServerFrame {
                     .into_iter()
                     .map(|mut e| {
                         e.text = mask(e.text);
+                        e.rich = e.rich.masked();
                         e
                     })
                     .collect();
@@ -178,10 +212,16 @@ impl AgentServerFrame {
                     resumed,
                 }
             }
-            AgentServerFrame::Message { session, id, text } => AgentServerFrame::Message {
+            AgentServerFrame::Message {
+                session,
+                id,
+                text,
+                rich,
+            } => AgentServerFrame::Message {
                 session,
                 id,
                 text: mask(text),
+                rich: rich.masked(),
             },
             other => other,
         }

@@ -4,8 +4,10 @@
 //! what was wrong: not JSON, an unknown `type`, or a missing or mistyped field.
 
 mod agent;
+mod rich;
 
 pub use agent::{parse_agent_frame, AgentFrame, AgentServerFrame, CustomerInfo};
+pub use rich::{AttachmentInfo, Card, OrderItem, Rich};
 
 use serde::{Deserialize, Serialize};
 
@@ -56,17 +58,38 @@ impl std::str::FromStr for Lang {
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CustomerFrame {
-    Message { id: String, text: String },
+    /// `text` may be empty when an `attachment` (an id from `POST /upload`) comes with it.
+    Message {
+        id: String,
+        #[serde(default)]
+        text: String,
+        #[serde(default)]
+        attachment: Option<String>,
+    },
+    /// A product card (the product the shop page says the customer is looking at).
+    Card {
+        id: String,
+        card: Card,
+    },
     Typing {},
     RequestHuman {},
-    Feedback { entry_id: String, helpful: bool },
-    Pick { entry_id: String },
-    SurveyAnswer { score: u8, comment: Option<String> },
+    Feedback {
+        entry_id: String,
+        helpful: bool,
+    },
+    Pick {
+        entry_id: String,
+    },
+    SurveyAnswer {
+        score: u8,
+        comment: Option<String>,
+    },
     Close {},
 }
 
 const CUSTOMER_TYPES: &[&str] = &[
     "message",
+    "card",
     "typing",
     "request_human",
     "feedback",
@@ -104,6 +127,9 @@ pub enum ServerFrame {
         text: String,
         score: f32,
         confidence: f32,
+        /// Follow-up questions of the entry, shown as buttons that send the question.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        quick_replies: Vec<String>,
     },
     Suggestions {
         reply_to: Option<String>,
@@ -145,6 +171,9 @@ pub enum ServerFrame {
         name: String,
         text: String,
         auto: bool,
+        /// An attachment or a card, when the message carries one.
+        #[serde(flatten)]
+        rich: Rich,
     },
     Typing {},
     Survey {},
@@ -270,13 +299,41 @@ pub fn parse_frame<T: serde::de::DeserializeOwned>(
 pub fn parse_customer_frame(text: &str) -> Result<CustomerFrame, FrameError> {
     let frame: CustomerFrame = parse_frame(text, CUSTOMER_TYPES)?;
     match &frame {
-        CustomerFrame::Message { id, .. } => cap("id", id, MAX_ID_BYTES)?,
+        CustomerFrame::Message {
+            id,
+            text: body,
+            attachment,
+        } => {
+            cap("id", id, MAX_ID_BYTES)?;
+            cap(
+                "attachment",
+                attachment.as_deref().unwrap_or(""),
+                MAX_ID_BYTES,
+            )?;
+            if body.is_empty() && attachment.is_none() {
+                text_required(text)?;
+            }
+        }
+        CustomerFrame::Card { id, card } => {
+            cap("id", id, MAX_ID_BYTES)?;
+            card.validate()?;
+        }
         CustomerFrame::Feedback { entry_id, .. } | CustomerFrame::Pick { entry_id } => {
             cap("entry_id", entry_id, MAX_ID_BYTES)?
         }
         _ => {}
     }
     Ok(frame)
+}
+
+/// A `message` without an attachment must have its `text` (empty or not: the flow says
+/// what an empty one is); its absence is reported as before attachments existed.
+pub(crate) fn text_required(raw: &str) -> Result<(), FrameError> {
+    let value: serde_json::Value = serde_json::from_str(raw).unwrap_or_default();
+    if value.get("text").is_none() {
+        return Err(bad_field("bad `message` frame: missing field `text`"));
+    }
+    Ok(())
 }
 
 /// Longest id a client may send (message ids, session ids, entry ids, groups, agent ids):
@@ -339,7 +396,8 @@ mod tests {
             parse_customer_frame(r#"{"type":"message","id":"a","text":"你好"}"#).unwrap(),
             CustomerFrame::Message {
                 id: "a".into(),
-                text: "你好".into()
+                text: "你好".into(),
+                attachment: None,
             }
         );
         assert_eq!(

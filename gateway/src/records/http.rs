@@ -121,7 +121,19 @@ pub async fn conversation(
         return *refused;
     }
     match store.conversation(&id).await {
-        Ok(Some(record)) => Json(record).into_response(),
+        Ok(Some(mut record)) => {
+            // Photos and files of the transcript with links of the auditor's own: opening
+            // one is an audited read of its own.
+            if let Some(links) = state.attachments.links() {
+                let reader = format!("operator:{who}");
+                for line in &mut record.transcript {
+                    if let Some(info) = line.rich.attachment.as_mut() {
+                        links.fill(info, &reader);
+                    }
+                }
+            }
+            Json(record).into_response()
+        }
         Ok(None) => *error(StatusCode::NOT_FOUND, "no such conversation"),
         Err(err) => store_failed(err),
     }

@@ -17,6 +17,15 @@ pub async fn run_once(app: &AppState) -> u64 {
         Ok(_) => {}
         Err(err) => tracing::error!(error = %err, "retention of missed questions failed"),
     }
+    // Uploads a node never finished (it stopped mid-way) after an hour.
+    match store
+        .purge_unfinished_uploads(now_ms().saturating_sub(3_600_000))
+        .await
+    {
+        Ok(n) if n > 0 => tracing::info!(deleted = n, "unfinished uploads deleted"),
+        Ok(_) => {}
+        Err(err) => tracing::error!(error = %err, "cleaning unfinished uploads failed"),
+    }
     match store.purge_older_than(cutoff).await {
         Ok(deleted) => {
             metrics::counter!("kefu_retention_deleted_total").increment(deleted);

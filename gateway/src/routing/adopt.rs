@@ -24,7 +24,12 @@ pub async fn adopt(
     cursor: Option<String>,
 ) {
     for m in undelivered {
-        deliver_agent_message(app, session, &m.agent, &m.name, m.id, m.text, false);
+        let said = Said {
+            id: m.id,
+            text: m.text,
+            rich: m.rich,
+        };
+        deliver_agent_message(app, session, &m.agent, &m.name, said, false);
     }
     match session.state() {
         SessionState::Queued { group } => {
@@ -90,15 +95,22 @@ async fn reattach_agent(app: &AppState, session: &Arc<Session>, agent: String, g
 }
 
 /// Delivers an agent's message (acknowledged to the agent, so durable in the log) once.
+/// What an agent said: its message id, text, and attachment or card.
+pub(super) struct Said {
+    pub id: String,
+    pub text: String,
+    pub rich: crate::protocol::Rich,
+}
+
 pub(super) fn deliver_agent_message(
     app: &AppState,
     session: &Session,
     agent: &str,
     name: &str,
-    id: String,
-    text: String,
+    said: Said,
     first_reply: bool,
 ) {
+    let Said { id, text, rich } = said;
     if session.has_line(Speaker::Agent, &id) {
         return;
     }
@@ -127,8 +139,9 @@ pub(super) fn deliver_agent_message(
         name,
         text: text.clone(),
         auto: false,
+        rich: rich.clone(),
     };
-    session.emit_recorded(&frame, Speaker::Agent, &text, Some(id));
+    session.emit_recorded_rich(&frame, Speaker::Agent, &text, Some(id), rich);
 }
 
 /// An agent whose node still sent to the old owner in the moment of the takeover wrote its
@@ -148,10 +161,12 @@ async fn catch_up(app: AppState, session: Arc<Session>, mut cursor: String) {
                 name,
                 id,
                 text,
+                rich,
                 ..
             } = entry
             {
-                deliver_agent_message(&app, &session, &agent, &name, id, text, false);
+                let said = Said { id, text, rich };
+                deliver_agent_message(&app, &session, &agent, &name, said, false);
             }
         }
         if let Some(next) = loaded.cursor {

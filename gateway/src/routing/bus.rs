@@ -66,6 +66,8 @@ pub enum CustomerEvent {
         agent: String,
         id: String,
         text: String,
+        #[serde(flatten, default)]
+        rich: crate::protocol::Rich,
     },
     AgentTyping {
         agent: String,

@@ -246,6 +246,7 @@ fn start_greeting_timer(app: AppState, session: Arc<Session>, agent: String, nam
             name,
             text: text.clone(),
             auto: true,
+            rich: Default::default(),
         });
         // A node paused past a takeover must not greet in the agent's name twice.
         if session.sync().await.is_err() {
@@ -313,8 +314,14 @@ async fn on_customer_event(app: &AppState, session_id: &str, event: CustomerEven
         _ => None,
     };
     match event {
-        CustomerEvent::AgentMessage { agent, id, text } if agent_now.as_deref() == Some(&agent) => {
-            adopt::deliver_agent_message(app, &session, &agent, "", id, text, true);
+        CustomerEvent::AgentMessage {
+            agent,
+            id,
+            text,
+            rich,
+        } if agent_now.as_deref() == Some(&agent) => {
+            let said = adopt::Said { id, text, rich };
+            adopt::deliver_agent_message(app, &session, &agent, "", said, true);
         }
         CustomerEvent::AgentMoved { agent, agent_node } if agent_now.as_deref() == Some(&agent) => {
             if let SessionState::WithAgent { group, .. } = session.state() {

@@ -63,6 +63,10 @@ pub struct TranscriptEntry {
     pub at_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// An attachment or a card said with the line (its links are not kept, see
+    /// `attachments::links`).
+    #[serde(flatten, default)]
+    pub rich: crate::protocol::Rich,
 }
 
 crate::redacted_debug!(TranscriptEntry);
@@ -172,6 +176,18 @@ pub struct Conversation {
 /// Typing notices forwarded per chat and direction at most this often.
 pub const TYPING_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// What a line costs against the transcript's byte cap: its text, and a card's or an
+/// attachment's words (the bytes of a file are not in the transcript).
+pub(crate) fn line_bytes(line: &TranscriptEntry) -> usize {
+    let rich = &line.rich;
+    line.text.len()
+        + rich.card.as_ref().map_or(0, |c| c.summary().len())
+        + rich
+            .attachment
+            .as_ref()
+            .map_or(0, |a| a.id.len() + a.name.len())
+}
+
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -187,7 +203,7 @@ impl Inner {
     }
 
     fn push(&mut self, entry: TranscriptEntry) {
-        self.transcript_bytes += entry.text.len();
+        self.transcript_bytes += line_bytes(&entry);
         self.transcript.push(entry);
     }
 }
@@ -352,12 +368,25 @@ impl Session {
         text: &str,
         id: Option<String>,
     ) -> u64 {
+        self.emit_recorded_rich(frame, from, text, id, crate::protocol::Rich::default())
+    }
+
+    /// As [`Self::emit_recorded`], the line with an attachment or a card.
+    pub fn emit_recorded_rich(
+        &self,
+        frame: &ServerFrame,
+        from: Speaker,
+        text: &str,
+        id: Option<String>,
+        rich: crate::protocol::Rich,
+    ) -> u64 {
         let mut inner = self.lock();
         let line = inner.has_room(text).then(|| TranscriptEntry {
             from,
             text: text.to_string(),
             at_ms: now_ms(),
             id,
+            rich,
         });
         if line.is_none() {
             metrics::counter!("kefu_transcript_full_total").increment(1);
@@ -457,6 +486,16 @@ impl Session {
 
     /// Stores a customer message once per client `id`, within the session's rate.
     pub fn accept_customer_message(&self, id: &str, text: &str) -> Accepted {
+        self.accept_customer_rich(id, text, crate::protocol::Rich::default())
+    }
+
+    /// As [`Self::accept_customer_message`], with an attachment or a card.
+    pub fn accept_customer_rich(
+        &self,
+        id: &str,
+        text: &str,
+        rich: crate::protocol::Rich,
+    ) -> Accepted {
         let mut inner = self.lock();
         if inner.seen_ids.contains(id) {
             return Accepted::Duplicate;
@@ -480,6 +519,7 @@ impl Session {
             text: text.to_string(),
             at_ms: now_ms(),
             id: Some(id.to_string()),
+            rich,
         };
         self.log_line(&line);
         inner.push(line);
@@ -489,6 +529,17 @@ impl Session {
     /// Adds a line said by someone other than the customer (bot, agent, system). At the
     /// transcript's cap the line is not kept (what was sent still reaches the client).
     pub fn record(&self, from: Speaker, text: &str, id: Option<String>) {
+        self.record_rich(from, text, id, crate::protocol::Rich::default())
+    }
+
+    /// As [`Self::record`], with an attachment or a card.
+    pub fn record_rich(
+        &self,
+        from: Speaker,
+        text: &str,
+        id: Option<String>,
+        rich: crate::protocol::Rich,
+    ) {
         let mut inner = self.lock();
         if !inner.has_room(text) {
             metrics::counter!("kefu_transcript_full_total").increment(1);
@@ -499,6 +550,7 @@ impl Session {
             text: text.to_string(),
             at_ms: now_ms(),
             id,
+            rich,
         };
         self.log_line(&line);
         inner.push(line);

@@ -30,6 +30,7 @@ pub struct PendingAgentMessage {
     pub name: String,
     pub id: String,
     pub text: String,
+    pub rich: crate::protocol::Rich,
 }
 
 pub struct Rebuilt {
@@ -83,12 +84,14 @@ pub fn rebuild(
                 name,
                 id,
                 text,
+                rich,
                 ..
             } => inputs.push(PendingAgentMessage {
                 agent,
                 name,
                 id,
                 text,
+                rich,
             }),
         }
     }
@@ -142,7 +145,7 @@ pub fn rebuild(
         agent_replied: facts.agent_replied || !matches!(state, SessionState::WithAgent { .. }),
         ..Conversation::default()
     };
-    let transcript_bytes = transcript.iter().map(|l| l.text.len()).sum();
+    let transcript_bytes = transcript.iter().map(super::line_bytes).sum();
     let session = Session {
         id: id.into(),
         visitor,

@@ -65,6 +65,7 @@ fn line(from: Speaker, text: &str, id: Option<&str>) -> Entry {
             text: text.into(),
             at_ms: 1,
             id: id.map(str::to_string),
+            rich: Default::default(),
         },
     }
 }
@@ -110,6 +111,7 @@ fn logged(token: &str) -> Vec<Entry> {
                 text: "on its way".into(),
                 at_ms: 1,
                 id: Some("a1".into()),
+                rich: Default::default(),
             }),
         },
         // Delivered already (a line with its id) and one the old owner never delivered.
@@ -119,6 +121,7 @@ fn logged(token: &str) -> Vec<Entry> {
             id: "a1".into(),
             text: "on its way".into(),
             at_ms: 2,
+            rich: Default::default(),
         },
         Entry::AgentMessage {
             agent: "a01".into(),
@@ -126,6 +129,7 @@ fn logged(token: &str) -> Vec<Entry> {
             id: "a2".into(),
             text: "tomorrow".into(),
             at_ms: 3,
+            rich: Default::default(),
         },
     ]
 }

@@ -252,7 +252,39 @@ impl KeyRing {
         self.open(stored, b"")
     }
 
+    /// As [`Self::encrypt_field`] for bytes (attachment chunks): the same format and key.
+    pub fn encrypt_bytes(&self, plain: &[u8], aad: Aad<'_>) -> Result<String, CryptoError> {
+        let (id, cipher, _) = self.keys.first().ok_or(CryptoError::NoKey)?;
+        let mut nonce = [0u8; 12];
+        rand::rng().fill(&mut nonce);
+        let n = aes_gcm::Nonce::try_from(&nonce[..]).map_err(|_| CryptoError::Encrypt)?;
+        let aad = aad.bytes();
+        let payload = aes_gcm::aead::Payload {
+            msg: plain,
+            aad: &aad,
+        };
+        let sealed = cipher
+            .encrypt(&n, payload)
+            .map_err(|_| CryptoError::Encrypt)?;
+        let mut out = Vec::with_capacity(12 + sealed.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Ok(format!("{V2}{id}:{}", B64.encode(out)))
+    }
+
+    /// The bytes sealed by [`Self::encrypt_bytes`] for `aad`.
+    pub fn decrypt_bytes(&self, stored: &str, aad: Aad<'_>) -> Result<Vec<u8>, CryptoError> {
+        let rest = stored.strip_prefix(V2).ok_or(CryptoError::Malformed)?;
+        self.open_raw(rest, &aad.bytes())
+    }
+
     fn open(&self, stored: &str, aad: &[u8]) -> Result<String, CryptoError> {
+        let (id, _) = stored.split_once(':').ok_or(CryptoError::Malformed)?;
+        let plain = self.open_raw(stored, aad)?;
+        String::from_utf8(plain).map_err(|_| CryptoError::Decrypt(id.to_string()))
+    }
+
+    fn open_raw(&self, stored: &str, aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let (id, b64) = stored.split_once(':').ok_or(CryptoError::Malformed)?;
         let (_, cipher, _) = self
             .keys
@@ -268,10 +300,9 @@ impl KeyRing {
         let (nonce, sealed) = raw.split_at(12);
         let n = aes_gcm::Nonce::try_from(nonce).map_err(|_| CryptoError::Malformed)?;
         let payload = aes_gcm::aead::Payload { msg: sealed, aad };
-        let plain = cipher
+        cipher
             .decrypt(&n, payload)
-            .map_err(|_| CryptoError::Decrypt(id.to_string()))?;
-        String::from_utf8(plain).map_err(|_| CryptoError::Decrypt(id.to_string()))
+            .map_err(|_| CryptoError::Decrypt(id.to_string()))
     }
 
     /// The blind index of `value` under every key of the ring (current first): equal values

@@ -7,6 +7,8 @@
 //! queued, which the server calls on shutdown. Message text and personal data are encrypted
 //! ([`crypto`]) before they reach the database.
 
+pub mod attachments;
+mod chunks;
 pub mod crypto;
 mod kb;
 mod log;
@@ -109,6 +111,8 @@ pub enum StoreError {
     WriterGone,
     #[error("the blocking pool is gone")]
     PoolClosed,
+    #[error("writing attachment chunks failed: {0}")]
+    Chunks(String),
 }
 
 enum Command {
@@ -123,6 +127,8 @@ pub struct Store {
     log_pool: AnyPool,
     keys: Arc<KeyRing>,
     tx: mpsc::Sender<Command>,
+    /// Attachment chunks to the group-commit writer (`chunks`).
+    chunks: mpsc::Sender<chunks::ChunkRow>,
 }
 
 impl std::fmt::Debug for Store {
@@ -197,6 +203,8 @@ impl Store {
         let keys = Arc::new(keys);
         let (tx, rx) = mpsc::channel(settings.queue);
         tokio::spawn(writer::run(pool.clone(), keys.clone(), rx, settings.batch));
+        let (chunk_tx, chunk_rx) = mpsc::channel(chunks::QUEUE);
+        tokio::spawn(chunks::run(pool.clone(), keys.clone(), chunk_rx));
         tracing::info!(
             backend = backend(&url),
             key = keys.current_id(),
@@ -207,6 +215,7 @@ impl Store {
             log_pool,
             keys,
             tx,
+            chunks: chunk_tx,
         })
     }
 

@@ -257,6 +257,21 @@ impl Store {
             query = query.bind(index.clone());
         }
         query.execute(&mut *tx).await?;
+        // Their photos and files go with them.
+        let of_visitor =
+            format!("SELECT id FROM kefu_conversations WHERE visitor_idx IN ({marks})");
+        for head in [
+            super::attachments::DELETE_CHUNKS_OF,
+            super::attachments::DELETE_ROWS_OF,
+        ] {
+            let close = if head.contains("chunks") { "))" } else { ")" };
+            let sql = format!("{head}{of_visitor}{close}");
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for index in &indexes {
+                query = query.bind(index.clone());
+            }
+            query.execute(&mut *tx).await?;
+        }
         let sql = format!("DELETE FROM kefu_conversations WHERE visitor_idx IN ({marks})");
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for index in &indexes {
@@ -278,6 +293,21 @@ impl Store {
         .bind(cutoff)
         .execute(&mut *tx)
         .await?;
+        // Attachments follow the rule of their conversation; those of no stored conversation
+        // (it never ended, or was deleted) go by their own age.
+        let old = "SELECT id FROM kefu_conversations WHERE created_ms < $1
+                   UNION SELECT session FROM kefu_attachments WHERE created_ms < $1
+                   AND session NOT IN (SELECT id FROM kefu_conversations)";
+        for head in [
+            super::attachments::DELETE_CHUNKS_OF,
+            super::attachments::DELETE_ROWS_OF,
+        ] {
+            let close = if head.contains("chunks") { "))" } else { ")" };
+            sqlx::query(AssertSqlSafe(format!("{head}{old}{close}")))
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?;
+        }
         let deleted = sqlx::query("DELETE FROM kefu_conversations WHERE created_ms < $1")
             .bind(cutoff)
             .execute(&mut *tx)

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod agents;
+mod attachments;
 mod bad_input;
 mod bot;
 mod customer;

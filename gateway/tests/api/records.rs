@@ -27,7 +27,12 @@ const KEY_BYTES: [u8; 32] = {
 };
 
 /// An admin request with the token and (optionally) an operator; returns status and body.
-async fn admin(app: &TestApp, method: &str, path: &str, operator: Option<&str>) -> (u16, String) {
+pub async fn admin(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    operator: Option<&str>,
+) -> (u16, String) {
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
     let who = operator
         .map(|o| format!("X-Kefu-Operator: {o}\r\n"))
@@ -360,6 +365,7 @@ pub fn record(id: &str, created_ms: u64, visitor: &str) -> ConversationRecord {
             text: format!("订单 {id} 到哪了"),
             at_ms: created_ms,
             id: Some("c-1".into()),
+            rich: Default::default(),
         }],
     }
 }

@@ -6,6 +6,7 @@
 
 import { Journal, newId } from '/shared/journal.js';
 import { ResumableSocket, wsBase } from '/shared/socket.js';
+import { upload } from '/shared/rich.js';
 import { ChatCard } from './chat.js';
 
 const TOKEN_KEY = 'kefu.console.token';
@@ -187,6 +188,26 @@ function settle(id, state) {
   chats.get(entry.session)?.settle(id, state);
 }
 
+/** A photo or file for `session`: uploaded with the agent's token, then sent as a message
+ * whose id was chosen first (a re-send after a reconnect is the same message). */
+function sendAttachment(session, file) {
+  const id = newId('a');
+  const entry = { k: 'out', session, id, text: '', state: 'sending', file: { name: file.name } };
+  journal.append(entry);
+  draw(entry);
+  const token = sessionStorage.getItem(TOKEN_KEY) || '';
+  upload(location.origin, session, file, ['Authorization', `Bearer ${token}`])
+    .then((answer) => {
+      entry.file.attachment = answer.attachment_id;
+      journal.save();
+      socket.sendReliable({ type: 'message', session, id, text: '', attachment: answer.attachment_id });
+    })
+    .catch((err) => {
+      settle(id, 'failed');
+      $('notice').textContent = `upload: ${err.message}`;
+    });
+}
+
 function sendMessage(session, text) {
   const id = newId('a');
   const entry = { k: 'out', session, id, text, state: 'sending' };
@@ -209,7 +230,8 @@ function redraw() {
 function draw(entry) {
   if (entry.k === 'out') {
     const card = chats.get(entry.session);
-    const item = card?.line('agent', entry.text, { id: entry.id });
+    const label = entry.file ? `📎 ${entry.file.name}` : entry.text;
+    const item = card?.line('agent', label, { id: entry.id });
     if (item && entry.state !== 'sending') card.settle(entry.id, entry.state);
     return;
   }
@@ -224,7 +246,7 @@ function draw(entry) {
       addChat(f);
       break;
     case 'message':
-      card?.line('customer', f.text);
+      card?.line('customer', f.text, { rich: f });
       if (!replaying) card?.bump();
       break;
     case 'auto_greeting':
@@ -259,6 +281,7 @@ function addChat(f) {
       sendMessage(session, text);
       card.setSla(null);
     },
+    onAttach: (file) => sendAttachment(session, file),
     onTyping: () => {
       if (Date.now() - lastTyping < TYPING_EVERY_MS) return;
       lastTyping = Date.now();

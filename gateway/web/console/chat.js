@@ -2,6 +2,7 @@
 // transfer and close, plus its tab (with the unread count) in the strip above the cards.
 
 import { el } from '/shared/dom.js';
+import { ACCEPT, attachmentNode, cardNode } from '/shared/rich.js';
 
 const WHO = { customer: '客户', bot: '机器人', agent: '我', system: '系统' };
 
@@ -26,10 +27,19 @@ export class ChatCard {
     this.log = el('ol', { class: 'log', 'aria-live': 'polite', 'aria-label': `与客户 ${short} 的对话` });
     this.typingLine = el('div', { class: 'typing', hidden: true, text: '客户正在输入… (typing)' });
     this.input = el('textarea', { id: `reply-${this.session}`, rows: '2', maxlength: '2000', placeholder: '回复客户，Enter 发送 · Reply, Enter to send' });
+    // Send a photo: picked here, uploaded by the app (onAttach), then sent as a message.
+    this.file = el('input', { type: 'file', accept: ACCEPT, class: 'sr-only', id: `file-${this.session}` });
+    this.file.addEventListener('change', () => {
+      const f = this.file.files?.[0];
+      this.file.value = '';
+      if (f && !this.ended) o.onAttach?.(f);
+    });
     this.form = el(
       'form',
       { class: 'compose' },
       el('label', { class: 'sr-only', for: `reply-${this.session}`, text: '回复 Reply' }),
+      el('button', { class: 'btn attach', type: 'button', title: '发送图片 Send a photo', 'aria-label': '发送图片 Send a photo', text: '📎', onclick: () => this.file.click() }),
+      this.file,
       this.input,
       el('button', { class: 'btn btn-primary', type: 'submit', text: '发送 Send' }),
     );
@@ -99,7 +109,8 @@ export class ChatCard {
     this.input.addEventListener('input', () => o.onTyping());
     this.el.addEventListener('focusin', () => this.seen());
     this.el.addEventListener('click', () => this.seen());
-    for (const h of assigned.history || []) this.line(h.from, h.text, { history: true });
+    this.gateway = location.origin;
+    for (const h of assigned.history || []) this.line(h.from, h.text, { history: true, rich: h });
     this.line('system', '已接入，以上为历史记录 · assigned; history above');
   }
 
@@ -120,12 +131,16 @@ export class ChatCard {
   }
 
   /** Appends a line; `who` is customer, bot, agent or system. */
-  line(who, text, { history = false, id, note } = {}) {
+  line(who, text, { history = false, id, note, rich, preview } = {}) {
     const item = el(
       'li',
       { class: `msg ${who}${history ? ' history' : ''}`, 'data-id': id },
       el('span', { class: 'who', text: note ? `${WHO[who] || who} · ${note}` : WHO[who] || who }),
       el('span', { class: 'body', text }),
+      // A photo's thumbnail opens the full image over the console; a file opens in a tab.
+      rich?.attachment ? viewable(attachmentNode(this.gateway, rich.attachment)) : null,
+      rich?.card ? cardNode(rich.card) : null,
+      preview || null,
     );
     this.log.append(item);
     this.log.scrollTop = this.log.scrollHeight;
@@ -195,4 +210,19 @@ export class ChatCard {
     this.el.scrollIntoView({ block: 'nearest' });
     (this.ended ? this.dismissBtn : this.input).focus();
   }
+}
+
+/** Clicking a photo's thumbnail shows the photo over the page (Escape or a click closes it). */
+function viewable(link) {
+  if (!link || !link.classList.contains('att-image')) return link;
+  link.addEventListener('click', (e) => {
+    e.preventDefault();
+    const viewer = el('div', { class: 'viewer', role: 'dialog', 'aria-label': '图片 Photo', tabindex: '-1' }, el('img', { src: link.href, alt: '' }));
+    const close = () => viewer.remove();
+    viewer.addEventListener('click', close);
+    viewer.addEventListener('keydown', (k) => k.key === 'Escape' && close());
+    document.body.append(viewer);
+    viewer.focus();
+  });
+  return link;
 }

@@ -8,6 +8,8 @@
 import { Journal, newId } from '/shared/journal.js';
 import { ResumableSocket, wsBase } from '/shared/socket.js';
 import { strings } from './i18n.js';
+import { attachmentNode, cardNode } from '/shared/rich.js';
+import { Attacher } from './attach.js';
 import { buildShell, el, line, setNote, surveyCard } from './view.js';
 
 const TYPING_EVERY_MS = 2000;
@@ -17,6 +19,11 @@ const TYPING_SHOWN_MS = 4000;
 export function mount(opts = {}) {
   const widget = new Widget(opts);
   window.kefuWidget = widget; // for the shop's page: kefuWidget.open(), .close()
+  // `kefu.showProduct({sku, title, price, image_url, url})`: the product the page shows.
+  const queued = window.kefu?.queued || [];
+  window.kefu = { showProduct: (p) => widget.attacher.showProduct(p) };
+  if (opts.product) widget.attacher.showProduct(opts.product);
+  for (const p of queued) widget.attacher.showProduct(p);
   return widget;
 }
 
@@ -33,6 +40,7 @@ class Widget {
     this.lastTypingSent = 0;
     this.typingTimer = null;
     this.wire();
+    this.attacher = new Attacher(this);
     document.body.append(this.ui.root);
     this.redraw();
     this.socket = new ResumableSocket({
@@ -104,6 +112,10 @@ class Widget {
 
   sendText(raw) {
     const text = raw.trim();
+    if (this.attacher.file && !this.journal.extra.ended) {
+      this.ui.input.value = '';
+      return this.attacher.send(text);
+    }
     if (!text || this.journal.extra.ended) return;
     const id = newId('c');
     this.ui.input.value = '';
@@ -205,6 +217,10 @@ class Widget {
     this.journal.append(entry);
     this.draw(entry);
     this.scroll();
+    // A photo takes its height when it loads: keep the newest line in view.
+    for (const img of this.ui.log.lastElementChild?.querySelectorAll('img') || []) {
+      img.addEventListener('load', () => this.scroll(), { once: true });
+    }
   }
 
   redraw() {
@@ -225,7 +241,7 @@ class Widget {
     const add = (node) => ui.log.append(node);
     switch (entry.k) {
       case 'out':
-        return add(line('customer', entry.text, { id: entry.id, note: t[entry.state] }));
+        return add(line('customer', entry.text, { id: entry.id, note: t[entry.state], extra: this.attacher.extra(entry) }));
       case 'pick':
         return add(line('customer', entry.text));
       case 'notice':
@@ -266,6 +282,13 @@ class Widget {
             el('button', { type: 'button', text: t.no, onclick: () => this.feedback(f.entry_id, false) }),
           ),
         );
+        // Follow-up questions of the entry: a button sends the question.
+        if (f.quick_replies?.length) {
+          const chips = f.quick_replies.map((q) =>
+            el('button', { type: 'button', class: 'kefu-chip kefu-quick', text: q, onclick: () => this.sendText(q) }),
+          );
+          item.append(el('div', { class: 'kefu-chips' }, chips));
+        }
         return add(item);
       }
       case 'suggestions': {
@@ -303,7 +326,13 @@ class Widget {
         return add(line('system', t.agentLeft));
       case 'message':
         this.hideTyping();
-        return add(line('agent', f.text, { name: f.name, note: f.auto ? t.auto : undefined }));
+        return add(
+          line('agent', f.text, {
+            name: f.name,
+            note: f.auto ? t.auto : undefined,
+            extra: [attachmentNode(this.gateway, f.attachment, 'kefu-att'), cardNode(f.card, 'kefu-card')],
+          }),
+        );
       case 'survey':
         return add(surveyCard(t, (score, comment) => this.answerSurvey(score, comment)));
       case 'closed':

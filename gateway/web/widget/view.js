@@ -30,10 +30,17 @@ export function buildShell(t, lang) {
     id: 'kefu-input', class: 'kefu-input', rows: '2', maxlength: '2000', placeholder: t.placeholder,
   });
   ui.sendBtn = el('button', { class: 'kefu-send', type: 'submit', text: t.send });
+  // Photos and files: the button opens the picker; paste and drop work too (attach.js).
+  ui.fileInput = el('input', { type: 'file', class: 'kefu-sr', id: 'kefu-file', tabindex: '-1', 'aria-hidden': 'true' });
+  ui.attachBtn = el('button', { class: 'kefu-attach', type: 'button', title: t.attach, 'aria-label': t.attach, text: '📎' });
+  ui.preview = el('div', { class: 'kefu-preview', hidden: true, role: 'status' });
+  ui.product = el('div', { class: 'kefu-product', hidden: true });
   ui.form = el(
     'form',
     { class: 'kefu-compose' },
     el('label', { class: 'kefu-sr', for: 'kefu-input', text: t.inputLabel }),
+    ui.attachBtn,
+    ui.fileInput,
     ui.input,
     ui.sendBtn,
   );
@@ -52,6 +59,8 @@ export function buildShell(t, lang) {
     ui.log,
     ui.typing,
     el('div', { class: 'kefu-actions' }, ui.humanBtn, ui.newBtn),
+    ui.product,
+    ui.preview,
     ui.form,
   );
   ui.root = el('div', { class: 'kefu-root', lang: lang === 'en' ? 'en' : 'zh-CN' }, ui.panel, ui.bubble);
@@ -59,10 +68,11 @@ export function buildShell(t, lang) {
 }
 
 /** One line of the conversation: `who` is customer, bot, agent or system. */
-export function line(who, text, { name, note, id } = {}) {
+export function line(who, text, { name, note, id, extra = [] } = {}) {
   const item = el('li', { class: `kefu-line kefu-${who}`, 'data-id': id });
   if (name) item.append(el('span', { class: 'kefu-name', text: name }));
-  item.append(el('div', { class: 'kefu-text', text }));
+  if (text || !extra.length) item.append(el('div', { class: 'kefu-text', text }));
+  for (const node of extra) if (node) item.append(node);
   if (note !== undefined) item.append(el('span', { class: 'kefu-note', text: note }));
   return item;
 }
