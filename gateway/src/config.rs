@@ -51,6 +51,12 @@ pub struct Settings {
     pub store: crate::store::StoreSettings,
     pub leaks: crate::leaks::LeakSettings,
     pub sign_in: sign_in::SignInSettings,
+    /// Identified customers (issue #17); the secret comes from the environment or a file.
+    #[serde(default)]
+    pub identity: crate::identity::IdentitySettings,
+    /// Business hours per skill group (issue #17); none: always open.
+    #[serde(default)]
+    pub hours: crate::hours::HoursSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -304,6 +310,15 @@ impl Settings {
             })?;
         // The encryption key comes from the environment only, never from a config file.
         settings.store.key = crate::store::KeySource::from_env(env);
+        settings.identity.secret = env
+            .get(crate::identity::SECRET_ENV)
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| Secret::new(v.trim()));
+        settings.hours.compile().map_err(|message| ConfigError::Invalid {
+            key: "hours".into(),
+            origin: String::new(),
+            message,
+        })?;
         settings.validate(&origins)?;
         Ok(settings)
     }

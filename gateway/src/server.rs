@@ -45,6 +45,8 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     #[error("conversation log: {0}")]
     Journal(#[from] crate::journal::JournalError),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
     #[error("cannot bind {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -81,6 +83,8 @@ pub struct Shared {
     pub sign_in: Arc<crate::signin::SignIn>,
     /// Knowledge-base learning: misses, edits overlay, answer figures (issue #19).
     pub kb: crate::kb::Kb,
+    /// Checks customers' identity tokens (`None`: no secret configured, tokens refused).
+    pub identity: Option<Arc<crate::identity::Verifier>>,
     next_conn: AtomicU64,
 }
 
@@ -143,6 +147,14 @@ impl Application {
         } else {
             None
         };
+        let identity_settings = settings.identity.clone();
+        let ring = store.as_ref().map(|s| s.key_ring());
+        let identity = tokio::task::spawn_blocking(move || {
+            crate::identity::Verifier::load(&identity_settings, ring.as_deref())
+        })
+        .await
+        .map_err(|_| crate::bot::BotError::PoolClosed)??
+        .map(Arc::new);
         let dispatcher = crate::dispatch::connect(&settings.dispatch).await?;
         let addr = settings.server.listen;
         let listener = TcpListener::bind(addr)
@@ -202,6 +214,7 @@ impl Application {
             operators,
             sign_in,
             kb: crate::kb::Kb::new(store_for_kb),
+            identity,
             next_conn: AtomicU64::new(1),
             settings,
         });
@@ -309,6 +322,7 @@ fn router(state: AppState) -> Router {
             axum::routing::delete(records::http::delete_customer),
         )
         .route("/admin/audit", get(records::http::audit_log))
+        .route("/admin/tickets", get(records::http::tickets))
         .route("/admin/reports/complaints", get(records::http::complaints))
         .route("/admin/reports/summary", get(records::http::summary))
         .route("/admin/supervisor", get(admin::supervisor))

@@ -4,8 +4,10 @@
 //! what was wrong: not JSON, an unknown `type`, or a missing or mistyped field.
 
 mod agent;
+mod continuity;
 
 pub use agent::{parse_agent_frame, AgentFrame, AgentServerFrame, CustomerInfo};
+pub use continuity::{PastConversation, PreviousConversation, TicketItem};
 
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +65,12 @@ pub enum CustomerFrame {
     Pick { entry_id: String },
     SurveyAnswer { score: u8, comment: Option<String> },
     Close {},
+    /// A message for a person while nobody is there (after `offline`); becomes a ticket.
+    LeaveMessage {
+        id: String,
+        text: String,
+        contact: Option<String>,
+    },
 }
 
 const CUSTOMER_TYPES: &[&str] = &[
@@ -73,6 +81,7 @@ const CUSTOMER_TYPES: &[&str] = &[
     "pick",
     "survey_answer",
     "close",
+    "leave_message",
 ];
 
 /// A suggestion offered when the bot is not sure enough to answer.
@@ -145,6 +154,17 @@ pub enum ServerFrame {
         name: String,
         text: String,
         auto: bool,
+        /// A reply to a message left while nobody was there (a ticket), delivered later.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        offline: bool,
+    },
+    /// Nobody of the group can take the chat (outside its hours, or no agent online): the
+    /// bot keeps answering and the customer may `leave_message`.
+    Offline {
+        /// `outside_hours` or `no_agent`.
+        reason: String,
+        /// When the group opens next (ms since the epoch); null when not known.
+        next_open_ms: Option<u64>,
     },
     Typing {},
     Survey {},
@@ -198,6 +218,10 @@ pub enum ErrorCode {
     OtpRequired,
     /// A wrong, expired or already used code.
     BadOtp,
+    /// The `identity` token did not verify (signature, expiry, form); the chat is anonymous.
+    BadIdentity,
+    /// Another agent claimed the ticket first (or it is not open).
+    TicketTaken,
     Internal,
 }
 
@@ -222,6 +246,8 @@ impl ErrorCode {
             ErrorCode::BlockedContent => "blocked_content",
             ErrorCode::OtpRequired => "otp_required",
             ErrorCode::BadOtp => "bad_otp",
+            ErrorCode::BadIdentity => "bad_identity",
+            ErrorCode::TicketTaken => "ticket_taken",
             ErrorCode::Internal => "internal",
         }
     }
@@ -271,6 +297,10 @@ pub fn parse_customer_frame(text: &str) -> Result<CustomerFrame, FrameError> {
     let frame: CustomerFrame = parse_frame(text, CUSTOMER_TYPES)?;
     match &frame {
         CustomerFrame::Message { id, .. } => cap("id", id, MAX_ID_BYTES)?,
+        CustomerFrame::LeaveMessage { id, contact, .. } => {
+            cap("id", id, MAX_ID_BYTES)?;
+            cap("contact", contact.as_deref().unwrap_or(""), 256)?;
+        }
         CustomerFrame::Feedback { entry_id, .. } | CustomerFrame::Pick { entry_id } => {
             cap("entry_id", entry_id, MAX_ID_BYTES)?
         }

@@ -127,6 +127,7 @@ pub(super) fn deliver_agent_message(
         name,
         text: text.clone(),
         auto: false,
+        offline: false,
     };
     session.emit_recorded(&frame, Speaker::Agent, &text, Some(id));
 }

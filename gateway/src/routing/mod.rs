@@ -129,6 +129,7 @@ async fn on_assigned(app: &AppState, a: Assignment) {
         None,
     );
     session.emit(&ServerFrame::AgentJoined { name: name.clone() });
+    crate::continuity::previous(app, &session).await;
     let frame = assigned_frame(&session, &a.group, a.waited_ms, false);
     let event = NodeEvent::ToAgent {
         agent: a.agent.clone(),
@@ -146,18 +147,25 @@ pub(crate) fn assigned_frame(
     waited_ms: u64,
     resumed: bool,
 ) -> AgentServerFrame {
+    let mut customer = CustomerInfo {
+        visitor: session
+            .visitor
+            .as_deref()
+            .map(|v| mask_text(v).into_owned()),
+        channel: session.channel,
+        lang: session.lang,
+        complaint_level: session.with_conversation(|c| c.complaint_level),
+        returning: false,
+        previous: Vec::new(),
+        name: None,
+        tier: None,
+        phone: None,
+    };
+    crate::continuity::customer_fields(session, &mut customer);
     AgentServerFrame::Assigned {
         session: session.id.to_string(),
         group: group.to_string(),
-        customer: CustomerInfo {
-            visitor: session
-                .visitor
-                .as_deref()
-                .map(|v| mask_text(v).into_owned()),
-            channel: session.channel,
-            lang: session.lang,
-            complaint_level: session.with_conversation(|c| c.complaint_level),
-        },
+        customer,
         history: masked_history(session.transcript()),
         waited_ms,
         resumed,
@@ -246,6 +254,7 @@ fn start_greeting_timer(app: AppState, session: Arc<Session>, agent: String, nam
             name,
             text: text.clone(),
             auto: true,
+            offline: false,
         });
         // A node paused past a takeover must not greet in the agent's name twice.
         if session.sync().await.is_err() {

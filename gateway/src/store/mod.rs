@@ -8,11 +8,13 @@
 //! ([`crypto`]) before they reach the database.
 
 pub mod crypto;
+mod customers;
 mod kb;
 mod log;
 mod queries;
 mod schema;
 mod sign_ins;
+mod tickets;
 mod writer;
 
 use std::path::PathBuf;
@@ -27,6 +29,7 @@ pub use crypto::{CryptoError, KeyRing, KeySource};
 pub use kb::{EditRow, MissRow, StatsRow};
 pub use log::LogRow;
 pub use queries::{AuditEntry, ComplaintRecord, ConversationSummary};
+pub use tickets::{NewTicket, TicketRow};
 
 use crate::records::ConversationRecord;
 

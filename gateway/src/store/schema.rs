@@ -76,7 +76,11 @@ const STATEMENTS: &[&str] = &[
 /// Creates whatever is missing.
 pub async fn migrate(pool: &AnyPool) -> Result<(), sqlx::Error> {
     // The knowledge base's tables (misses, overlay edits, answer figures): see `store::kb`.
-    for statement in STATEMENTS.iter().chain(super::kb::STATEMENTS) {
+    for statement in STATEMENTS
+        .iter()
+        .chain(super::kb::STATEMENTS)
+        .chain(super::customers::STATEMENTS)
+        .chain(super::tickets::STATEMENTS) {
         sqlx::query(*statement).execute(pool).await?;
     }
     Ok(())
