@@ -25,6 +25,7 @@ fn message() -> ServerFrame {
         name: "小王".into(),
         text: "您好，我来帮您看看订单的物流信息，请稍等。".into(),
         auto: false,
+        offline: false,
     }
 }
 

@@ -314,11 +314,14 @@ impl Settings {
             .get(crate::identity::SECRET_ENV)
             .filter(|v| !v.trim().is_empty())
             .map(|v| Secret::new(v.trim()));
-        settings.hours.compile().map_err(|message| ConfigError::Invalid {
-            key: "hours".into(),
-            origin: String::new(),
-            message,
-        })?;
+        settings
+            .hours
+            .compile()
+            .map_err(|message| ConfigError::Invalid {
+                key: "hours".into(),
+                origin: String::new(),
+                message,
+            })?;
         settings.validate(&origins)?;
         Ok(settings)
     }

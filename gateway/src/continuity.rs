@@ -88,7 +88,7 @@ fn brief(app: &AppState, r: &ConversationRecord) -> PreviousConversation {
         started_ms: r.created_ms,
         closed_ms: r.closed_ms,
         first_customer_message: said(Speaker::Customer).next().map(|l| l.text.clone()),
-        last_agent_message: said(Speaker::Agent).last().map(|l| l.text.clone()),
+        last_agent_message: said(Speaker::Agent).next_back().map(|l| l.text.clone()),
         survey_score: r.survey_score,
         complaint_level: r.complaint_level,
         agents: agent_names(app, r),
@@ -97,10 +97,7 @@ fn brief(app: &AppState, r: &ConversationRecord) -> PreviousConversation {
 
 /// The identity part of `assigned`'s customer: returning, previous and the vouched-for
 /// fields (masked later, where the frame reaches the agent).
-pub fn customer_fields(
-    session: &Session,
-    info: &mut crate::protocol::CustomerInfo,
-) {
+pub fn customer_fields(session: &Session, info: &mut crate::protocol::CustomerInfo) {
     let Some(identity) = session.identity() else {
         return;
     };

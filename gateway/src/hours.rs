@@ -47,7 +47,9 @@ struct Compiled {
 pub enum Open {
     Now,
     /// Closed; opens at this time (ms since the epoch), if ever within a year.
-    Closed { next_open_ms: Option<u64> },
+    Closed {
+        next_open_ms: Option<u64>,
+    },
 }
 
 impl HoursSettings {
@@ -68,7 +70,12 @@ impl HoursSettings {
         let ranges = self
             .groups
             .iter()
-            .map(|(group, range)| Ok((group.clone(), parse_range(range).map_err(|e| format!("`{group} = {range:?}`: {e}"))?)))
+            .map(|(group, range)| {
+                Ok((
+                    group.clone(),
+                    parse_range(range).map_err(|e| format!("`{group} = {range:?}`: {e}"))?,
+                ))
+            })
             .collect::<Result<BTreeMap<_, _>, String>>()?;
         self.compiled = Some(Compiled {
             tz,
@@ -129,7 +136,8 @@ fn parse_range(range: &str) -> Result<(u32, u32), String> {
         if t == "24:00" {
             return Ok(24 * 60);
         }
-        let time = NaiveTime::parse_from_str(t, "%H:%M").map_err(|_| format!("`{t}` is not HH:MM"))?;
+        let time =
+            NaiveTime::parse_from_str(t, "%H:%M").map_err(|_| format!("`{t}` is not HH:MM"))?;
         Ok(time.hour() * 60 + time.minute())
     };
     let (from, to) = (minutes(a)?, minutes(b)?);
@@ -186,7 +194,11 @@ mod tests {
                 next_open_ms: Some(at(9, 0))
             }
         );
-        assert_eq!(h.open("after_sale", at(3, 0)), Open::Now, "no line: always open");
+        assert_eq!(
+            h.open("after_sale", at(3, 0)),
+            Open::Now,
+            "no line: always open"
+        );
     }
 
     #[test]

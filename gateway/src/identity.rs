@@ -138,16 +138,15 @@ impl Verifier {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(IdentityError::Refused("too_long"));
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
-            |e| {
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind;
                 IdentityError::Refused(match e.kind() {
                     ErrorKind::ExpiredSignature => "expired",
                     ErrorKind::InvalidSignature => "signature",
                     _ => "malformed",
                 })
-            },
-        )?;
+            })?;
         let c = data.claims;
         let fits = |v: &Option<String>, max: usize| v.as_ref().is_none_or(|s| s.len() <= max);
         if c.sub.is_empty()
@@ -255,7 +254,10 @@ mod tests {
     #[test]
     fn refuses_bad_tokens() {
         let v = verifier();
-        let bad_sig = token(serde_json::json!({"sub":"u1","exp":in_an_hour()}), "another-secret-0123456789");
+        let bad_sig = token(
+            serde_json::json!({"sub":"u1","exp":in_an_hour()}),
+            "another-secret-0123456789",
+        );
         assert!(v.verify(&bad_sig).is_err());
         let expired = token(serde_json::json!({"sub":"u1","exp":1000}), SECRET);
         assert!(v.verify(&expired).is_err());
@@ -263,7 +265,10 @@ mod tests {
         assert!(v.verify(&no_exp).is_err());
         assert!(v.verify("not.a.jwt").is_err());
         assert!(v.verify("").is_err());
-        let long_sub = token(serde_json::json!({"sub":"x".repeat(500),"exp":in_an_hour()}), SECRET);
+        let long_sub = token(
+            serde_json::json!({"sub":"x".repeat(500),"exp":in_an_hour()}),
+            SECRET,
+        );
         assert!(v.verify(&long_sub).is_err());
     }
 

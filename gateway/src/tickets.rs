@@ -77,7 +77,12 @@ pub async fn leave_message(
         }
         Accepted::TranscriptFull => {
             let message = "this chat is full; start a new one";
-            return crate::customer::send_error(session, ErrorCode::TranscriptFull, message, Some(id));
+            return crate::customer::send_error(
+                session,
+                ErrorCode::TranscriptFull,
+                message,
+                Some(id),
+            );
         }
     }
     let group = session
@@ -89,7 +94,9 @@ pub async fn leave_message(
         session: session.id.to_string(),
         group: group.clone(),
         text,
-        contact: contact.map(|c| c.trim().to_string()).filter(|c| !c.is_empty()),
+        contact: contact
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty()),
     };
     if let Err(err) = store.create_ticket(ticket).await {
         tracing::error!(error = %err, "cannot store a left message");
@@ -157,7 +164,9 @@ pub async fn claim(app: &AppState, agent: &AgentSession, ticket: String) {
     match store.claim_ticket(&row.id, agent.id()).await {
         Ok(true) => {
             metrics::counter!("kefu_tickets_claimed_total").increment(1);
-            agent.outbox.emit(&AgentServerFrame::TicketClaimed { ticket });
+            agent
+                .outbox
+                .emit(&AgentServerFrame::TicketClaimed { ticket });
         }
         Ok(false) => {
             let message = "this ticket was claimed by someone else (or is not open)";

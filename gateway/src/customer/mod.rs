@@ -280,11 +280,7 @@ async fn notice_frame(socket: &mut WebSocket, frame: &ServerFrame) -> bool {
     if let ServerFrame::Error { code, .. } = frame {
         count_error(*code);
     }
-    let text = Envelope {
-        seq: 0,
-        frame,
-    }
-    .to_json();
+    let text = Envelope { seq: 0, frame }.to_json();
     socket.send(Message::Text(text.into())).await.is_ok()
 }
 

@@ -58,12 +58,23 @@ impl std::str::FromStr for Lang {
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CustomerFrame {
-    Message { id: String, text: String },
+    Message {
+        id: String,
+        text: String,
+    },
     Typing {},
     RequestHuman {},
-    Feedback { entry_id: String, helpful: bool },
-    Pick { entry_id: String },
-    SurveyAnswer { score: u8, comment: Option<String> },
+    Feedback {
+        entry_id: String,
+        helpful: bool,
+    },
+    Pick {
+        entry_id: String,
+    },
+    SurveyAnswer {
+        score: u8,
+        comment: Option<String>,
+    },
     Close {},
     /// A message for a person while nobody is there (after `offline`); becomes a ticket.
     LeaveMessage {

@@ -45,11 +45,10 @@ impl Store {
         .to_string();
         let keys = self.keys.clone();
         let id = session.to_string();
-        let sealed = tokio::task::spawn_blocking(move || {
-            keys.encrypt_field(&profile, profile_aad(&id))
-        })
-        .await
-        .map_err(|_| StoreError::PoolClosed)??;
+        let sealed =
+            tokio::task::spawn_blocking(move || keys.encrypt_field(&profile, profile_aad(&id)))
+                .await
+                .map_err(|_| StoreError::PoolClosed)??;
         sqlx::query(
             "INSERT INTO kefu_customer_sessions (session_id, customer_idx, profile_enc, created_ms)
              VALUES ($1, $2, $3, $4) ON CONFLICT (session_id) DO NOTHING",
@@ -65,10 +64,11 @@ impl Store {
 
     /// The customer hash of `session`, if it was an identified chat.
     pub async fn customer_of(&self, session: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT customer_idx FROM kefu_customer_sessions WHERE session_id = $1")
-            .bind(session.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT customer_idx FROM kefu_customer_sessions WHERE session_id = $1")
+                .bind(session.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row.map(|r| r.try_get("customer_idx")).transpose()?)
     }
 

@@ -129,7 +129,10 @@ fn placeholders(start: usize, n: usize) -> String {
 }
 
 impl Store {
-    pub(super) async fn open_sealed(&self, rows: Vec<Sealed>) -> Result<Vec<ConversationRecord>, StoreError> {
+    pub(super) async fn open_sealed(
+        &self,
+        rows: Vec<Sealed>,
+    ) -> Result<Vec<ConversationRecord>, StoreError> {
         let keys = self.keys.clone();
         tokio::task::spawn_blocking(move || {
             rows.into_iter()

@@ -80,7 +80,8 @@ pub async fn migrate(pool: &AnyPool) -> Result<(), sqlx::Error> {
         .iter()
         .chain(super::kb::STATEMENTS)
         .chain(super::customers::STATEMENTS)
-        .chain(super::tickets::STATEMENTS) {
+        .chain(super::tickets::STATEMENTS)
+    {
         sqlx::query(*statement).execute(pool).await?;
     }
     Ok(())

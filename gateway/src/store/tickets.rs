@@ -91,7 +91,10 @@ struct Sealed {
 fn sealed(r: &AnyRow) -> Result<Sealed, sqlx::Error> {
     let created_ms = u(Some(r.try_get("created_ms")?)).unwrap_or(0);
     let answered_ms = u(r.try_get("answered_ms")?);
-    let late = answered_ms.unwrap_or_else(now_ms).saturating_sub(created_ms) > LATE_MS;
+    let late = answered_ms
+        .unwrap_or_else(now_ms)
+        .saturating_sub(created_ms)
+        > LATE_MS;
     Ok(Sealed {
         row: TicketRow {
             id: r.try_get("id")?,
@@ -200,11 +203,10 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let keys = self.keys.clone();
         let (tid, plain) = (id.to_string(), reply.to_string());
-        let sealed = tokio::task::spawn_blocking(move || {
-            keys.encrypt_field(&plain, aad(&tid, "reply_enc"))
-        })
-        .await
-        .map_err(|_| StoreError::PoolClosed)??;
+        let sealed =
+            tokio::task::spawn_blocking(move || keys.encrypt_field(&plain, aad(&tid, "reply_enc")))
+                .await
+                .map_err(|_| StoreError::PoolClosed)??;
         let done = sqlx::query(
             "UPDATE kefu_tickets SET status = 'answered', reply_enc = $3, answered_ms = $4
              WHERE id = $1 AND agent = $2 AND status = 'claimed'",

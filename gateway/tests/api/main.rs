@@ -6,6 +6,7 @@
 mod agents;
 mod bad_input;
 mod bot;
+mod continuity;
 mod customer;
 mod durable;
 mod helpers;
