@@ -73,6 +73,21 @@ pub struct RoutingSettings {
     pub avg_handle_s: u64,
     pub agent_greeting_zh: String,
     pub agent_greeting_en: String,
+    /// A returning customer whose last chat was at most this many days ago is offered to
+    /// that chat's agent first (issue #17); 0: never.
+    #[serde(default = "default_last_agent_days")]
+    pub last_agent_days: u64,
+    /// How long a returning customer waits for their last agent's free slot (seconds).
+    #[serde(default = "default_prefer_last_agent_s")]
+    pub prefer_last_agent_s: u64,
+}
+
+fn default_last_agent_days() -> u64 {
+    7
+}
+
+fn default_prefer_last_agent_s() -> u64 {
+    30
 }
 
 /// What the agent console offers (served as `/console/config.json`).

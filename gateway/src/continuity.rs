@@ -64,8 +64,30 @@ pub async fn previous(app: &AppState, session: &Session) -> Arc<Vec<PreviousConv
     };
     let list: Arc<Vec<PreviousConversation>> =
         Arc::new(records.iter().map(|r| brief(app, r)).collect());
-    session.with_conversation(|c| c.previous = Some(list.clone()));
+    let last = records.first().and_then(|r| {
+        Some((
+            r.agents.last()?.clone(),
+            r.closed_ms.unwrap_or(r.created_ms),
+        ))
+    });
+    session.with_conversation(|c| {
+        c.previous = Some(list.clone());
+        c.last_agent = last;
+    });
     list
+}
+
+/// The agent of the customer's last conversation, if it was recent enough
+/// (`routing.last_agent_days`) to offer them the chat first.
+pub async fn last_agent(app: &AppState, session: &Session) -> Option<String> {
+    let days = app.settings.routing.last_agent_days;
+    if days == 0 || session.identity().is_none() {
+        return None;
+    }
+    previous(app, session).await;
+    let (agent, at_ms) = session.with_conversation(|c| c.last_agent.clone())?;
+    let recent = crate::session::now_ms().saturating_sub(at_ms) <= days * 86_400_000;
+    recent.then_some(agent)
 }
 
 /// The agent names of a record, in order, without repeats in a row.

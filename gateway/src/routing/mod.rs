@@ -9,6 +9,7 @@ mod adopt;
 pub mod bus;
 mod periodic;
 mod positions;
+mod prefer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,14 @@ pub async fn enqueue(app: &AppState, session: &Arc<Session>, group: &str, priori
         node: app.node_id.clone(),
         enqueued_at_ms: crate::session::now_ms(),
     };
+    if let prefer::Preferred::Handled = prefer::offer(app, session, &ticket).await {
+        return;
+    }
+    enqueue_now(app, session, ticket).await;
+}
+
+/// [`enqueue`] without the last-agent preference, with retries.
+async fn enqueue_now(app: &AppState, session: &Arc<Session>, ticket: Ticket) {
     let mut attempt = 1;
     let result = loop {
         match app.dispatcher.enqueue(ticket.clone()).await {

@@ -174,6 +174,8 @@ pub struct Conversation {
     /// The group that was offline when the customer asked for it (their left message goes
     /// there).
     pub offline_group: Option<String>,
+    /// The agent id of the customer's last earlier conversation and when it ended.
+    pub last_agent: Option<(String, u64)>,
 }
 
 /// Typing notices forwarded per chat and direction at most this often.

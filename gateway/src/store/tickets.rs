@@ -246,6 +246,27 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Tickets waiting for an answer (open or claimed), and tickets answered — or still
+    /// waiting — more than 24 hours after they were left (the supervisor view's flag).
+    pub async fn ticket_counts(&self) -> Result<(u64, u64), StoreError> {
+        let now = writer_ms(now_ms());
+        let late = writer_ms(LATE_MS);
+        let row = sqlx::query(
+            "SELECT
+               SUM(CASE WHEN status IN ('open', 'claimed') THEN 1 ELSE 0 END) AS waiting,
+               SUM(CASE WHEN COALESCE(answered_ms, $1) - created_ms > $2 THEN 1 ELSE 0 END) AS late
+             FROM kefu_tickets",
+        )
+        .bind(now)
+        .bind(late)
+        .fetch_one(&self.pool)
+        .await?;
+        let count = |c: &str| -> Result<u64, sqlx::Error> {
+            Ok(u(row.try_get::<Option<i64>, _>(c)?).unwrap_or(0))
+        };
+        Ok((count("waiting")?, count("late")?))
+    }
+
     async fn open_tickets(&self, rows: Vec<Sealed>) -> Result<Vec<TicketRow>, StoreError> {
         let keys = self.keys.clone();
         tokio::task::spawn_blocking(move || {

@@ -326,6 +326,11 @@ async fn outside_hours_a_message_is_left_claimed_once_answered_and_delivered(bac
     );
     let (status, _) = app.request("GET", "/admin/tickets", "").await;
     assert_eq!(status, 401);
+    let (status, body) = app.request("GET", "/admin/supervisor", &auth).await;
+    assert_eq!(status, 200, "{body}");
+    let view: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["continuity"]["tickets"]["waiting"], 0, "{view}");
+    assert_eq!(view["continuity"]["tickets"]["late"], 0, "{view}");
 }
 
 /// The next `ticket_claimed` or `error` frame.
@@ -359,4 +364,79 @@ async fn a_group_with_hours_and_nobody_online_is_offline(backend: Backend) {
     assert_eq!(c.recv_type("error").await["code"], "bad_field");
     c.say("q1", "你好").await;
     c.recv_type("ack").await;
+}
+
+mod last_agent {
+    use super::*;
+
+    #[tokio::test]
+    async fn on_memory() {
+        returning_customer_reaches_the_last_agent_and_falls_back_after_the_wait(Backend::memory())
+            .await
+    }
+
+    #[tokio::test]
+    async fn on_redis() {
+        returning_customer_reaches_the_last_agent_and_falls_back_after_the_wait(Backend::redis())
+            .await
+    }
+}
+
+async fn returning_customer_reaches_the_last_agent_and_falls_back_after_the_wait(backend: Backend) {
+    let roster = write_roster(
+        "cont-last",
+        &[
+            ("a01", "小王", &["pre_sale"], 2),
+            ("a02", "小李", &["pre_sale"], 2),
+        ],
+    );
+    let app = backend
+        .node(
+            &roster,
+            &[
+                ("KEFU_IDENTITY_SECRET", SECRET),
+                ("KEFU__ROUTING__PREFER_LAST_AGENT_S", "2"),
+                GREETING_OFF,
+            ],
+        )
+        .await;
+    let mut a01 = app.connect_agent("a01.secret").await;
+    ready(&mut a01).await;
+    let mut first = identified(&app, "loyal", "web").await;
+    let assigned = to_agent(&mut first, &mut a01).await;
+    let s1 = assigned["session"].as_str().unwrap().to_string();
+    a01.send(json!({"type":"message","session":s1,"id":"m1","text":"好的"}))
+        .await;
+    first.recv_type("message").await;
+    first.send(json!({"type":"close"})).await;
+    a01.recv_type("customer_left").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // a02 joins; an anonymous customer goes to a01 (idle longest), so by load a02 is next.
+    let mut a02 = app.connect_agent("a02.secret").await;
+    ready(&mut a02).await;
+    let (mut other, _) = app.connect_customer("").await;
+    to_agent(&mut other, &mut a01).await;
+
+    // The returning customer reaches a01 all the same (it has a free slot).
+    let mut back = identified(&app, "loyal", "app").await;
+    let again = to_agent(&mut back, &mut a01).await;
+    assert_eq!(again["customer"]["returning"], true, "{again}");
+
+    // a01 is full now: a third chat of theirs waits for it, then goes to a02.
+    let mut third = identified(&app, "loyal", "h5").await;
+    third.send(json!({"type":"request_human"})).await;
+    let queued = third.recv_type("queued").await;
+    assert_eq!(queued["position"], 1, "{queued}");
+    let started = std::time::Instant::now();
+    let joined = third.recv_type("agent_joined").await;
+    assert_eq!(joined["name"], "小李", "{joined}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "waited for a01 first"
+    );
+    let assigned = a02.recv_type("assigned").await;
+    assert_eq!(assigned["customer"]["returning"], true, "{assigned}");
+    let (_, metrics) = app.get("/metrics").await;
+    assert!(metrics.contains("kefu_last_agent_total"), "counted");
 }
