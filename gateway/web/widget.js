@@ -5,7 +5,8 @@
 //
 // data-gateway: the gateway's http(s) URL (default: where this script came from);
 // data-channel: web, app, h5 or mini_program (default web); data-lang: zh or en (default zh);
-// data-open: present to open the panel at once.
+// data-open: present to open the panel at once; data-identity: the shop's signed token (HS256
+// JWT) for its logged-in customer, so their chats follow them across pages and channels.
 // A classic script (not a module) so that it can read its own data- attributes; it adds the
 // stylesheet and loads the widget's modules from the gateway.
 (() => {
@@ -17,6 +18,7 @@
     channel: data.channel || 'web',
     lang: data.lang === 'en' ? 'en' : 'zh',
     open: data.open !== undefined,
+    identity: data.identity || '',
   };
   const style = document.createElement('link');
   style.rel = 'stylesheet';
