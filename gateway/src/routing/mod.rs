@@ -353,6 +353,12 @@ async fn on_customer_event(app: &AppState, session_id: &str, event: CustomerEven
                 reason: "agent_closed".into(),
             });
             session.emit(&ServerFrame::Survey {});
+            if session.identity().is_some() {
+                // An identified customer may come back before answering (or ever closing):
+                // the record so far lets their next chat see this one and its agent (the final
+                // record replaces it).
+                crate::records::save(app, &session, None).await;
+            }
         }
         CustomerEvent::Transferred {
             agent,
