@@ -39,7 +39,58 @@ pub async fn identify(app: &AppState, session: &Arc<Session>, identity: Identity
     {
         tracing::error!(error = %err, "cannot link a chat to its customer");
     }
+    show_earlier(app, session, &identity.customer).await;
     crate::tickets::deliver_waiting(app, session, &identity.customer).await;
+}
+
+/// Earlier conversations the widget shows above a returning customer's new one.
+const EARLIER: u32 = 3;
+/// Lines of each, the last ones.
+const EARLIER_LINES: usize = 20;
+
+/// Sends the customer their last conversations (masked; system lines left out), if any.
+async fn show_earlier(app: &AppState, session: &Session, customer: &str) {
+    let Some(store) = app.store.as_ref() else {
+        return;
+    };
+    let read = store.customer_conversations(customer, &session.id, 0, EARLIER);
+    let records = match tokio::time::timeout(READ_TIMEOUT, read).await {
+        Ok(Ok(records)) => records,
+        Ok(Err(err)) => {
+            tracing::error!(error = %err, "cannot read a customer's earlier conversations");
+            return;
+        }
+        Err(_) => return,
+    };
+    if records.is_empty() {
+        return;
+    }
+    let conversations = records
+        .into_iter()
+        .map(|r| {
+            let said: Vec<_> = r
+                .transcript
+                .into_iter()
+                .filter(|l| l.from != Speaker::System)
+                .collect();
+            let skip = said.len().saturating_sub(EARLIER_LINES);
+            crate::protocol::EarlierConversation {
+                session: r.id,
+                channel: r.channel,
+                started_ms: r.created_ms,
+                lines: said
+                    .into_iter()
+                    .skip(skip)
+                    .map(|l| crate::protocol::EarlierLine {
+                        from: l.from,
+                        text: crate::protocol::mask_owned(l.text),
+                        at_ms: l.at_ms,
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    session.emit(&ServerFrame::Earlier { conversations });
 }
 
 /// The customer's last conversations (cached on the session after the first read).

@@ -87,6 +87,11 @@ async function historyPanel(context, bin, { step, assert, shot }) {
     await step('continuity: back from another page, the console shows the earlier chat, masked', async () => {
       await agent.waitForTimeout(300); // the record's batch write
       const second = await openWidget(context, base, token);
+      // The widget shows the earlier conversation above the new one, masked.
+      const earlier = second.locator('.kefu-earlier');
+      await earlier.locator('.kefu-agent', { hasText: '地址已为您修改' }).waitFor();
+      assert((await earlier.innerText()).includes('138****5678'), 'masked in the widget too');
+      await shot(second, '19-widget-earlier');
       await second.getByRole('button', { name: '转人工' }).click();
       const chat = agent.locator('article.chat');
       await chat.waitFor();

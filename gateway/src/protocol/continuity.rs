@@ -37,6 +37,24 @@ pub struct PastConversation {
     pub transcript: Vec<TranscriptEntry>,
 }
 
+/// One earlier conversation as the customer sees it again (`earlier`): what they, the bot
+/// and the agents said, masked.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct EarlierConversation {
+    pub session: String,
+    pub channel: String,
+    pub started_ms: u64,
+    pub lines: Vec<EarlierLine>,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct EarlierLine {
+    /// `customer`, `bot` or `agent`.
+    pub from: crate::session::Speaker,
+    pub text: String,
+    pub at_ms: u64,
+}
+
 /// A left message as agents see it (`tickets`), masked.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct TicketItem {
@@ -51,10 +69,16 @@ pub struct TicketItem {
     pub identified: bool,
 }
 
-crate::redacted_debug!(PreviousConversation, PastConversation, TicketItem);
+crate::redacted_debug!(
+    PreviousConversation,
+    PastConversation,
+    TicketItem,
+    EarlierConversation,
+    EarlierLine
+);
 
 /// `text` with personal data masked (owned).
-pub(super) fn mask(text: String) -> String {
+pub(crate) fn mask(text: String) -> String {
     match crate::mask::mask_text(&text) {
         std::borrow::Cow::Borrowed(_) => text,
         std::borrow::Cow::Owned(m) => m,

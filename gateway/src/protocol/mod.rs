@@ -7,7 +7,9 @@ mod agent;
 mod continuity;
 
 pub use agent::{parse_agent_frame, AgentFrame, AgentServerFrame, CustomerInfo};
-pub use continuity::{PastConversation, PreviousConversation, TicketItem};
+pub use continuity::{
+    EarlierConversation, EarlierLine, PastConversation, PreviousConversation, TicketItem,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -169,6 +171,11 @@ pub enum ServerFrame {
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         offline: bool,
     },
+    /// An identified customer's earlier conversations (newest first), for the widget to show
+    /// above the new one; personal data masked.
+    Earlier {
+        conversations: Vec<EarlierConversation>,
+    },
     /// Nobody of the group can take the chat (outside its hours, or no agent online): the
     /// bot keeps answering and the customer may `leave_message`.
     Offline {
@@ -203,6 +210,11 @@ impl ServerFrame {
 }
 
 pub use crate::outbox::Envelope;
+
+/// `text` with personal data masked.
+pub fn mask_owned(text: String) -> String {
+    continuity::mask(text)
+}
 
 /// Stable error codes; clients may switch on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

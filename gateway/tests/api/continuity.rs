@@ -115,6 +115,18 @@ async fn identity_from_two_channels_is_one_customer_with_masked_history(backend:
 
     // The same customer from the app is the same customer.
     let mut app_chat = identified(&app, "shop-user-1", "app").await;
+    // The widget shows the earlier chat above the new one.
+    let earlier = app_chat.recv_type("earlier").await;
+    let shown = earlier["conversations"].as_array().unwrap();
+    assert_eq!(shown.len(), 1, "{earlier}");
+    assert_eq!(shown[0]["session"], s1.as_str());
+    let text = earlier.to_string();
+    assert!(
+        text.contains("138****5678") && !text.contains("13812345678"),
+        "{text}"
+    );
+    assert!(text.contains("已为您催促仓库发货"), "{text}");
+    assert!(!text.contains("handoff to"), "no system lines: {text}");
     let second = to_agent(&mut app_chat, &mut agent).await;
     let customer = &second["customer"];
     assert_eq!(customer["returning"], true, "{second}");

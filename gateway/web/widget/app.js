@@ -327,6 +327,19 @@ class Widget {
         const note = f.auto ? t.auto : f.offline ? t.offlineReply : undefined;
         return add(line('agent', f.text, { name: f.name, note }));
       }
+      case 'earlier': {
+        // A returning customer: their last chats, above the new one.
+        ui.log.querySelector('.kefu-earlier')?.remove();
+        const block = el('li', { class: 'kefu-earlier' }, el('p', { class: 'kefu-earlier-title', text: t.earlier }));
+        for (const conv of [...(f.conversations || [])].reverse()) {
+          const when = new Date(conv.started_ms).toLocaleString(this.lang === 'en' ? 'en' : 'zh-CN');
+          const lines = (conv.lines || []).map((l) => line(l.from, l.text, { name: l.from === 'bot' ? t.botName : undefined }));
+          block.append(el('p', { class: 'kefu-earlier-when', text: when }), el('ol', { class: 'kefu-earlier-log' }, lines));
+        }
+        block.append(el('p', { class: 'kefu-earlier-title', text: t.earlierEnd }));
+        ui.log.prepend(block);
+        return;
+      }
       case 'offline': {
         // Nobody of the group is there: the bot stays, and a message may be left.
         ui.status.hidden = false;

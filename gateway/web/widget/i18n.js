@@ -54,6 +54,8 @@ export const STRINGS = {
     leaveSend: '提交留言',
     leaveDone: '留言已提交，客服上班后会尽快回复您',
     offlineReply: '留言回复',
+    earlier: '以下是您之前的对话',
+    earlierEnd: '以上为历史对话',
     errors: {
       bad_identity: '登录信息已失效，本次以游客身份咨询',
       too_long: '消息太长了，请分几次发送',
@@ -115,6 +117,8 @@ export const STRINGS = {
     leaveSend: 'Send message',
     leaveDone: 'Message sent; an agent will answer as soon as they are back',
     offlineReply: 'reply to your message',
+    earlier: 'Your earlier conversations',
+    earlierEnd: 'Earlier conversations end here',
     errors: {
       bad_identity: 'Your sign-in could not be checked; chatting as a guest',
       too_long: 'That message is too long; please split it',
