@@ -266,14 +266,15 @@ async fn deliver(app: &AppState, session: &Session, row: TicketRow) {
         .as_deref()
         .map(|a| app.agent_name(a))
         .unwrap_or_default();
-    session.record(Speaker::Agent, &text, Some(id.clone()));
-    session.emit(&ServerFrame::Message {
-        id,
+    let frame = ServerFrame::Message {
+        id: id.clone(),
         from: "agent".into(),
         name,
-        text,
+        text: text.clone(),
         auto: false,
         offline: true,
-    });
+    };
+    // Kept in the chat's transcript (their history) in the same log entry as the frame.
+    session.emit_recorded(&frame, Speaker::Agent, &text, Some(id));
     metrics::counter!("kefu_tickets_delivered_total").increment(1);
 }
