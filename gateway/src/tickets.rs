@@ -123,7 +123,7 @@ fn item(t: TicketRow) -> TicketItem {
     }
 }
 
-/// On `ready`: the open tickets of the agent's groups (masked).
+/// On `ready`: the open tickets of the agent's groups (masked), when there are any.
 pub async fn on_ready(app: &AppState, agent: &AgentSession) {
     let Some(store) = app.store.clone() else {
         return;
@@ -137,6 +137,10 @@ pub async fn on_ready(app: &AppState, agent: &AgentSession) {
             Ok(rows) => items.extend(rows.into_iter().map(item)),
             Err(err) => tracing::error!(error = %err, "cannot read open tickets"),
         }
+    }
+    if items.is_empty() {
+        // Nothing waiting: no frame (an agent's numbered frames stay as they were before).
+        return;
     }
     items.sort_by_key(|t| t.created_ms);
     items.truncate(TICKETS_ON_READY as usize);
