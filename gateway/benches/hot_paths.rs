@@ -26,6 +26,7 @@ fn message() -> ServerFrame {
         text: "您好，我来帮您看看订单的物流信息，请稍等。".into(),
         auto: false,
         rich: Default::default(),
+        offline: false,
     }
 }
 

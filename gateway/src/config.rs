@@ -52,6 +52,12 @@ pub struct Settings {
     pub leaks: crate::leaks::LeakSettings,
     pub sign_in: sign_in::SignInSettings,
     pub attachments: crate::attachments::AttachmentSettings,
+    /// Identified customers (issue #17); the secret comes from the environment or a file.
+    #[serde(default)]
+    pub identity: crate::identity::IdentitySettings,
+    /// Business hours per skill group (issue #17); none: always open.
+    #[serde(default)]
+    pub hours: crate::hours::HoursSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -68,6 +74,21 @@ pub struct RoutingSettings {
     pub avg_handle_s: u64,
     pub agent_greeting_zh: String,
     pub agent_greeting_en: String,
+    /// A returning customer whose last chat was at most this many days ago is offered to
+    /// that chat's agent first (issue #17); 0: never.
+    #[serde(default = "default_last_agent_days")]
+    pub last_agent_days: u64,
+    /// How long a returning customer waits for their last agent's free slot (seconds).
+    #[serde(default = "default_prefer_last_agent_s")]
+    pub prefer_last_agent_s: u64,
+}
+
+fn default_last_agent_days() -> u64 {
+    7
+}
+
+fn default_prefer_last_agent_s() -> u64 {
+    30
 }
 
 /// What the agent console offers (served as `/console/config.json`).
@@ -305,6 +326,18 @@ impl Settings {
             })?;
         // The encryption key comes from the environment only, never from a config file.
         settings.store.key = crate::store::KeySource::from_env(env);
+        settings.identity.secret = env
+            .get(crate::identity::SECRET_ENV)
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| Secret::new(v.trim()));
+        settings
+            .hours
+            .compile()
+            .map_err(|message| ConfigError::Invalid {
+                key: "hours".into(),
+                origin: String::new(),
+                message,
+            })?;
         settings.validate(&origins)?;
         Ok(settings)
     }

@@ -22,6 +22,9 @@
 //!   retention, the records admin API and reports;
 //! - [`signin`]: two-step sign-in (TOTP) for agents and operators, sign-in history and
 //!   `new_sign_in` alerts, the supervisors' alert socket `/ws/supervisor`;
+//! - [`identity`], [`continuity`], [`hours`], [`tickets`]: identified customers across
+//!   sessions and channels, their history for the agent, business hours and messages left
+//!   when nobody is there (issue #17);
 //! - [`shutdown`], [`telemetry`]: the stop signal; logs and Prometheus metrics.
 
 pub mod admin;
@@ -30,9 +33,12 @@ pub mod attachments;
 pub mod bot;
 pub mod config;
 pub mod connection;
+pub mod continuity;
 pub mod customer;
 pub mod dispatch;
 pub mod guard;
+pub mod hours;
+pub mod identity;
 pub mod journal;
 pub mod kb;
 pub mod leaks;
@@ -52,6 +58,7 @@ pub mod shutdown;
 pub mod signin;
 pub mod store;
 pub mod telemetry;
+pub mod tickets;
 pub mod web;
 
 pub use config::Settings;

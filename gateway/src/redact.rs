@@ -9,7 +9,20 @@ use serde_json::Value;
 
 /// Fields whose value is free text from a customer or agent (or may quote it, like an error
 /// message about a bad field), replaced by their length.
-const TEXT_FIELDS: &[&str] = &["text", "comment", "visitor", "message", "question"];
+const TEXT_FIELDS: &[&str] = &[
+    "text",
+    "comment",
+    "visitor",
+    "message",
+    "question",
+    // Identified customers and left messages (issue #17).
+    "name",
+    "phone",
+    "contact",
+    "reply",
+    "first_customer_message",
+    "last_agent_message",
+];
 
 /// A string shown in `Debug` only by its length.
 pub struct Redacted<'a>(pub &'a str);

@@ -45,6 +45,8 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     #[error("conversation log: {0}")]
     Journal(#[from] crate::journal::JournalError),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
     #[error("cannot bind {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -83,6 +85,8 @@ pub struct Shared {
     pub kb: crate::kb::Kb,
     /// Photos and files: upload caps, the link signer, the decode permits (issue #18).
     pub attachments: crate::attachments::Attachments,
+    /// Checks customers' identity tokens (`None`: no secret configured, tokens refused).
+    pub identity: Option<Arc<crate::identity::Verifier>>,
     next_conn: AtomicU64,
 }
 
@@ -145,6 +149,14 @@ impl Application {
         } else {
             None
         };
+        let identity_settings = settings.identity.clone();
+        let ring = store.as_ref().map(|s| s.key_ring());
+        let identity = tokio::task::spawn_blocking(move || {
+            crate::identity::Verifier::load(&identity_settings, ring.as_deref())
+        })
+        .await
+        .map_err(|_| crate::bot::BotError::PoolClosed)??
+        .map(Arc::new);
         let dispatcher = crate::dispatch::connect(&settings.dispatch).await?;
         let addr = settings.server.listen;
         let listener = TcpListener::bind(addr)
@@ -207,6 +219,7 @@ impl Application {
             sign_in,
             kb: crate::kb::Kb::new(store_for_kb),
             attachments,
+            identity,
             next_conn: AtomicU64::new(1),
             settings,
         });
@@ -314,6 +327,7 @@ fn router(state: AppState) -> Router {
             axum::routing::delete(records::http::delete_customer),
         )
         .route("/admin/audit", get(records::http::audit_log))
+        .route("/admin/tickets", get(records::http::tickets))
         .route("/admin/reports/complaints", get(records::http::complaints))
         .route("/admin/reports/summary", get(records::http::summary))
         .route("/admin/supervisor", get(admin::supervisor))

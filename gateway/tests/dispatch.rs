@@ -11,7 +11,7 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use gateway::dispatch::{DispatchError, Enqueued, TransferTarget};
+use gateway::dispatch::{DispatchError, Enqueued, Offered, TransferTarget};
 use support::dispatch_env::{agent_of, load, position_of, spec, ticket, Env};
 
 both_backends!(
@@ -29,6 +29,7 @@ both_backends!(
     dead_node_is_reaped_after_grace,
     race_200_customers_10_agents_two_nodes,
     only_free_ready_agents_are_picked_as_they_change,
+    offer_to_the_last_agent_is_atomic_and_never_over_capacity,
 );
 
 async fn least_loaded_then_idle_longest(env: Env) {
@@ -608,4 +609,63 @@ async fn connect_and_key_layout() {
     assert!(keys.len() >= 10, "{keys:?}");
     let tag = format!("{{{}}}:", settings.key_prefix);
     assert!(keys.iter().all(|k| k.starts_with(&tag)), "{keys:?}");
+}
+
+/// Issue #17: a returning customer offered to their last agent first, from two nodes at once.
+async fn offer_to_the_last_agent_is_atomic_and_never_over_capacity(env: Env) {
+    let d = &env.d;
+    let other = env.second_node().await;
+    d.agent_online(&spec("a1", &["g"], 2), "n1").await.unwrap();
+    d.agent_online(&spec("a2", &["g"], 5), "n1").await.unwrap();
+    d.agent_online(&spec("away", &["g"], 5), "n1")
+        .await
+        .unwrap();
+    d.agent_ready("a1", None).await.unwrap();
+    d.agent_ready("a2", None).await.unwrap();
+    // Not ready, or not of the group: nothing changes.
+    assert_eq!(
+        d.offer(ticket("s0", "g", 0), "away").await.unwrap(),
+        Offered::Unavailable
+    );
+    assert_eq!(
+        d.offer(ticket("s0", "h", 0), "a1").await.unwrap(),
+        Offered::Unavailable
+    );
+    assert_eq!(d.position("s0").await.unwrap(), None);
+    // Ten offers to a1 from two nodes at once: exactly its two free slots are taken.
+    let mut calls = Vec::new();
+    for i in 0..10 {
+        let node = if i % 2 == 0 { d.clone() } else { other.clone() };
+        calls.push(tokio::spawn(async move {
+            node.offer(ticket(&format!("r{i}"), "g", 0), "a1")
+                .await
+                .unwrap()
+        }));
+    }
+    let mut assigned = Vec::new();
+    for call in calls {
+        match call.await.unwrap() {
+            Offered::Assigned(a) => {
+                assert_eq!(a.agent, "a1");
+                assigned.push(a.session);
+            }
+            Offered::Busy => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(assigned.len(), 2);
+    let snap = d.snapshot().await.unwrap();
+    assert_eq!(load(&snap, "a1"), 2);
+    assert_eq!(load(&snap, "a2"), 0);
+    // A session the dispatcher knows keeps its place.
+    let known = d.offer(ticket(&assigned[0], "g", 0), "a2").await.unwrap();
+    let Offered::Known(Enqueued::Assigned(a)) = known else {
+        panic!("{known:?}")
+    };
+    assert_eq!(a.agent, "a1");
+    // A busy agent's customer then goes to the queue as anyone (to a2 here).
+    assert_eq!(
+        agent_of(&d.enqueue(ticket("late", "g", 0)).await.unwrap()),
+        "a2"
+    );
 }

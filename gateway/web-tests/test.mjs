@@ -15,6 +15,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { ADMIN_TOKEN, ROOT, gatewayBinary, startGateway } from './gateway.mjs';
+import { continuityPages } from './continuity.mjs';
 import { kbPage } from './kb.mjs';
 import { richPage } from './rich.mjs';
 
@@ -93,6 +94,7 @@ try {
   await twoStep(context, bin);
   await kbPage(context, bin, { step, assert, shot, waitFor });
   await richPage(context, bin, { step, assert, shot, waitFor });
+  await continuityPages(context, bin, { step, assert, shot, waitFor });
 } catch (err) {
   failed += 1;
   console.log(`FAIL setup: ${err?.stack || err}`);

@@ -9,6 +9,8 @@
 // data-product: JSON of the product the page shows ({"sku","title","price","image_url","url"}),
 // which the customer can send to the agent as a card; pages that change product call
 // `kefu.showProduct({...})` (calls made before the widget loaded are kept and applied).
+// data-open: present to open the panel at once; data-identity: the shop's signed token (HS256
+// JWT) for its logged-in customer, so their chats follow them across pages and channels.
 // A classic script (not a module) so that it can read its own data- attributes; it adds the
 // stylesheet and loads the widget's modules from the gateway.
 (() => {
@@ -21,6 +23,7 @@
     lang: data.lang === 'en' ? 'en' : 'zh',
     open: data.open !== undefined,
     product: parseProduct(data.product),
+    identity: data.identity || '',
   };
   window.kefu = window.kefu || { queued: [], showProduct: (p) => window.kefu.queued.push(p) };
   const style = document.createElement('link');

@@ -102,6 +102,8 @@ struct Customer {
     failovers_left: u32,
     /// The gateway refused the resume; the next greeting (a new session) is expected.
     expect_new_session: bool,
+    /// An identified returning customer: the shop's customer id (`sub`) it signs in as.
+    identity: Option<String>,
 }
 
 /// Runs customer number `index`; never fails, everything it sees is counted.
@@ -149,7 +151,17 @@ pub async fn run(ctx: Arc<Ctx>, index: u64) {
         verdict: None,
         failovers_left: failover::MAX_FAILOVERS,
         expect_new_session: false,
+        identity: None,
     };
+    // A stream of its own, so profiles without returning customers replay exactly as before.
+    let p = &c.ctx.profile.customer;
+    if p.returning_share > 0.0 {
+        let mut pick = Rng::derive(c.ctx.seed, 7, index);
+        if pick.chance(p.returning_share) {
+            let k = pick.below(u64::from(p.returning_pool.max(1)));
+            c.identity = Some(format!("load-{}-r{k}", c.ctx.id_prefix));
+        }
+    }
     shared.tally().arrival();
     let cut = tokio::time::timeout_at(deadline, c.script()).await.is_err();
     if c.queued_at.take().is_some() {
@@ -310,6 +322,12 @@ impl Customer {
             net::enc(&visitor),
             self.lang
         );
+        if let Some(sub) = &self.identity {
+            let secret = &self.ctx.profile.customer.identity_secret;
+            if let Some(token) = identity_token(sub, secret) {
+                p.push_str(&format!("&identity={}", net::enc(&token)));
+            }
+        }
         if let Some(s) = &self.session_id {
             p.push_str(&format!(
                 "&session={}&last_seq={}&resume_token={}",
@@ -485,4 +503,16 @@ impl Customer {
             self.node = node as u32;
         }
     }
+}
+
+/// An HS256 identity token for `sub`, valid for a day, as the shop's backend would sign it.
+fn identity_token(sub: &str, secret: &str) -> Option<String> {
+    let exp = now_us() / 1_000_000 + 86_400;
+    let claims = json!({"sub": sub, "exp": exp, "tier": "vip"});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .ok()
 }

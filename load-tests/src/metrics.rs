@@ -176,6 +176,12 @@ pub struct Counters {
     /// Agent sockets lost and reconnected through the balancer.
     #[serde(default)]
     pub agent_failovers: u64,
+    /// Identified returning customers who reached a person after an earlier chat with one in
+    /// this run (issue #17), and how many of them got that same agent again.
+    #[serde(default)]
+    pub returning_served: u64,
+    #[serde(default)]
+    pub reached_last_agent: u64,
 }
 
 impl Counters {
@@ -209,6 +215,8 @@ impl Counters {
         self.reconnect_frames += o.reconnect_frames;
         self.stale_frames += o.stale_frames;
         self.agent_failovers += o.agent_failovers;
+        self.returning_served += o.returning_served;
+        self.reached_last_agent += o.reached_last_agent;
     }
 }
 

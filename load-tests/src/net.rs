@@ -176,6 +176,8 @@ pub struct Frame {
     pub group: Option<String>,
     pub reason: Option<String>,
     pub from: Option<String>,
+    /// `agent_joined`: the agent's name.
+    pub name: Option<String>,
     /// A `message` the gateway wrote in the agent's name (the 6-second agent greeting).
     #[serde(default)]
     pub auto: bool,

@@ -221,6 +221,18 @@ pub struct CustomerProfile {
     /// Share of customers with `lang=zh` (the rest `en`).
     #[serde(default = "default_zh_share")]
     pub zh_share: f64,
+    /// Share of customers who are identified returning customers (issue #17): they connect
+    /// with a signed `identity` token for one of `returning_pool` shop customers per worker, so
+    /// the same customer comes back during the run and the report counts how many reached the
+    /// agent who served their previous chat.
+    #[serde(default)]
+    pub returning_share: f64,
+    #[serde(default = "default_returning_pool")]
+    pub returning_pool: u32,
+    /// The HS256 secret the gateway checks identity tokens with (its `KEFU_IDENTITY_SECRET`;
+    /// spawned nodes get it).
+    #[serde(default = "default_identity_secret")]
+    pub identity_secret: String,
     /// Give up waiting for a greeting after this long (counted as a greeting timeout).
     #[serde(default = "default_greeting_timeout")]
     pub greeting_timeout_ms: u64,
@@ -237,6 +249,14 @@ fn default_resume_after() -> Dist {
         min_ms: 200,
         max_ms: 2000,
     }
+}
+fn default_returning_pool() -> u32 {
+    50
+}
+/// A test secret, not a real one: spawned nodes are given it.
+pub const DEFAULT_IDENTITY_SECRET: &str = "kefu-load-identity-secret-0123456789";
+fn default_identity_secret() -> String {
+    DEFAULT_IDENTITY_SECRET.to_owned()
 }
 fn default_zh_share() -> f64 {
     0.8
@@ -451,10 +471,17 @@ impl Profile {
             ("customer.drop_share", c.drop_share),
             ("customer.survey_share", c.survey_share),
             ("customer.zh_share", c.zh_share),
+            ("customer.returning_share", c.returning_share),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(invalid(k, "a share between 0 and 1"));
             }
+        }
+        if c.returning_share > 0.0 && (c.returning_pool == 0 || c.identity_secret.len() < 16) {
+            return Err(invalid(
+                "customer.returning_pool",
+                "returning customers need returning_pool >= 1 and an identity_secret of 16+ bytes",
+            ));
         }
         c.think.validate("customer.think")?;
         c.patience.validate("customer.patience")?;

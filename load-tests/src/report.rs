@@ -267,6 +267,16 @@ impl Report {
             let _ = writeln!(s, "    cross node  {}", l(&self.relay_cross_node_ms));
         }
         let _ = writeln!(s, "  first reply   {}", l(&self.agent_first_reply_ms));
+        if self.counters.returning_served > 0 {
+            let c = &self.counters;
+            let _ = writeln!(
+                s,
+                "  returning     served again {}  reached their last agent {} ({:.1}%)",
+                c.returning_served,
+                c.reached_last_agent,
+                100.0 * c.reached_last_agent as f64 / c.returning_served as f64
+            );
+        }
         let _ = writeln!(s, "  resume        {}", l(&self.resume_ms));
         if !self.faults.is_empty() || self.failover_resume_ms.count > 0 {
             let _ = writeln!(s, "  failover      {}", l(&self.failover_resume_ms));

@@ -168,6 +168,27 @@ impl Cluster {
                     std::env::var("KEFU__STORE__URL").unwrap_or_default(),
                 ),
             ];
+            if profile.customer.returning_share > 0.0 {
+                // Returning customers (issue #17): the nodes check their identity tokens, and
+                // their earlier chats need a store (one SQLite file for the run, unless the
+                // caller set one).
+                node_env.push((
+                    "KEFU_IDENTITY_SECRET".to_owned(),
+                    profile.customer.identity_secret.clone(),
+                ));
+                if std::env::var("KEFU__STORE__URL")
+                    .unwrap_or_default()
+                    .is_empty()
+                {
+                    let url = format!("sqlite://{}/store.db", dir.display());
+                    node_env.push(("KEFU__STORE__URL".to_owned(), url));
+                    if std::env::var("KEFU_ENCRYPTION_KEY").is_err() {
+                        // A throw-away key for a throw-away store.
+                        let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+                        node_env.push(("KEFU_ENCRYPTION_KEY".to_owned(), key.to_owned()));
+                    }
+                }
+            }
             if let Some(url) = &redis_url {
                 node_env.push(("KEFU__DISPATCH__BACKEND".to_owned(), "redis".to_owned()));
                 node_env.push(("KEFU__DISPATCH__REDIS_URL".to_owned(), url.clone()));

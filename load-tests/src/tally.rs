@@ -79,6 +79,8 @@ pub struct Tally {
     pub errors: BTreeMap<String, u64>,
     pub hists: Hists,
     pub ledger: Ledger,
+    /// Returning customers (identity `sub`) → the agent name of their last chat in this run.
+    pub last_agent: std::collections::HashMap<String, String>,
     window: Window,
 }
 

@@ -216,3 +216,84 @@ require = ["relay_ms", "assign_ms"]
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
 }
+
+/// Issue #17: a share of customers are identified returning customers; the report counts how
+/// many came back to a person and how many of them reached the agent of their last chat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn returning_customers_are_counted_with_their_last_agent() {
+    let dir = temp_dir("returning");
+    let mut roster = String::new();
+    let mut tokens = Vec::new();
+    for i in 1..=2 {
+        let token = format!("r00{i}.load-test-{i}");
+        let hash = gateway::roster::hash_token(&token).unwrap();
+        roster.push_str(&format!(
+            "[[agent]]\nid = \"r00{i}\"\nname = \"客服{i}\"\ngroups = [\"pre_sale\", \"after_sale\", \"logistics\", \"complaint\"]\ncapacity = 4\ntoken_hash = {hash:?}\n\n"
+        ));
+        tokens.push(token);
+    }
+    let roster_path = dir.join("roster.toml");
+    std::fs::write(&roster_path, roster).unwrap();
+    let store = format!("sqlite://{}/store.db", dir.display());
+    let (target, stop, server) = start_gateway(|s| {
+        s.agents.file = roster_path;
+        s.store.url = store;
+        s.store.key = gateway::store::KeySource {
+            env_key: Some(gateway::config::Secret::new(
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            )),
+            env_key_id: None,
+        };
+        s.identity.secret = Some(gateway::config::Secret::new(
+            load_tests::profile::DEFAULT_IDENTITY_SECRET,
+        ));
+    })
+    .await;
+    let questions = workspace().join("config/load/questions.jsonl");
+    let profile = dir.join("returning.toml");
+    std::fs::write(
+        &profile,
+        format!(
+            r#"
+name = "returning"
+questions_file = {questions:?}
+drain_s = 20
+
+[[phase]]
+duration_s = 6
+rate_start = 1.5
+rate_end = 1.5
+
+[customer]
+mix = {{ kb = 0.0, out_of_scope = 0.0, human = 1.0, complaint = 0.0 }}
+questions = [1, 1]
+think = {{ dist = "uniform", min_ms = 20, max_ms = 100 }}
+patience = {{ dist = "fixed", ms = 15000 }}
+reply_timeout_ms = 2000
+returning_share = 1.0
+returning_pool = 2
+
+[agents]
+reply = {{ dist = "uniform", min_ms = 30, max_ms = 100 }}
+exchanges_per_chat = [1, 1]
+
+[[agents.pool]]
+count = 2
+groups = ["pre_sale", "after_sale", "logistics", "complaint"]
+capacity = 4
+"#
+        ),
+    )
+    .unwrap();
+    let r = run_profile(profile, target, Some(tokens)).await;
+    assert!(r.counters.agent_joined >= 6, "{:?}", r.counters);
+    assert!(r.counters.returning_served >= 4, "{:?}", r.counters);
+    assert!(r.counters.reached_last_agent > 0, "{:?}", r.counters);
+    assert!(
+        r.summary().contains("reached their last agent"),
+        "{}",
+        r.summary()
+    );
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
+}

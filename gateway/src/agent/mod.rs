@@ -249,9 +249,19 @@ async fn on_frame(app: &AppState, agent: &AgentSession, frame: AgentFrame) {
     let id = agent.id();
     match frame {
         AgentFrame::Ready { capacity } => match app.dispatcher.agent_ready(id, capacity).await {
-            Ok(assignments) => routing::announce(app, assignments).await,
+            Ok(assignments) => {
+                routing::announce(app, assignments).await;
+                crate::tickets::on_ready(app, agent).await;
+            }
             Err(err) => dispatch_error(agent, err, None),
         },
+        AgentFrame::HistoryRequest { session, page } => {
+            crate::continuity::history_request(app, agent, session, page.unwrap_or(0)).await
+        }
+        AgentFrame::TicketClaim { ticket } => crate::tickets::claim(app, agent, ticket).await,
+        AgentFrame::TicketReply { ticket, text } => {
+            crate::tickets::reply(app, agent, ticket, text).await
+        }
         AgentFrame::Away {} => {
             if let Err(err) = app.dispatcher.agent_away(id).await {
                 dispatch_error(agent, err, None);

@@ -109,6 +109,18 @@ pub async fn on_text(app: &AppState, session: &Arc<Session>, text: &str) -> Opti
         CustomerFrame::SurveyAnswer { score, comment } => {
             return survey_answer(app, session, score, comment).await;
         }
+        CustomerFrame::LeaveMessage { id, text, contact } => {
+            if matches!(session.state(), SessionState::Bot) {
+                let group = category_group(app, session);
+                crate::tickets::leave_message(app, session, id, text, contact, group).await;
+            } else {
+                let message = format!(
+                    "leave_message is for when nobody is there (the session is {:?})",
+                    session.state()
+                );
+                send_error(session, ErrorCode::NotInState, message, Some(id));
+            }
+        }
     }
     None
 }
@@ -378,6 +390,12 @@ pub async fn hand_off(
         &format!("handoff to {group}: {}", trigger.as_str()),
         None,
     );
+    if let Some((reason, next_open_ms)) = crate::tickets::offline(app, &group) {
+        // Nobody will take it: the bot stays, and the customer may leave a message.
+        session.set_state(SessionState::Bot);
+        crate::tickets::tell_offline(session, &group, reason, next_open_ms);
+        return;
+    }
     session.set_state(SessionState::Queued {
         group: group.clone(),
     });

@@ -35,6 +35,8 @@ pub struct CustomerQuery {
     session: Option<String>,
     last_seq: Option<String>,
     resume_token: Option<String>,
+    /// The shop's signed token for a logged-in customer (issue #17).
+    identity: Option<String>,
 }
 
 /// A resume request: the session id, its token (empty when none was sent) and `last_seq`.
@@ -49,6 +51,7 @@ struct Params {
     channel: Channel,
     lang: Lang,
     resume: Option<Resume>,
+    identity: Option<String>,
 }
 
 impl CustomerQuery {
@@ -80,6 +83,8 @@ impl CustomerQuery {
             .filter(|t| t.len() <= crate::session::token::MAX_TOKEN_LEN)
             .unwrap_or_default();
         Ok(Params {
+            // Too long to be a token of ours: refused like any bad token (`bad_identity`).
+            identity: self.identity.filter(|t| !t.is_empty()),
             visitor: self.visitor.filter(|v| !v.is_empty()),
             channel,
             lang,
@@ -186,6 +191,27 @@ async fn serve(
     };
     let fresh = token.is_some();
     tracing::Span::current().record("session", &*session.id);
+    // A fresh chat of an identified customer; a resumed one keeps the identity it had.
+    let identity = match params.identity.as_deref().filter(|_| fresh) {
+        None => None,
+        Some(jwt) => match app.identity.as_ref().map(|v| v.verify(jwt)) {
+            Some(Ok(identity)) => Some(identity),
+            refused => {
+                let why = match refused {
+                    Some(Err(crate::identity::IdentityError::Refused(why))) => why,
+                    _ => "no_secret",
+                };
+                metrics::counter!("kefu_identity_refused_total", "why" => why).increment(1);
+                tracing::debug!(why, "identity token refused");
+                let frame = crate::continuity::bad_identity_frame();
+                if !notice_frame(&mut socket, &frame).await {
+                    app.sessions.remove(&session.id);
+                    return;
+                }
+                None
+            }
+        },
+    };
     if let Some(resume_token) = token {
         let text = app
             .settings
@@ -224,6 +250,9 @@ async fn serve(
             .record(accepted_at.elapsed().as_secs_f64());
         session.set_state(SessionState::Bot);
         tracing::debug!(channel = ?session.channel, lang = ?session.lang, "greeted");
+        if let Some(identity) = identity {
+            crate::continuity::identify(&app, &session, identity).await;
+        }
     } else {
         tracing::debug!(last_seq, "resumed");
     }
@@ -246,13 +275,14 @@ async fn serve(
 /// Writes a notice that precedes a new session, so it carries seq 0 and the greeting stays
 /// seq 1. Returns whether the socket took it.
 async fn notice(socket: &mut WebSocket, code: ErrorCode, message: &str) -> bool {
-    count_error(code);
-    let frame = ServerFrame::error(code, message);
-    let text = Envelope {
-        seq: 0,
-        frame: &frame,
+    notice_frame(socket, &ServerFrame::error(code, message)).await
+}
+
+async fn notice_frame(socket: &mut WebSocket, frame: &ServerFrame) -> bool {
+    if let ServerFrame::Error { code, .. } = frame {
+        count_error(*code);
     }
-    .to_json();
+    let text = Envelope { seq: 0, frame }.to_json();
     socket.send(Message::Text(text.into())).await.is_ok()
 }
 

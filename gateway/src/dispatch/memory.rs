@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use self::state::{Rec, State, Where};
 use super::{
     check_id, now_ms, queue_score, AgentSpec, AgentStatus, AgentView, Assignment, DispatchError,
-    Dispatcher, Enqueued, Requeued, Snapshot, Ticket, TransferTarget, Transferred,
+    Dispatcher, Enqueued, Offered, Requeued, Snapshot, Ticket, TransferTarget, Transferred,
 };
 
 /// In-process [`Dispatcher`] (the embedded default).
@@ -96,6 +96,41 @@ impl Dispatcher for MemoryDispatcher {
             &[agent.to_owned()],
             now,
         ))
+    }
+
+    async fn offer(&self, ticket: Ticket, agent: &str) -> Result<Offered, DispatchError> {
+        check_id("session", &ticket.session)?;
+        check_id("group", &ticket.group)?;
+        let now = now_ms();
+        let mut st = self.lock();
+        if let Some(rec) = st.tickets.get_mut(&ticket.session) {
+            rec.ticket.node = ticket.node;
+            return current(&st, &ticket.session).map(Offered::Known);
+        }
+        match st.free_for(agent, &ticket.group) {
+            Ok(()) => {}
+            Err(true) => return Ok(Offered::Busy),
+            Err(false) => return Ok(Offered::Unavailable),
+        }
+        let seq = st.next_seq();
+        let session = ticket.session.clone();
+        let queued_at = if ticket.enqueued_at_ms == 0 {
+            now
+        } else {
+            ticket.enqueued_at_ms
+        };
+        st.groups.insert(ticket.group.clone());
+        let score = queue_score(ticket.priority, seq, false);
+        let rec = Rec {
+            ticket,
+            seq,
+            queued_at,
+            at: Where::Queued { score },
+        };
+        st.tickets.insert(session.clone(), rec);
+        st.assign(&session, agent, now)
+            .map(Offered::Assigned)
+            .ok_or_else(|| DispatchError::UnknownAgent(agent.to_owned()))
     }
 
     async fn enqueue(&self, ticket: Ticket) -> Result<Enqueued, DispatchError> {

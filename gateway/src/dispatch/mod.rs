@@ -107,6 +107,19 @@ pub enum Enqueued {
     },
 }
 
+/// The outcome of [`Dispatcher::offer`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Offered {
+    /// The preferred agent has the chat now.
+    Assigned(Assignment),
+    /// The session was known already (queued or assigned): where it is; nothing changed.
+    Known(Enqueued),
+    /// The agent is ready but at capacity; nothing changed.
+    Busy,
+    /// The agent is not ready (or not of the group); nothing changed.
+    Unavailable,
+}
+
 /// The outcome of [`Dispatcher::transfer`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transferred {
@@ -249,6 +262,11 @@ pub trait Dispatcher: Send + Sync {
     /// A customer asks for a person: assigned at once if an agent is free, else queued.
     /// Idempotent per session.
     async fn enqueue(&self, ticket: Ticket) -> Result<Enqueued, DispatchError>;
+    /// A returning customer offered to their last agent first (issue #17): assigned to
+    /// `agent` if it is a `ready` member of the ticket's group with a free slot, in one atomic
+    /// step (never over capacity); otherwise nothing changes, and the caller may wait for a
+    /// slot ([`Offered::Busy`]) or [`Dispatcher::enqueue`] as usual.
+    async fn offer(&self, ticket: Ticket, agent: &str) -> Result<Offered, DispatchError>;
     /// The chat ended (closed by either side): frees the agent's slot and assigns queue heads.
     /// Unknown session: no-op; a session not assigned to `agent`: [`DispatchError::NotAssigned`].
     async fn release(&self, agent: &str, session: &str) -> Result<Vec<Assignment>, DispatchError>;

@@ -45,8 +45,8 @@ use async_trait::async_trait;
 
 use self::reply::{parse_enqueued, RawReply, Reply};
 use super::{
-    check_id, AgentSpec, Assignment, DispatchError, Dispatcher, Enqueued, Requeued, Snapshot,
-    Ticket, TransferTarget, Transferred,
+    check_id, AgentSpec, Assignment, DispatchError, Dispatcher, Enqueued, Offered, Requeued,
+    Snapshot, Ticket, TransferTarget, Transferred,
 };
 
 const COMMON: &str = include_str!("scripts/common.lua");
@@ -54,6 +54,7 @@ const COMMON: &str = include_str!("scripts/common.lua");
 struct Scripts {
     agent: Script,
     enqueue: Script,
+    prefer: Script,
     release: Script,
     transfer: Script,
     nodes: Script,
@@ -66,6 +67,7 @@ impl Scripts {
         Self {
             agent: with_common(include_str!("scripts/agent.lua")),
             enqueue: with_common(include_str!("scripts/enqueue.lua")),
+            prefer: with_common(include_str!("scripts/prefer.lua")),
             release: with_common(include_str!("scripts/release.lua")),
             transfer: with_common(include_str!("scripts/transfer.lua")),
             nodes: with_common(include_str!("scripts/nodes.lua")),
@@ -200,6 +202,28 @@ impl Dispatcher for RedisDispatcher {
             .mutate(&self.scripts.enqueue, &args, "", &ticket.session)
             .await?;
         parse_enqueued(&r.result)
+    }
+
+    async fn offer(&self, ticket: Ticket, agent: &str) -> Result<Offered, DispatchError> {
+        check_id("session", &ticket.session)?;
+        check_id("group", &ticket.group)?;
+        check_id("agent", agent)?;
+        let (prio, at) = (
+            ticket.priority.to_string(),
+            ticket.enqueued_at_ms.to_string(),
+        );
+        let args = [
+            ticket.session.as_str(),
+            &ticket.group,
+            &prio,
+            &ticket.node,
+            &at,
+            agent,
+        ];
+        let r = self
+            .mutate(&self.scripts.prefer, &args, agent, &ticket.session)
+            .await?;
+        reply::parse_offered(&r.result)
     }
 
     async fn release(&self, agent: &str, session: &str) -> Result<Vec<Assignment>, DispatchError> {

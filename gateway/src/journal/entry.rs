@@ -19,6 +19,8 @@ pub enum Entry {
         created_ms: u64,
         token: String,
     },
+    /// The shop vouched for the customer (a verified identity token); at most one per log.
+    Identified { identity: crate::identity::Identity },
     /// A numbered frame the customer was (or is about to be) sent, as written on the wire,
     /// with the transcript line it delivers, if any: one entry, so that a crash can never
     /// keep the line (which marks an agent's message delivered) without the frame.

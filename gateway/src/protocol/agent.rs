@@ -42,10 +42,33 @@ pub enum AgentFrame {
     Close {
         session: String,
     },
+    /// The earlier conversations of the chat's customer, in full (`page` 0 the newest).
+    HistoryRequest {
+        session: String,
+        page: Option<u32>,
+    },
+    /// Take a left message to answer it (of two agents at once, one gets it).
+    TicketClaim {
+        ticket: String,
+    },
+    /// Answer a claimed ticket; the customer gets it live or on their next chat.
+    TicketReply {
+        ticket: String,
+        text: String,
+    },
 }
 
 const AGENT_TYPES: &[&str] = &[
-    "ready", "away", "message", "card", "typing", "transfer", "close",
+    "ready",
+    "away",
+    "message",
+    "card",
+    "typing",
+    "transfer",
+    "close",
+    "history_request",
+    "ticket_claim",
+    "ticket_reply",
 ];
 
 pub fn parse_agent_frame(text: &str) -> Result<AgentFrame, FrameError> {
@@ -73,8 +96,11 @@ pub fn parse_agent_frame(text: &str) -> Result<AgentFrame, FrameError> {
             cap("id", id, MAX_ID_BYTES)?;
             card.validate()?;
         }
-        AgentFrame::Typing { session } | AgentFrame::Close { session } => {
-            cap("session", session, MAX_ID_BYTES)?
+        AgentFrame::Typing { session }
+        | AgentFrame::Close { session }
+        | AgentFrame::HistoryRequest { session, .. } => cap("session", session, MAX_ID_BYTES)?,
+        AgentFrame::TicketClaim { ticket } | AgentFrame::TicketReply { ticket, .. } => {
+            cap("ticket", ticket, MAX_ID_BYTES)?
         }
         AgentFrame::Transfer {
             session,
@@ -106,6 +132,19 @@ pub struct CustomerInfo {
     pub lang: super::Lang,
     /// Complaint level (0: not a complaint).
     pub complaint_level: u8,
+    /// An identified customer with earlier conversations (issue #17).
+    #[serde(default)]
+    pub returning: bool,
+    /// Their last conversations, newest first (at most 5), masked.
+    #[serde(default)]
+    pub previous: Vec<super::PreviousConversation>,
+    /// What the shop vouched for (identified customers only), masked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
 }
 
 /// Frames the server sends to an agent (also carried between nodes, hence `Deserialize`).
@@ -165,6 +204,22 @@ pub enum AgentServerFrame {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         duplicate: bool,
     },
+    /// The answer to `history_request`: a page of the customer's earlier conversations.
+    History {
+        session: String,
+        page: u32,
+        conversations: Vec<super::PastConversation>,
+        /// Whether an older page exists.
+        more: bool,
+    },
+    /// Open left messages of your groups (sent on `ready`).
+    Tickets {
+        items: Vec<super::TicketItem>,
+    },
+    /// You claimed this ticket; answer it with `ticket_reply`.
+    TicketClaimed {
+        ticket: String,
+    },
     Error {
         code: ErrorCode,
         message: String,
@@ -195,6 +250,13 @@ impl AgentServerFrame {
                 resumed,
             } => {
                 customer.visitor = customer.visitor.map(mask);
+                customer.phone = customer.phone.map(mask);
+                customer.name = customer.name.map(|n| crate::identity::mask_name(&n));
+                customer.previous = customer
+                    .previous
+                    .into_iter()
+                    .map(super::PreviousConversation::masked)
+                    .collect();
                 let history = history
                     .into_iter()
                     .map(|mut e| {
@@ -222,6 +284,23 @@ impl AgentServerFrame {
                 id,
                 text: mask(text),
                 rich: rich.masked(),
+            },
+            AgentServerFrame::History {
+                session,
+                page,
+                conversations,
+                more,
+            } => AgentServerFrame::History {
+                session,
+                page,
+                conversations: conversations
+                    .into_iter()
+                    .map(super::PastConversation::masked)
+                    .collect(),
+                more,
+            },
+            AgentServerFrame::Tickets { items } => AgentServerFrame::Tickets {
+                items: items.into_iter().map(super::TicketItem::masked).collect(),
             },
             other => other,
         }

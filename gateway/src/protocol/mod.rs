@@ -4,9 +4,13 @@
 //! what was wrong: not JSON, an unknown `type`, or a missing or mistyped field.
 
 mod agent;
+mod continuity;
 mod rich;
 
 pub use agent::{parse_agent_frame, AgentFrame, AgentServerFrame, CustomerInfo};
+pub use continuity::{
+    EarlierConversation, EarlierLine, PastConversation, PreviousConversation, TicketItem,
+};
 pub use rich::{AttachmentInfo, Card, OrderItem, Rich};
 
 use serde::{Deserialize, Serialize};
@@ -85,6 +89,12 @@ pub enum CustomerFrame {
         comment: Option<String>,
     },
     Close {},
+    /// A message for a person while nobody is there (after `offline`); becomes a ticket.
+    LeaveMessage {
+        id: String,
+        text: String,
+        contact: Option<String>,
+    },
 }
 
 const CUSTOMER_TYPES: &[&str] = &[
@@ -96,6 +106,7 @@ const CUSTOMER_TYPES: &[&str] = &[
     "pick",
     "survey_answer",
     "close",
+    "leave_message",
 ];
 
 /// A suggestion offered when the bot is not sure enough to answer.
@@ -174,6 +185,22 @@ pub enum ServerFrame {
         /// An attachment or a card, when the message carries one.
         #[serde(flatten)]
         rich: Rich,
+        /// A reply to a message left while nobody was there (a ticket), delivered later.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        offline: bool,
+    },
+    /// An identified customer's earlier conversations (newest first), for the widget to show
+    /// above the new one; personal data masked.
+    Earlier {
+        conversations: Vec<EarlierConversation>,
+    },
+    /// Nobody of the group can take the chat (outside its hours, or no agent online): the
+    /// bot keeps answering and the customer may `leave_message`.
+    Offline {
+        /// `outside_hours` or `no_agent`.
+        reason: String,
+        /// When the group opens next (ms since the epoch); null when not known.
+        next_open_ms: Option<u64>,
     },
     Typing {},
     Survey {},
@@ -202,6 +229,11 @@ impl ServerFrame {
 
 pub use crate::outbox::Envelope;
 
+/// `text` with personal data masked.
+pub fn mask_owned(text: String) -> String {
+    continuity::mask(text)
+}
+
 /// Stable error codes; clients may switch on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -227,6 +259,10 @@ pub enum ErrorCode {
     OtpRequired,
     /// A wrong, expired or already used code.
     BadOtp,
+    /// The `identity` token did not verify (signature, expiry, form); the chat is anonymous.
+    BadIdentity,
+    /// Another agent claimed the ticket first (or it is not open).
+    TicketTaken,
     Internal,
 }
 
@@ -251,6 +287,8 @@ impl ErrorCode {
             ErrorCode::BlockedContent => "blocked_content",
             ErrorCode::OtpRequired => "otp_required",
             ErrorCode::BadOtp => "bad_otp",
+            ErrorCode::BadIdentity => "bad_identity",
+            ErrorCode::TicketTaken => "ticket_taken",
             ErrorCode::Internal => "internal",
         }
     }
@@ -317,6 +355,10 @@ pub fn parse_customer_frame(text: &str) -> Result<CustomerFrame, FrameError> {
         CustomerFrame::Card { id, card } => {
             cap("id", id, MAX_ID_BYTES)?;
             card.validate()?;
+        }
+        CustomerFrame::LeaveMessage { id, contact, .. } => {
+            cap("id", id, MAX_ID_BYTES)?;
+            cap("contact", contact.as_deref().unwrap_or(""), 256)?;
         }
         CustomerFrame::Feedback { entry_id, .. } | CustomerFrame::Pick { entry_id } => {
             cap("entry_id", entry_id, MAX_ID_BYTES)?

@@ -358,3 +358,40 @@ pub async fn summary(
         Err(err) => store_failed(err),
     }
 }
+
+#[derive(Debug, Deserialize)]
+pub struct TicketsQuery {
+    status: Option<String>,
+    group: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `GET /admin/tickets?status=open|claimed|answered|delivered&group=…`: left messages with
+/// their status, decrypted (issue #17); `late` marks those answered after more than 24 h.
+/// Audited like any read of personal data.
+pub async fn tickets(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<TicketsQuery>,
+) -> Response {
+    let (store, who) = match open_as_operator(&state, &headers).await {
+        Ok(v) => v,
+        Err(refused) => return *refused,
+    };
+    let status = q.status.filter(|s| !s.is_empty());
+    let group = q.group.filter(|g| !g.is_empty() && g.len() <= 128);
+    let detail = format!("status={}", status.as_deref().unwrap_or(""));
+    let target = group.clone().unwrap_or_else(|| "all".into());
+    if let Err(refused) = audit(&store, &who, "read_tickets", &target, peer, detail).await {
+        return *refused;
+    }
+    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    match store
+        .tickets(group.as_deref(), status.as_deref(), limit)
+        .await
+    {
+        Ok(found) => Json(json!({"tickets": found})).into_response(),
+        Err(err) => store_failed(err),
+    }
+}

@@ -140,6 +140,7 @@ pub(super) fn deliver_agent_message(
         text: text.clone(),
         auto: false,
         rich: rich.clone(),
+        offline: false,
     };
     session.emit_recorded_rich(&frame, Speaker::Agent, &text, Some(id), rich);
 }

@@ -9,6 +9,7 @@ mod adopt;
 pub mod bus;
 mod periodic;
 mod positions;
+mod prefer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,14 @@ pub async fn enqueue(app: &AppState, session: &Arc<Session>, group: &str, priori
         node: app.node_id.clone(),
         enqueued_at_ms: crate::session::now_ms(),
     };
+    if let prefer::Preferred::Handled = prefer::offer(app, session, &ticket).await {
+        return;
+    }
+    enqueue_now(app, session, ticket).await;
+}
+
+/// [`enqueue`] without the last-agent preference, with retries.
+async fn enqueue_now(app: &AppState, session: &Arc<Session>, ticket: Ticket) {
     let mut attempt = 1;
     let result = loop {
         match app.dispatcher.enqueue(ticket.clone()).await {
@@ -129,6 +138,7 @@ async fn on_assigned(app: &AppState, a: Assignment) {
         None,
     );
     session.emit(&ServerFrame::AgentJoined { name: name.clone() });
+    crate::continuity::previous(app, &session).await;
     let frame = assigned_frame(&session, &a.group, a.waited_ms, false);
     let event = NodeEvent::ToAgent {
         agent: a.agent.clone(),
@@ -146,18 +156,25 @@ pub(crate) fn assigned_frame(
     waited_ms: u64,
     resumed: bool,
 ) -> AgentServerFrame {
+    let mut customer = CustomerInfo {
+        visitor: session
+            .visitor
+            .as_deref()
+            .map(|v| mask_text(v).into_owned()),
+        channel: session.channel,
+        lang: session.lang,
+        complaint_level: session.with_conversation(|c| c.complaint_level),
+        returning: false,
+        previous: Vec::new(),
+        name: None,
+        tier: None,
+        phone: None,
+    };
+    crate::continuity::customer_fields(session, &mut customer);
     AgentServerFrame::Assigned {
         session: session.id.to_string(),
         group: group.to_string(),
-        customer: CustomerInfo {
-            visitor: session
-                .visitor
-                .as_deref()
-                .map(|v| mask_text(v).into_owned()),
-            channel: session.channel,
-            lang: session.lang,
-            complaint_level: session.with_conversation(|c| c.complaint_level),
-        },
+        customer,
         history: masked_history(session.transcript()),
         waited_ms,
         resumed,
@@ -247,6 +264,7 @@ fn start_greeting_timer(app: AppState, session: Arc<Session>, agent: String, nam
             text: text.clone(),
             auto: true,
             rich: Default::default(),
+            offline: false,
         });
         // A node paused past a takeover must not greet in the agent's name twice.
         if session.sync().await.is_err() {
@@ -342,6 +360,12 @@ async fn on_customer_event(app: &AppState, session_id: &str, event: CustomerEven
                 reason: "agent_closed".into(),
             });
             session.emit(&ServerFrame::Survey {});
+            if session.identity().is_some() {
+                // An identified customer may come back before answering (or ever closing):
+                // the record so far lets their next chat see this one and its agent (the final
+                // record replaces it).
+                crate::records::save(app, &session, None).await;
+            }
         }
         CustomerEvent::Transferred {
             agent,

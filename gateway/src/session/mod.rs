@@ -12,7 +12,7 @@ pub use rebuild::{rebuild, PendingAgentMessage, RebuildError, Rebuilt};
 pub use registry::{Fresh, Resolved, Sessions};
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
@@ -110,6 +110,8 @@ pub struct Session {
     pub lang: Lang,
     /// When the session started (ms since the epoch), for the stored record.
     pub created_ms: u64,
+    /// The verified customer behind this chat, if the shop vouched for one (issue #17).
+    identity: OnceLock<crate::identity::Identity>,
     /// Hash of the `resume_token` handed out in the greeting; the token itself is never kept.
     token_hash: [u8; 32],
     outbox: Outbox,
@@ -171,6 +173,13 @@ pub struct Conversation {
     pub survey: Option<(u8, Option<String>)>,
     /// Times a survey answer of 4-5 reopened the chat as a complaint.
     pub escalations: u32,
+    /// The identified customer's earlier conversations, read once for the agent.
+    pub previous: Option<Arc<Vec<crate::protocol::PreviousConversation>>>,
+    /// The group that was offline when the customer asked for it (their left message goes
+    /// there).
+    pub offline_group: Option<String>,
+    /// The agent id of the customer's last earlier conversation and when it ended.
+    pub last_agent: Option<(String, u64)>,
 }
 
 /// Typing notices forwarded per chat and direction at most this often.
@@ -248,6 +257,7 @@ impl Session {
             channel,
             lang,
             created_ms,
+            identity: OnceLock::new(),
             token_hash,
             outbox: Outbox::with_log(limits.replay_frames, journaled),
             log,
@@ -264,6 +274,23 @@ impl Session {
                 conversation: Conversation::default(),
             }),
         }
+    }
+
+    /// Marks the chat as the verified customer's (once; a later call changes nothing) and
+    /// logs it, so a rebuilt session knows its customer too.
+    pub fn identify(&self, identity: crate::identity::Identity) {
+        if self.identity.set(identity.clone()).is_ok() {
+            if let Some(log) = &self.log {
+                let entry = Entry::Identified { identity };
+                log.journal
+                    .append(&self.id, Fence::Owner(log.epoch), &entry, None);
+            }
+        }
+    }
+
+    /// The verified customer, if any (never a `visitor` id).
+    pub fn identity(&self) -> Option<&crate::identity::Identity> {
+        self.identity.get()
     }
 
     /// Whether `token` is this session's resume token (compared in constant time).

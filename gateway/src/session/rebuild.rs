@@ -47,6 +47,7 @@ pub fn rebuild(
     token: Option<&str>,
 ) -> Result<Rebuilt, RebuildError> {
     let mut open = None;
+    let mut identity = None;
     let mut state = SessionState::Bot;
     let mut facts = Facts::default();
     let mut transcript: Vec<TranscriptEntry> = Vec::new();
@@ -63,6 +64,8 @@ pub fn rebuild(
                 token,
             } if open.is_none() => open = Some((visitor, channel, lang, created_ms, token)),
             Entry::Open { .. } => {}
+            Entry::Identified { identity: i } if identity.is_none() => identity = Some(i),
+            Entry::Identified { .. } => {}
             Entry::Frame { seq, text, line } if seq > last_seq => {
                 last_seq = seq;
                 frames.push_back((seq, text));
@@ -152,6 +155,7 @@ pub fn rebuild(
         channel,
         lang,
         created_ms,
+        identity: identity.map(std::sync::OnceLock::from).unwrap_or_default(),
         token_hash,
         outbox,
         log: Some(log),

@@ -10,11 +10,13 @@
 pub mod attachments;
 mod chunks;
 pub mod crypto;
+mod customers;
 mod kb;
 mod log;
 mod queries;
 mod schema;
 mod sign_ins;
+mod tickets;
 mod writer;
 
 use std::path::PathBuf;
@@ -29,6 +31,7 @@ pub use crypto::{CryptoError, KeyRing, KeySource};
 pub use kb::{EditRow, MissRow, StatsRow};
 pub use log::LogRow;
 pub use queries::{AuditEntry, ComplaintRecord, ConversationSummary};
+pub use tickets::{NewTicket, TicketRow};
 
 use crate::records::ConversationRecord;
 

@@ -104,14 +104,14 @@ fn facts(row: &AnyRow) -> Result<ConversationRecord, sqlx::Error> {
 }
 
 /// A full row: facts plus the encrypted fields, still sealed.
-struct Sealed {
+pub(super) struct Sealed {
     record: ConversationRecord,
     visitor_enc: Option<String>,
     comment_enc: Option<String>,
     transcript_enc: String,
 }
 
-fn sealed(row: &AnyRow) -> Result<Sealed, sqlx::Error> {
+pub(super) fn sealed(row: &AnyRow) -> Result<Sealed, sqlx::Error> {
     Ok(Sealed {
         record: facts(row)?,
         visitor_enc: row.try_get("visitor_enc")?,
@@ -129,7 +129,10 @@ fn placeholders(start: usize, n: usize) -> String {
 }
 
 impl Store {
-    async fn open_sealed(&self, rows: Vec<Sealed>) -> Result<Vec<ConversationRecord>, StoreError> {
+    pub(super) async fn open_sealed(
+        &self,
+        rows: Vec<Sealed>,
+    ) -> Result<Vec<ConversationRecord>, StoreError> {
         let keys = self.keys.clone();
         tokio::task::spawn_blocking(move || {
             rows.into_iter()

@@ -80,6 +80,8 @@ pub async fn migrate(pool: &AnyPool) -> Result<(), sqlx::Error> {
         .iter()
         .chain(super::kb::STATEMENTS)
         .chain(super::attachments::STATEMENTS)
+        .chain(super::customers::STATEMENTS)
+        .chain(super::tickets::STATEMENTS)
     {
         sqlx::query(*statement).execute(pool).await?;
     }

@@ -56,7 +56,35 @@ pub async fn report(state: &AppState) -> Result<Value, crate::dispatch::Dispatch
         "queues": queues,
         "agents": agents,
         "sla": sla(state, &metrics),
+        "continuity": continuity(state, &metrics).await,
     }))
+}
+
+/// Issue #17: returning customers who reached their last agent (this node's counters), and
+/// left messages still waiting or answered late (over 24 h), from the store.
+async fn continuity(state: &AppState, m: &Metrics) -> Value {
+    let outcome = |o: &str| {
+        m.0.iter()
+            .filter(|(n, labels, _)| {
+                n == "kefu_last_agent_total" && labels.iter().any(|(k, v)| k == "outcome" && v == o)
+            })
+            .fold(0.0, |sum, (_, _, v)| sum + v)
+    };
+    let tickets = match &state.store {
+        Some(store) => match store.ticket_counts().await {
+            Ok((waiting, late)) => json!({"waiting": waiting, "late": late}),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot count tickets");
+                Value::Null
+            }
+        },
+        None => Value::Null,
+    };
+    json!({
+        "last_agent_reached": outcome("assigned") + outcome("assigned_after_wait"),
+        "last_agent_fallback": outcome("fallback"),
+        "tickets": tickets,
+    })
 }
 
 /// Seconds the longest-waiting queued customer of each group (on this node) has waited since

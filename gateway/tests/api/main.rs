@@ -7,6 +7,7 @@ mod agents;
 mod attachments;
 mod bad_input;
 mod bot;
+mod continuity;
 mod customer;
 mod durable;
 mod helpers;

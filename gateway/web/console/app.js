@@ -260,6 +260,9 @@ function draw(entry) {
     case 'customer_left':
       card?.end('客户已离开 · the customer left');
       break;
+    case 'history':
+      card?.showHistory(f, (page) => socket.send({ type: 'history_request', session: f.session, page }));
+      break;
     case 'chat_ended':
       card?.end(f.reason === 'transferred' ? '已转接 · transferred' : '会话已结束 · closed');
       break;
@@ -289,6 +292,7 @@ function addChat(f) {
     },
     onTransfer: (group) => socket.send({ type: 'transfer', session, group }),
     onClose: () => socket.send({ type: 'close', session }),
+    onHistory: (page) => socket.send({ type: 'history_request', session, page }),
     onDismiss: () => {
       removeChat(session);
       // Nothing of an ended chat is needed any more: keep the journal small.

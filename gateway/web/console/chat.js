@@ -10,7 +10,7 @@ export class ChatCard {
   /**
    * @param {object} assigned the `assigned` frame
    * @param {object} o canned (strings), groups (strings), and the callbacks onSend(text),
-   *   onTyping(), onTransfer(group), onClose(), onDismiss()
+   *   onTyping(), onTransfer(group), onClose(), onDismiss(), onHistory(page)
    */
   constructor(assigned, o) {
     this.session = assigned.session;
@@ -82,13 +82,16 @@ export class ChatCard {
         el('h2', { id: headId }, `客户 ${short}`, this.badge.cloneNode()),
         el('span', { class: 'group', text: assigned.group }),
         c.complaint_level ? el('span', { class: 'complaint', text: `投诉 ${c.complaint_level} 级` }) : null,
+        c.returning ? el('span', { class: 'returning', text: '老客户 returning' }) : null,
+        c.tier ? el('span', { class: 'tier', text: c.tier }) : null,
         el('span', {
           class: 'chat-meta',
-          text: `${c.channel || ''} · ${c.lang || ''}${c.visitor ? ` · ${c.visitor}` : ''} · 排队 ${Math.round((assigned.waited_ms || 0) / 1000)} 秒`,
+          text: `${c.channel || ''} · ${c.lang || ''}${c.visitor ? ` · ${c.visitor}` : ''}${c.name ? ` · ${c.name}` : ''}${c.phone ? ` · ${c.phone}` : ''} · 排队 ${Math.round((assigned.waited_ms || 0) / 1000)} 秒`,
         }),
       ),
       this.sla,
       this.state,
+      this.earlier = earlierPanel(c, () => o.onHistory?.(0)),
       this.log,
       this.typingLine,
       this.canned,
@@ -112,6 +115,28 @@ export class ChatCard {
     this.gateway = location.origin;
     for (const h of assigned.history || []) this.line(h.from, h.text, { history: true, rich: h });
     this.line('system', '已接入，以上为历史记录 · assigned; history above');
+  }
+
+  /** The `history` answer: the earlier transcripts (masked by the server) in the side panel. */
+  showHistory(f, onMore) {
+    const panel = this.earlier;
+    if (!panel) return;
+    panel.hidden = false;
+    panel.open = true;
+    const list = panel.querySelector('.earlier-full');
+    if (f.page === 0) list.replaceChildren();
+    for (const conv of f.conversations || []) {
+      const when = new Date(conv.started_ms).toLocaleString('zh-CN');
+      const head = `${when} · ${conv.channel} · ${(conv.agents || []).join('、') || '机器人'}${conv.survey_score ? ` · 评分 ${conv.survey_score}` : ''}`;
+      const lines = (conv.transcript || []).map((l) =>
+        el('li', { class: `msg ${l.from}` }, el('span', { class: 'who', text: WHO[l.from] || l.from }), el('span', { class: 'body', text: l.text })),
+      );
+      list.append(el('li', { class: 'earlier-conv', 'data-session': conv.session }, el('strong', { text: head }), el('ol', { class: 'log earlier-log' }, lines)));
+    }
+    panel.querySelector('.earlier-more')?.remove();
+    if (f.more) {
+      panel.append(el('button', { class: 'btn earlier-more', type: 'button', text: '更早 · older', onclick: () => onMore(f.page + 1) }));
+    }
   }
 
   submit(onSend) {
@@ -225,4 +250,32 @@ function viewable(link) {
     viewer.focus();
   });
   return link;
+}
+
+/** The side panel of a returning customer: their last chats in brief, and a button that asks
+ * for the full earlier transcripts (`history_request`; each read is audited). */
+function earlierPanel(c, onHistory) {
+  const previous = c.previous || [];
+  if (!c.returning || previous.length === 0) return null;
+  const items = previous.map((p) => {
+    const when = new Date(p.started_ms).toLocaleString('zh-CN');
+    return el(
+      'li',
+      { class: 'earlier-item', 'data-session': p.session },
+      el('strong', { text: `${when} · ${p.channel} · ${(p.agents || []).join('、') || '机器人'}` }),
+      p.first_customer_message ? el('span', { class: 'q', text: `问：${p.first_customer_message}` }) : null,
+      p.last_agent_message ? el('span', { class: 'a', text: `答：${p.last_agent_message}` }) : null,
+      p.survey_score || p.complaint_level
+        ? el('span', { class: 'meta', text: `${p.survey_score ? `评分 ${p.survey_score}` : ''}${p.complaint_level ? ` 投诉 ${p.complaint_level} 级` : ''}` })
+        : null,
+    );
+  });
+  return el(
+    'details',
+    { class: 'earlier', open: true },
+    el('summary', { text: `历史会话 ${previous.length} 次 · earlier chats` }),
+    el('ol', { class: 'earlier-list' }, items),
+    el('button', { class: 'btn earlier-load', type: 'button', text: '查看完整记录 · full history', onclick: onHistory }),
+    el('ol', { class: 'earlier-full' }),
+  );
 }

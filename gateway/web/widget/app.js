@@ -10,12 +10,13 @@ import { ResumableSocket, wsBase } from '/shared/socket.js';
 import { strings } from './i18n.js';
 import { attachmentNode, cardNode } from '/shared/rich.js';
 import { Attacher } from './attach.js';
-import { buildShell, el, line, setNote, surveyCard } from './view.js';
+import { buildShell, el, leaveCard, line, setNote, surveyCard } from './view.js';
 
 const TYPING_EVERY_MS = 2000;
 const TYPING_SHOWN_MS = 4000;
 
-/** Mounts the widget. `opts`: gateway (http base URL), channel, lang, visitor, open. */
+/** Mounts the widget. `opts`: gateway (http base URL), channel, lang, open, identity (the
+ * shop's signed token for a logged-in customer). */
 export function mount(opts = {}) {
   const widget = new Widget(opts);
   window.kefuWidget = widget; // for the shop's page: kefuWidget.open(), .close()
@@ -28,8 +29,9 @@ export function mount(opts = {}) {
 }
 
 class Widget {
-  constructor({ gateway = location.origin, channel = 'web', lang = 'zh', open = false } = {}) {
+  constructor({ gateway = location.origin, channel = 'web', lang = 'zh', open = false, identity = '' } = {}) {
     this.gateway = gateway;
+    this.identity = identity;
     this.channel = channel;
     this.lang = lang === 'en' ? 'en' : 'zh';
     this.t = strings(this.lang);
@@ -55,6 +57,8 @@ class Widget {
 
   url() {
     const q = new URLSearchParams({ channel: this.channel, lang: this.lang, visitor: this.visitor });
+    // The shop vouches for its logged-in customer; the gateway then links their chats.
+    if (this.identity) q.set('identity', this.identity);
     if (this.journal.session) {
       q.set('session', this.journal.session);
       q.set('last_seq', String(this.journal.lastSeq));
@@ -140,6 +144,14 @@ class Widget {
     this.socket.send({ type: 'pick', entry_id: item.entry_id });
   }
 
+  leaveMessage(text, contact) {
+    const id = newId('l');
+    const frame = { type: 'leave_message', id, text };
+    if (contact) frame.contact = contact;
+    this.record({ k: 'left', id, text, state: 'sending' });
+    this.socket.send(frame);
+  }
+
   answerSurvey(score, comment) {
     const frame = { type: 'survey_answer', score };
     if (comment) frame.comment = comment;
@@ -195,10 +207,11 @@ class Widget {
   }
 
   settle(id, state) {
-    const entry = this.journal.entries.find((e) => e.k === 'out' && e.id === id);
+    const entry = this.journal.entries.find((e) => (e.k === 'out' || e.k === 'left') && e.id === id);
     if (!entry || entry.state === 'sent') return;
     entry.state = state;
     this.journal.save();
+    if (entry.k === 'left' && state === 'sent') this.ui.log.querySelector('.kefu-leave-done')?.removeAttribute('hidden');
     const item = this.ui.log.querySelector(`[data-id="${CSS.escape(id)}"]`);
     if (item) setNote(item, this.t[state], state);
   }
@@ -244,6 +257,14 @@ class Widget {
         return add(line('customer', entry.text, { id: entry.id, note: t[entry.state], extra: this.attacher.extra(entry) }));
       case 'pick':
         return add(line('customer', entry.text));
+      case 'left': {
+        ui.log.querySelector('.kefu-leave-item')?.remove();
+        add(line('customer', entry.text, { id: entry.id, note: t[entry.state] }));
+        const done = line('system', t.leaveDone);
+        done.classList.add('kefu-leave-done');
+        if (entry.state !== 'sent') done.hidden = true;
+        return add(done);
+      }
       case 'notice':
         return add(line('system', entry.text));
       case 'feedback': {
@@ -324,15 +345,42 @@ class Widget {
         ui.sub.textContent = t.botName;
         this.journal.extra.agent = null;
         return add(line('system', t.agentLeft));
-      case 'message':
+      case 'message': {
         this.hideTyping();
+        const note = f.auto ? t.auto : f.offline ? t.offlineReply : undefined;
         return add(
           line('agent', f.text, {
             name: f.name,
-            note: f.auto ? t.auto : undefined,
+            note,
             extra: [attachmentNode(this.gateway, f.attachment, 'kefu-att'), cardNode(f.card, 'kefu-card')],
           }),
         );
+      }
+      case 'earlier': {
+        // A returning customer: their last chats, above the new one.
+        ui.log.querySelector('.kefu-earlier')?.remove();
+        const block = el('li', { class: 'kefu-earlier' }, el('p', { class: 'kefu-earlier-title', text: t.earlier }));
+        for (const conv of [...(f.conversations || [])].reverse()) {
+          const when = new Date(conv.started_ms).toLocaleString(this.lang === 'en' ? 'en' : 'zh-CN');
+          const lines = (conv.lines || []).map((l) => line(l.from, l.text, { name: l.from === 'bot' ? t.botName : undefined }));
+          block.append(el('p', { class: 'kefu-earlier-when', text: when }), el('ol', { class: 'kefu-earlier-log' }, lines));
+        }
+        block.append(el('p', { class: 'kefu-earlier-title', text: t.earlierEnd }));
+        ui.log.prepend(block);
+        return;
+      }
+      case 'offline': {
+        // Nobody of the group is there: the bot stays, and a message may be left.
+        ui.status.hidden = false;
+        const at = f.next_open_ms
+          ? new Date(f.next_open_ms).toLocaleString(this.lang === 'en' ? 'en' : 'zh-CN', { weekday: 'short', hour: '2-digit', minute: '2-digit' })
+          : '';
+        ui.status.textContent = f.reason === 'outside_hours' ? t.offlineHours(at) : t.offlineNoAgent;
+        ui.humanBtn.hidden = false;
+        ui.humanBtn.disabled = false;
+        if (this.journal.entries.some((e) => e.k === 'left')) return;
+        return add(leaveCard(t, (text, contact) => this.leaveMessage(text, contact)));
+      }
       case 'survey':
         return add(surveyCard(t, (score, comment) => this.answerSurvey(score, comment)));
       case 'closed':

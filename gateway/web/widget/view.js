@@ -114,6 +114,29 @@ export function surveyCard(t, onSubmit) {
   return el('li', { class: 'kefu-line kefu-system kefu-survey-item' }, form);
 }
 
+/** The leave-a-message form shown when nobody is there (`offline`). */
+export function leaveCard(t, onSubmit) {
+  const text = el('textarea', { id: 'kefu-leave-text', rows: '3', maxlength: '2000', required: true });
+  const contact = el('input', { id: 'kefu-leave-contact', type: 'text', maxlength: '100', autocomplete: 'tel' });
+  const form = el(
+    'form',
+    { class: 'kefu-survey kefu-leave' },
+    el('strong', { text: t.leaveTitle }),
+    el('label', { for: 'kefu-leave-text', text: t.leaveText }),
+    text,
+    el('label', { for: 'kefu-leave-contact', text: t.leaveContact }),
+    contact,
+    el('button', { type: 'submit', class: 'kefu-send', text: t.leaveSend }),
+  );
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const body = text.value.trim();
+    if (!body) return;
+    onSubmit(body, contact.value.trim());
+  });
+  return el('li', { class: 'kefu-line kefu-system kefu-leave-item' }, form);
+}
+
 /** The bubble's speech-balloon icon (inline SVG: no emoji font needed). */
 function chatIcon() {
   const ns = 'http://www.w3.org/2000/svg';

@@ -115,6 +115,14 @@ impl Customer {
                 }
                 self.handed_off = true;
                 self.agent_joined_at = Some(now);
+                if let (Some(sub), Some(name)) = (&self.identity, f.name) {
+                    if let Some(last) = t.last_agent.insert(sub.clone(), name.clone()) {
+                        t.counters.returning_served += 1;
+                        if last == name {
+                            t.counters.reached_last_agent += 1;
+                        }
+                    }
+                }
             }
             "message" => {
                 let Some(mut id) = f.id else { return };

@@ -191,6 +191,22 @@ impl State {
         best.map(|(id, ..)| id.clone())
     }
 
+    /// Whether agent `id` may take a chat of `group` now: `Ok` if free, `Err(true)` if ready
+    /// but full, `Err(false)` if not ready or not of the group.
+    pub fn free_for(&self, id: &str, group: &str) -> Result<(), bool> {
+        let member = self.members.get(group).is_some_and(|m| m.contains(id));
+        match self.agents.get(id) {
+            Some(a) if member && a.status == AgentStatus::Ready => {
+                if (a.chats.len() as u64) < u64::from(a.cap) {
+                    Ok(())
+                } else {
+                    Err(true)
+                }
+            }
+            _ => Err(false),
+        }
+    }
+
     /// Hands ticket `s` to agent `id` (removing it from its queue).
     pub fn assign(&mut self, s: &str, id: &str, now: u64) -> Option<Assignment> {
         let seq = self.next_seq();

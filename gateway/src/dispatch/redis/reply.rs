@@ -103,6 +103,20 @@ pub(super) fn parse_enqueued(r: &[String]) -> Result<Enqueued, DispatchError> {
     }
 }
 
+/// `['busy']`, `['unavailable']`, `['known', <enqueued>]` or `['a', <assignment>]`.
+pub(super) fn parse_offered(r: &[String]) -> Result<crate::dispatch::Offered, DispatchError> {
+    use crate::dispatch::Offered;
+    match r.split_first() {
+        Some((tag, [])) if tag == "busy" => Ok(Offered::Busy),
+        Some((tag, [])) if tag == "unavailable" => Ok(Offered::Unavailable),
+        Some((tag, rest)) if tag == "known" => parse_enqueued(rest).map(Offered::Known),
+        _ => match parse_enqueued(r)? {
+            Enqueued::Assigned(a) => Ok(Offered::Assigned(a)),
+            Enqueued::Queued { .. } => Err(bad(format!("offer result {r:?}"))),
+        },
+    }
+}
+
 /// `[]` or `[group, position]`.
 pub(super) fn parse_position(r: &[String]) -> Result<Option<(String, usize)>, DispatchError> {
     match r {
