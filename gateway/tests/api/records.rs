@@ -246,8 +246,15 @@ async fn transcript_is_stored_encrypted_read_back_and_every_read_audited() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["deleted"], 1);
     assert_eq!(admin(&app, "GET", &path, Some("alice")).await.0, 404);
+    // The break-glass use is audited too (spawned, so it may share the millisecond).
     let audit = admin_json(&app, "/admin/audit?operator=bob").await;
-    assert_eq!(audit["entries"][0]["action"], "delete_customer");
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap_or(""))
+        .collect();
+    assert!(actions.contains(&"delete_customer"), "{actions:?}");
     app.stop().await.unwrap();
 }
 
