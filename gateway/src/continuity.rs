@@ -14,9 +14,10 @@ use crate::protocol::{
     AgentServerFrame, ErrorCode, PastConversation, PreviousConversation, ServerFrame,
 };
 use crate::records::ConversationRecord;
+use crate::roster::RosterStore;
 use crate::server::AppState;
 use crate::session::{Session, Speaker};
-use crate::store::AuditEntry;
+use crate::store::{AuditEntry, Store};
 
 /// Earlier conversations shown on `assigned`, and per `history` page.
 pub const PREVIOUS: u32 = 5;
@@ -93,78 +94,98 @@ async fn show_earlier(app: &AppState, session: &Session, customer: &str) {
     session.emit(&ServerFrame::Earlier { conversations });
 }
 
-/// The customer's last conversations (cached on the session after the first read).
-pub async fn previous(app: &AppState, session: &Session) -> Arc<Vec<PreviousConversation>> {
-    if let Some(cached) = session.with_conversation(|c| c.previous.clone()) {
-        return cached;
+/// What the relay needs of a customer's past: their last conversations (for the agent and
+/// for offering the chat to their last agent first), and the names of the agents in them.
+#[derive(Clone)]
+pub struct Past {
+    store: Option<Arc<Store>>,
+    roster: Arc<RosterStore>,
+    /// `routing.last_agent_days`: how recent a last conversation must be to prefer its agent.
+    last_agent_days: u64,
+}
+
+impl Past {
+    pub fn new(store: Option<Arc<Store>>, roster: Arc<RosterStore>, last_agent_days: u64) -> Self {
+        Past {
+            store,
+            roster,
+            last_agent_days,
+        }
     }
-    let (Some(identity), Some(store)) = (session.identity(), app.store.as_ref()) else {
-        return Arc::default();
-    };
-    let read = store.customer_conversations(&identity.customer, &session.id, 0, PREVIOUS);
-    let records = match tokio::time::timeout(READ_TIMEOUT, read).await {
-        Ok(Ok(records)) => records,
-        Ok(Err(err)) => {
-            tracing::error!(error = %err, "cannot read a customer's earlier conversations");
+
+    /// The customer's last conversations (cached on the session after the first read).
+    pub async fn previous(&self, session: &Session) -> Arc<Vec<PreviousConversation>> {
+        if let Some(cached) = session.with_conversation(|c| c.previous.clone()) {
+            return cached;
+        }
+        let (Some(identity), Some(store)) = (session.identity(), self.store.as_ref()) else {
             return Arc::default();
-        }
-        Err(_) => {
-            metrics::counter!("kefu_history_timeouts_total").increment(1);
-            return Arc::default();
-        }
-    };
-    let list: Arc<Vec<PreviousConversation>> =
-        Arc::new(records.iter().map(|r| brief(app, r)).collect());
-    let last = records.first().and_then(|r| {
-        Some((
-            r.agents.last()?.clone(),
-            r.closed_ms.unwrap_or(r.created_ms),
-        ))
-    });
-    session.with_conversation(|c| {
-        c.previous = Some(list.clone());
-        c.last_agent = last;
-    });
-    list
-}
-
-/// The agent of the customer's last conversation, if it was recent enough
-/// (`routing.last_agent_days`) to offer them the chat first.
-pub async fn last_agent(app: &AppState, session: &Session) -> Option<String> {
-    let days = app.settings.routing.last_agent_days;
-    if days == 0 || session.identity().is_none() {
-        return None;
+        };
+        let read = store.customer_conversations(&identity.customer, &session.id, 0, PREVIOUS);
+        let records = match tokio::time::timeout(READ_TIMEOUT, read).await {
+            Ok(Ok(records)) => records,
+            Ok(Err(err)) => {
+                tracing::error!(error = %err, "cannot read a customer's earlier conversations");
+                return Arc::default();
+            }
+            Err(_) => {
+                metrics::counter!("kefu_history_timeouts_total").increment(1);
+                return Arc::default();
+            }
+        };
+        let list: Arc<Vec<PreviousConversation>> =
+            Arc::new(records.iter().map(|r| self.brief(r)).collect());
+        let last = records.first().and_then(|r| {
+            Some((
+                r.agents.last()?.clone(),
+                r.closed_ms.unwrap_or(r.created_ms),
+            ))
+        });
+        session.with_conversation(|c| {
+            c.previous = Some(list.clone());
+            c.last_agent = last;
+        });
+        list
     }
-    previous(app, session).await;
-    let (agent, at_ms) = session.with_conversation(|c| c.last_agent.clone())?;
-    let recent = crate::session::now_ms().saturating_sub(at_ms) <= days * 86_400_000;
-    recent.then_some(agent)
-}
 
-/// The agent names of a record, in order, without repeats in a row.
-fn agent_names(app: &AppState, r: &ConversationRecord) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for id in &r.agents {
-        let name = app.agent_name(id);
-        if names.last() != Some(&name) {
-            names.push(name);
+    /// The agent of the customer's last conversation, if it was recent enough
+    /// (`routing.last_agent_days`) to offer them the chat first.
+    pub async fn last_agent(&self, session: &Session) -> Option<String> {
+        let days = self.last_agent_days;
+        if days == 0 || session.identity().is_none() {
+            return None;
         }
+        self.previous(session).await;
+        let (agent, at_ms) = session.with_conversation(|c| c.last_agent.clone())?;
+        let recent = crate::session::now_ms().saturating_sub(at_ms) <= days * 86_400_000;
+        recent.then_some(agent)
     }
-    names
-}
 
-fn brief(app: &AppState, r: &ConversationRecord) -> PreviousConversation {
-    let said = |who: Speaker| r.transcript.iter().filter(move |l| l.from == who);
-    PreviousConversation {
-        session: r.id.clone(),
-        channel: r.channel.clone(),
-        started_ms: r.created_ms,
-        closed_ms: r.closed_ms,
-        first_customer_message: said(Speaker::Customer).next().map(|l| l.text.clone()),
-        last_agent_message: said(Speaker::Agent).next_back().map(|l| l.text.clone()),
-        survey_score: r.survey_score,
-        complaint_level: r.complaint_level,
-        agents: agent_names(app, r),
+    /// The agent names of a record, in order, without repeats in a row.
+    fn agent_names(&self, r: &ConversationRecord) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for id in &r.agents {
+            let name = self.roster.name_of(id);
+            if names.last() != Some(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    fn brief(&self, r: &ConversationRecord) -> PreviousConversation {
+        let said = |who: Speaker| r.transcript.iter().filter(move |l| l.from == who);
+        PreviousConversation {
+            session: r.id.clone(),
+            channel: r.channel.clone(),
+            started_ms: r.created_ms,
+            closed_ms: r.closed_ms,
+            first_customer_message: said(Speaker::Customer).next().map(|l| l.text.clone()),
+            last_agent_message: said(Speaker::Agent).next_back().map(|l| l.text.clone()),
+            survey_score: r.survey_score,
+            complaint_level: r.complaint_level,
+            agents: self.agent_names(r),
+        }
     }
 }
 
@@ -242,7 +263,7 @@ pub async fn history_request(app: &AppState, agent: &AgentSession, session: Stri
         .into_iter()
         .take(PREVIOUS as usize)
         .map(|r| PastConversation {
-            agents: agent_names(app, &r),
+            agents: app.relay.past.agent_names(&r),
             session: r.id,
             channel: r.channel,
             started_ms: r.created_ms,

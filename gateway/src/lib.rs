@@ -29,6 +29,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod agents;
 pub mod attachments;
 pub mod bot;
 pub mod config;

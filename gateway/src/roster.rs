@@ -195,6 +195,14 @@ impl RosterStore {
         })
     }
 
+    /// The roster name of an agent (its id if unknown).
+    pub fn name_of(&self, id: &str) -> String {
+        self.current()
+            .get(id)
+            .map(|a| a.name.clone())
+            .unwrap_or_else(|| id.to_string())
+    }
+
     pub fn current(&self) -> Arc<Roster> {
         self.current
             .read()

@@ -14,16 +14,12 @@ use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
-use std::collections::HashMap;
-use std::sync::RwLock;
-
 use crate::agent::Agents;
 use crate::bot::Bot;
 use crate::config::Settings;
-use crate::dispatch::Dispatcher;
 use crate::limits::{ConnectionLimits, FailureThrottle};
 use crate::roster::RosterStore;
-use crate::routing::{Bus, NodeEvent};
+use crate::routing::{Bus, NodeEvent, Relay};
 use crate::session::{SessionLimits, Sessions};
 use crate::shutdown::Shutdown;
 use crate::{admin, agent, customer, records, routing, telemetry};
@@ -58,14 +54,13 @@ pub enum StartError {
 pub struct Shared {
     pub settings: Settings,
     pub node_id: String,
-    pub sessions: Sessions,
+    pub sessions: Arc<Sessions>,
     pub bot: Bot,
-    pub roster: RosterStore,
-    pub agents: Agents,
-    pub dispatcher: Arc<dyn Dispatcher>,
-    pub bus: Bus,
-    /// Capacity of ready agents per group, refreshed every second (for estimated waits).
-    pub ready_capacity: RwLock<HashMap<String, u32>>,
+    pub roster: Arc<RosterStore>,
+    pub agents: Arc<Agents>,
+    /// Hand-off, assignment and relaying between customers and agents (the only user of
+    /// the dispatcher and the bus).
+    pub relay: Relay,
     pub limits: Arc<ConnectionLimits>,
     /// Failed sign-ins per address: agent tokens and admin tokens, counted apart.
     pub agent_auth_failures: FailureThrottle,
@@ -93,21 +88,12 @@ pub struct Shared {
 impl Shared {
     /// The roster name of an agent (its id if unknown).
     pub fn agent_name(&self, id: &str) -> String {
-        self.roster
-            .current()
-            .get(id)
-            .map(|a| a.name.clone())
-            .unwrap_or_else(|| id.to_string())
+        self.roster.name_of(id)
     }
 
     /// Capacity of the ready agents of `group`, as of the last routing tick.
     pub fn group_capacity(&self, group: &str) -> u32 {
-        self.ready_capacity
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(group)
-            .copied()
-            .unwrap_or(0)
+        self.relay.group_capacity(group)
     }
 
     /// A node-unique id for a connection, so a stale connection cannot detach a newer one.
@@ -169,7 +155,7 @@ impl Application {
         };
         let journal =
             crate::journal::Journal::start(&settings.dispatch, store.clone(), &node_id).await?;
-        let sessions = Sessions::with_journal(
+        let sessions = Arc::new(Sessions::with_journal(
             Duration::from_secs(settings.session.grace_period_s),
             SessionLimits {
                 replay_frames: settings.session.replay_frames,
@@ -182,7 +168,7 @@ impl Application {
                 transcript_bytes: settings.session.transcript_bytes,
             },
             journal.clone(),
-        );
+        ));
         let (bus, events) = Bus::start(&settings.dispatch, &node_id).await?;
         let limits = ConnectionLimits::new(
             settings.limits.max_connections,
@@ -198,15 +184,35 @@ impl Application {
         let store_for_kb = store.clone();
         let attachments =
             crate::attachments::Attachments::new(settings.attachments.clone(), store.clone());
+        let roster = Arc::new(roster);
+        let agents = Arc::new(Agents::default());
+        let recorder = crate::records::Recorder::new(store.clone(), journal.clone(), &settings);
+        let past = crate::continuity::Past::new(
+            store.clone(),
+            roster.clone(),
+            settings.routing.last_agent_days,
+        );
+        let relay = Relay::new(routing::Parts {
+            node_id: node_id.clone(),
+            dispatcher,
+            bus,
+            sessions: sessions.clone(),
+            agents: agents.clone(),
+            journal: journal.clone(),
+            roster: roster.clone(),
+            recorder,
+            past,
+            routing: settings.routing.clone(),
+            agent_grace_ms: settings.dispatch.agent_grace_ms,
+            capacity: Default::default(),
+        });
         let state = Arc::new(Shared {
             node_id,
             sessions,
             bot,
             roster,
-            agents: Agents::default(),
-            dispatcher,
-            bus,
-            ready_capacity: RwLock::new(HashMap::new()),
+            agents,
+            relay,
             limits,
             agent_auth_failures: FailureThrottle::new(settings.limits.auth_failures_per_minute),
             admin_auth_failures: FailureThrottle::new(settings.limits.auth_failures_per_minute),
@@ -253,10 +259,10 @@ impl Application {
         let events = tokio::spawn(run_events(state.clone(), self.events));
         if state.journal.is_shared() {
             // What this node's id held before a restart comes back here first.
-            routing::take_orphans(&state, true).await;
+            routing::take_orphans(&state.relay, true).await;
         } else {
             // One node with its log in the store: take back what was live before a restart.
-            routing::restore_logged(&state).await;
+            routing::restore_logged(&state.relay).await;
         }
         let app = router(state.clone());
         state.ready.store(true, Ordering::Release);
@@ -298,7 +304,11 @@ impl Application {
         chores.abort();
         lag_probe.abort();
         events.abort();
-        crate::records::flush_on_shutdown(&state).await;
+        state
+            .relay
+            .recorder
+            .flush_on_shutdown(&state.sessions)
+            .await;
         tracing::info!("gateway stopped");
         result
     }
@@ -382,7 +392,7 @@ async fn run_events(state: AppState, mut events: tokio::sync::mpsc::Receiver<Nod
     while let Some(event) = events.recv().await {
         let kind = event.kind();
         let started = std::time::Instant::now();
-        routing::handle(&state, event).await;
+        routing::handle(&state.relay, event).await;
         metrics::histogram!("kefu_node_event_seconds", "kind" => kind)
             .record(started.elapsed().as_secs_f64());
     }
@@ -402,7 +412,7 @@ async fn run_chores(state: AppState) {
         n += 1;
         if last_heartbeat.is_none_or(|t| t.elapsed() >= heartbeat_every) {
             last_heartbeat = Some(tokio::time::Instant::now());
-            if let Err(err) = state.dispatcher.heartbeat(&state.node_id, ttl).await {
+            if let Err(err) = state.relay.dispatcher.heartbeat(&state.node_id, ttl).await {
                 tracing::error!(error = %err, "heartbeat failed");
             }
         }
@@ -412,23 +422,23 @@ async fn run_chores(state: AppState) {
         }
         if n.is_multiple_of(3) && state.journal.is_shared() {
             let app = state.clone();
-            tokio::spawn(async move { routing::take_orphans(&app, false).await });
+            tokio::spawn(async move { routing::take_orphans(&app.relay, false).await });
         }
         for session in state.sessions.reap_expired() {
             let before = session.state();
             session.set_state(crate::session::SessionState::Closed {
                 reason: "expired".into(),
             });
-            records::save(&state, &session, Some("expired")).await;
+            state.relay.recorder.save(&session, Some("expired")).await;
             if matches!(
                 before,
                 crate::session::SessionState::Queued { .. }
                     | crate::session::SessionState::WithAgent { .. }
             ) {
-                routing::cancel(&state, &session.id, Some(before)).await;
+                routing::cancel(&state.relay, &session.id, Some(before)).await;
             }
         }
-        routing::tick(&state).await;
+        routing::tick(&state.relay).await;
         state.agents.reap(Duration::from_millis(
             state.settings.dispatch.agent_grace_ms,
         ));
@@ -442,7 +452,9 @@ async fn run_chores(state: AppState) {
         if n == 1 || n.is_multiple_of(retention_every) {
             let app = state.clone();
             tokio::spawn(async move {
-                records::retention::run_once(&app).await;
+                if let Some(store) = &app.store {
+                    records::retention::run_once(store, app.settings.store.retention_days).await;
+                }
                 app.sign_in.prune().await;
             });
         }

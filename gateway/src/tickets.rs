@@ -56,11 +56,11 @@ pub async fn leave_message(
     let chars = text.chars().count();
     if text.trim().is_empty() || chars > max {
         let message = format!("`text` must be 1-{max} characters");
-        return crate::customer::send_error(session, ErrorCode::BadField, message, Some(id));
+        return session.error(ErrorCode::BadField, message, Some(id));
     }
     let Some(store) = app.store.clone() else {
         let message = "messages cannot be left here (no store); try again later";
-        return crate::customer::send_error(session, ErrorCode::Internal, message, Some(id));
+        return session.error(ErrorCode::Internal, message, Some(id));
     };
     match session.accept_customer_message(&id, &text) {
         Accepted::New => {}
@@ -73,16 +73,11 @@ pub async fn leave_message(
         }
         Accepted::RateLimited => {
             let message = "too many messages; slow down";
-            return crate::customer::send_error(session, ErrorCode::RateLimited, message, Some(id));
+            return session.error(ErrorCode::RateLimited, message, Some(id));
         }
         Accepted::TranscriptFull => {
             let message = "this chat is full; start a new one";
-            return crate::customer::send_error(
-                session,
-                ErrorCode::TranscriptFull,
-                message,
-                Some(id),
-            );
+            return session.error(ErrorCode::TranscriptFull, message, Some(id));
         }
     }
     let group = session
@@ -101,7 +96,7 @@ pub async fn leave_message(
     if let Err(err) = store.create_ticket(ticket).await {
         tracing::error!(error = %err, "cannot store a left message");
         let message = "the message could not be stored; send it again";
-        return crate::customer::send_error(session, ErrorCode::Internal, message, Some(id));
+        return session.error(ErrorCode::Internal, message, Some(id));
     }
     metrics::counter!("kefu_tickets_created_total").increment(1);
     session.record(Speaker::System, &format!("message left for {group}"), None);

@@ -6,11 +6,9 @@
 //! through the bus (messages, typing).
 
 mod leak;
-mod moved;
-mod registry;
 mod send;
 
-pub use registry::{AgentSession, Agents};
+pub use crate::agents::{AgentSession, Agents};
 
 use std::sync::Arc;
 
@@ -22,10 +20,10 @@ use serde::Deserialize;
 use tracing::Instrument;
 
 use crate::connection::{self, FrameHandler};
-use crate::dispatch::{AgentSpec, DispatchError, Enqueued, TransferTarget};
+use crate::dispatch::{AgentSpec, DispatchError, TransferTarget};
 use crate::limits::{ConnectionPermit, FrameVerdict};
 use crate::protocol::{parse_agent_frame, AgentFrame, AgentServerFrame, ErrorCode};
-use crate::routing::{self, CustomerEvent, NodeEvent};
+use crate::routing::CustomerEvent;
 use crate::server::AppState;
 use crate::signin::agent_step::SecondStep;
 
@@ -116,7 +114,7 @@ async fn serve(
         groups: entry.groups.clone(),
         capacity: entry.capacity,
     };
-    if let Err(err) = app.dispatcher.agent_online(&spec, &app.node_id).await {
+    if let Err(err) = app.relay.agent_online(&spec).await {
         tracing::error!(error = %err, "cannot register the agent with the dispatcher");
         connection::close(&mut socket, 1011, "routing unavailable").await;
         return;
@@ -136,7 +134,7 @@ async fn serve(
         });
     }
     if from_log {
-        moved::restore_chats(&app, &agent).await;
+        app.relay.restore_chats(&agent).await;
     }
     let mut attachment = agent
         .outbox
@@ -155,9 +153,7 @@ async fn serve(
     agent.outbox.detach(conn);
     if agent.outbox.detached_since().is_some() {
         // Its chats wait for the grace period; the dispatcher's reap requeues them after.
-        if let Err(err) = app.dispatcher.agent_disconnected(&entry.id).await {
-            tracing::error!(error = %err, "cannot mark the agent disconnected");
-        }
+        app.relay.agent_disconnected(&entry.id).await;
     }
     if let connection::End::Dropped(reason) = end {
         tracing::info!(reason, "agent connection ended");
@@ -184,15 +180,7 @@ async fn rebuild(
         groups: entry.groups.clone(),
         capacity: entry.capacity,
     });
-    for (session, customer_node) in agent.chat_nodes() {
-        let event = CustomerEvent::Resync {
-            agent: entry.id.clone(),
-            agent_node: app.node_id.clone(),
-        };
-        app.bus
-            .send(&customer_node, NodeEvent::ToCustomer { session, event })
-            .await;
-    }
+    app.relay.resync_chats(agent).await;
 }
 
 struct AgentHandler {
@@ -248,11 +236,8 @@ impl FrameHandler for AgentHandler {
 async fn on_frame(app: &AppState, agent: &AgentSession, frame: AgentFrame) {
     let id = agent.id();
     match frame {
-        AgentFrame::Ready { capacity } => match app.dispatcher.agent_ready(id, capacity).await {
-            Ok(assignments) => {
-                routing::announce(app, assignments).await;
-                crate::tickets::on_ready(app, agent).await;
-            }
+        AgentFrame::Ready { capacity } => match app.relay.agent_ready(id, capacity).await {
+            Ok(()) => crate::tickets::on_ready(app, agent).await,
             Err(err) => dispatch_error(agent, err, None),
         },
         AgentFrame::HistoryRequest { session, page } => {
@@ -263,7 +248,7 @@ async fn on_frame(app: &AppState, agent: &AgentSession, frame: AgentFrame) {
             crate::tickets::reply(app, agent, ticket, text).await
         }
         AgentFrame::Away {} => {
-            if let Err(err) = app.dispatcher.agent_away(id).await {
+            if let Err(err) = app.relay.agent_away(id).await {
                 dispatch_error(agent, err, None);
             }
         }
@@ -284,37 +269,15 @@ async fn on_frame(app: &AppState, agent: &AgentSession, frame: AgentFrame) {
                 let event = CustomerEvent::AgentTyping {
                     agent: id.to_string(),
                 };
-                app.bus
-                    .send(&customer_node, NodeEvent::ToCustomer { session, event })
-                    .await;
+                app.relay.to_customer(&customer_node, session, event).await;
             }
         }
         AgentFrame::Close { session } => {
             let Some(customer_node) = agent.customer_node(&session) else {
                 return not_yours(agent, &session, None);
             };
-            match app.dispatcher.release(id, &session).await {
-                Ok(assignments) => {
-                    agent.forget_chat(&session);
-                    let event = CustomerEvent::ChatClosed {
-                        agent: id.to_string(),
-                    };
-                    app.bus
-                        .send(
-                            &customer_node,
-                            NodeEvent::ToCustomer {
-                                session: session.clone(),
-                                event,
-                            },
-                        )
-                        .await;
-                    agent.outbox.emit(&AgentServerFrame::ChatEnded {
-                        session,
-                        reason: "closed".into(),
-                    });
-                    routing::announce(app, assignments).await;
-                }
-                Err(err) => dispatch_error(agent, err, None),
+            if let Err(err) = app.relay.close_chat(agent, session, &customer_node).await {
+                dispatch_error(agent, err, None);
             }
         }
         AgentFrame::Transfer {
@@ -336,34 +299,12 @@ async fn on_frame(app: &AppState, agent: &AgentSession, frame: AgentFrame) {
                 (None, Some(a)) => TransferTarget::Agent(a),
                 (None, None) => return,
             };
-            match app.dispatcher.transfer(&session, target).await {
-                Ok(transferred) => {
-                    agent.forget_chat(&session);
-                    agent.outbox.emit(&AgentServerFrame::ChatEnded {
-                        session: session.clone(),
-                        reason: "transferred".into(),
-                    });
-                    match transferred.session {
-                        Enqueued::Assigned(assignment) => {
-                            let node = assignment.customer_node.clone();
-                            app.bus
-                                .send(&node, NodeEvent::Assigned { assignment })
-                                .await;
-                        }
-                        Enqueued::Queued { group, position } => {
-                            let event = CustomerEvent::Transferred {
-                                agent: id.to_string(),
-                                group,
-                                position,
-                            };
-                            app.bus
-                                .send(&customer_node, NodeEvent::ToCustomer { session, event })
-                                .await;
-                        }
-                    }
-                    routing::announce(app, transferred.assignments).await;
-                }
-                Err(err) => dispatch_error(agent, err, None),
+            let transferred = app
+                .relay
+                .transfer(agent, session, &customer_node, target)
+                .await;
+            if let Err(err) = transferred {
+                dispatch_error(agent, err, None);
             }
         }
     }
@@ -387,55 +328,4 @@ fn dispatch_error(agent: &AgentSession, err: DispatchError, id: Option<String>) 
         }
     };
     agent.error(code, err.to_string(), id);
-}
-
-/// On the agent's node: a frame for `agent` from the routing layer.
-pub fn deliver(
-    app: &AppState,
-    agent: &str,
-    frame: AgentServerFrame,
-    customer_node: Option<String>,
-) {
-    let Some(session) = app.agents.get(agent) else {
-        // The agent moved to another node in the meantime: the dispatcher knows which.
-        if app.journal.is_shared() {
-            tokio::spawn(moved::forward(
-                app.clone(),
-                agent.to_string(),
-                frame,
-                customer_node,
-            ));
-        } else {
-            tracing::warn!(agent, "frame for an agent not on this node");
-        }
-        return;
-    };
-    match &frame {
-        AgentServerFrame::Assigned {
-            session: id,
-            history,
-            ..
-        } => {
-            if let Some(node) = customer_node {
-                session.add_chat(id, &node);
-            }
-            for line in history
-                .iter()
-                .filter(|l| l.from == crate::session::Speaker::Customer)
-            {
-                if let Some(msg) = &line.id {
-                    session.first_time(id, msg);
-                }
-            }
-        }
-        AgentServerFrame::Message {
-            session: chat, id, ..
-        } if !session.first_time(chat, id) => {
-            return;
-        }
-        AgentServerFrame::CustomerLeft { session: id } => session.forget_chat(id),
-        AgentServerFrame::Typing { .. } => return session.outbox.emit_ephemeral(&frame),
-        _ => {}
-    }
-    session.outbox.emit(&frame.masked());
 }

@@ -1,10 +1,11 @@
 //! An agent's message to its customer: text, an attachment or a card; checked (lengths, the
 //! `[leaks]` rules), written to the durable log before the `ack`, then relayed.
 
-use super::{leak, moved, not_yours, AgentSession};
+use super::{leak, not_yours, AgentSession};
 use crate::attachments::UseError;
+use crate::journal::JournalError;
 use crate::protocol::{AgentServerFrame, Card, ErrorCode, Rich};
-use crate::routing::{CustomerEvent, NodeEvent};
+use crate::routing::CustomerEvent;
 use crate::server::AppState;
 
 /// An agent's message (text, an attachment, a card) for the customer of `session`: checked,
@@ -82,18 +83,31 @@ pub(super) async fn send_message(
             text,
             rich,
         };
-        let to_customer = NodeEvent::ToCustomer {
-            session: session.clone(),
-            event,
-        };
-        app.bus.send(&customer_node, to_customer).await;
+        app.relay
+            .to_customer(&customer_node, session.clone(), event)
+            .await;
         if let Err(err) = app.journal.append_input(&session, &entry).await {
             agent.forget_message(&msg_id);
-            return moved::not_stored(agent, &session, msg_id, err);
+            return not_stored(agent, &session, msg_id, err);
         }
     }
     agent.outbox.emit(&AgentServerFrame::Ack {
         id: msg_id,
         duplicate: !fresh,
     });
+}
+
+/// The agent's message could not be made durable: say so, nothing was sent.
+fn not_stored(agent: &AgentSession, session: &str, id: String, err: JournalError) {
+    match err {
+        JournalError::NoLog => {
+            let message = format!("session {session} has ended; the message was not sent");
+            agent.error(ErrorCode::NotYourChat, message, Some(id));
+        }
+        err => {
+            tracing::error!(%err, "an agent message could not be stored");
+            let message = "the message could not be stored; send it again";
+            agent.error(ErrorCode::Internal, message, Some(id));
+        }
+    }
 }

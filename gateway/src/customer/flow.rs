@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::send_error;
 use crate::mask::mask_text;
 use crate::protocol::{
     parse_customer_frame, AgentServerFrame, CustomerFrame, ErrorCode, Rich, ServerFrame, Suggestion,
@@ -23,7 +22,7 @@ pub async fn on_text(app: &AppState, session: &Arc<Session>, text: &str) -> Opti
         Ok(frame) => frame,
         Err(err) => {
             // Bad frames count against the frame budget like any other (connection loop).
-            send_error(session, err.code, err.message, None);
+            session.error(err.code, err.message, None);
             return None;
         }
     };
@@ -44,7 +43,7 @@ pub async fn on_text(app: &AppState, session: &Arc<Session>, text: &str) -> Opti
                     crate::attachments::UseError::Unknown => ErrorCode::BadField,
                     _ => ErrorCode::Internal,
                 };
-                send_error(session, code, format!("`attachment`: {err}"), Some(id));
+                session.error(code, format!("`attachment`: {err}"), Some(id));
             }
         },
         CustomerFrame::Card { id, card } => {
@@ -55,7 +54,7 @@ pub async fn on_text(app: &AppState, session: &Arc<Session>, text: &str) -> Opti
             let frame = AgentServerFrame::Typing {
                 session: session.id.to_string(),
             };
-            routing::forward_to_agent(app, session, session.state(), frame).await;
+            routing::forward_to_agent(&app.relay, session, session.state(), frame).await;
         }
         CustomerFrame::RequestHuman {} => {
             if matches!(session.state(), SessionState::Bot) {
@@ -63,14 +62,14 @@ pub async fn on_text(app: &AppState, session: &Arc<Session>, text: &str) -> Opti
                 hand_off(app, session, group, Trigger::CustomerRequest, 0).await;
             } else {
                 let message = format!("a human was already asked for ({:?})", session.state());
-                send_error(session, ErrorCode::NotInState, message, None);
+                session.error(ErrorCode::NotInState, message, None);
             }
         }
         CustomerFrame::Feedback { entry_id, .. } | CustomerFrame::Pick { entry_id }
             if !session.was_offered(&entry_id) =>
         {
             let message = "`entry_id` must name an answer or suggestion offered in this session";
-            send_error(session, ErrorCode::BadField, message, None);
+            session.error(ErrorCode::BadField, message, None);
         }
         CustomerFrame::Feedback { entry_id, helpful } => {
             app.kb.feedback(session, &entry_id, helpful); // kb: figures, misses
@@ -98,12 +97,15 @@ pub async fn on_text(app: &AppState, session: &Arc<Session>, text: &str) -> Opti
                 before,
                 SessionState::Queued { .. } | SessionState::WithAgent { .. }
             ) {
-                routing::cancel(app, &session.id, Some(before)).await;
+                routing::cancel(&app.relay, &session.id, Some(before)).await;
             }
             session.emit(&ServerFrame::Closed {
                 reason: "customer_closed".into(),
             });
-            crate::records::save(app, session, Some("customer_closed")).await;
+            app.relay
+                .recorder
+                .save(session, Some("customer_closed"))
+                .await;
             return Some("customer_closed".into());
         }
         CustomerFrame::SurveyAnswer { score, comment } => {
@@ -118,7 +120,7 @@ pub async fn on_text(app: &AppState, session: &Arc<Session>, text: &str) -> Opti
                     "leave_message is for when nobody is there (the session is {:?})",
                     session.state()
                 );
-                send_error(session, ErrorCode::NotInState, message, Some(id));
+                session.error(ErrorCode::NotInState, message, Some(id));
             }
         }
     }
@@ -135,14 +137,14 @@ async fn survey_answer(
     use crate::records::survey::{self, Outcome};
     if !matches!(session.state(), SessionState::Survey) {
         let message = format!("not possible while the session is {:?}", session.state());
-        send_error(session, ErrorCode::NotInState, message, None);
+        session.error(ErrorCode::NotInState, message, None);
         return None;
     }
     let max = app.settings.limits.max_text_chars;
     let long = comment.as_ref().is_some_and(|c| c.chars().count() > max);
     if !survey::valid_score(score) || long {
         let message = format!("`score` must be 1-5 and `comment` at most {max} characters");
-        send_error(session, ErrorCode::BadField, message, None);
+        session.error(ErrorCode::BadField, message, None);
         return None;
     }
     match survey::record_answer(session, score, comment) {
@@ -153,14 +155,14 @@ async fn survey_answer(
             session.emit(&ServerFrame::Closed {
                 reason: "survey_done".into(),
             });
-            crate::records::save(app, session, Some("survey_done")).await;
+            app.relay.recorder.save(session, Some("survey_done")).await;
             Some("survey_done".into())
         }
         Outcome::Complaint { level } => {
             let group = app.settings.handoff.complaint_group.clone();
             hand_off(app, session, group, Trigger::Survey, level).await;
             // Kept now as reopened; the final record replaces it when the complaint ends.
-            crate::records::save(app, session, None).await;
+            app.relay.recorder.save(session, None).await;
             None
         }
     }
@@ -173,19 +175,19 @@ async fn on_message(app: &AppState, session: &Arc<Session>, id: String, text: St
     let chars = text.chars().count();
     if chars > max {
         let message = format!("text is {chars} characters, the limit is {max}");
-        return send_error(session, ErrorCode::TooLong, message, Some(id));
+        return session.error(ErrorCode::TooLong, message, Some(id));
     }
     let only_rich = text.trim().is_empty() && !rich.is_empty();
     if (text.trim().is_empty() && !only_rich) || id.is_empty() || id.len() > 64 {
         let message = "`id` must be 1-64 bytes and `text` must not be empty";
-        return send_error(session, ErrorCode::BadField, message, Some(id));
+        return session.error(ErrorCode::BadField, message, Some(id));
     }
     if !app.journal.has_room() {
         // The log is behind (its store or Redis is slow or away): take nothing we could not
         // make durable soon; the client re-sends the message under its id.
         let message =
             "the gateway is catching up; this message was not stored, send it again shortly";
-        return send_error(session, ErrorCode::RateLimited, message, Some(id));
+        return session.error(ErrorCode::RateLimited, message, Some(id));
     }
     match session.accept_customer_rich(&id, &text, rich.clone()) {
         Accepted::New => {}
@@ -199,11 +201,11 @@ async fn on_message(app: &AppState, session: &Arc<Session>, id: String, text: St
         }
         Accepted::RateLimited => {
             let message = "too many messages; this one was not stored, send it again shortly";
-            return send_error(session, ErrorCode::RateLimited, message, Some(id));
+            return session.error(ErrorCode::RateLimited, message, Some(id));
         }
         Accepted::TranscriptFull => {
             let message = "the conversation is at its length limit; message not stored";
-            return send_error(session, ErrorCode::TranscriptFull, message, Some(id));
+            return session.error(ErrorCode::TranscriptFull, message, Some(id));
         }
     }
     // The state the message is accepted in decides where it goes, even if an agent's close
@@ -249,7 +251,7 @@ async fn on_message(app: &AppState, session: &Arc<Session>, id: String, text: St
             if session.sync().await.is_err() {
                 return;
             }
-            routing::forward_to_agent(app, session, state, frame).await;
+            routing::forward_to_agent(&app.relay, session, state, frame).await;
         }
         _ => {}
     }
@@ -356,7 +358,7 @@ fn pick(app: &AppState, session: &Session, entry_id: String) {
     let index = app.bot.index();
     let Some(entry) = index.entry(&entry_id) else {
         let message = "that knowledge-base entry is no longer available";
-        return send_error(session, ErrorCode::BadField, message, None);
+        return session.error(ErrorCode::BadField, message, None);
     };
     session.with_conversation(|c| {
         c.unanswered = 0;
@@ -404,7 +406,7 @@ pub async fn hand_off(
         reason: trigger.as_str().into(),
         level: (level > 0).then_some(level),
     });
-    routing::enqueue(app, session, &group, level).await;
+    routing::enqueue(&app.relay, session, &group, level).await;
 }
 
 fn complaint_level(settings: &crate::config::HandoffSettings, text: &str) -> Option<u8> {

@@ -280,7 +280,7 @@ async fn notice(socket: &mut WebSocket, code: ErrorCode, message: &str) -> bool 
 
 async fn notice_frame(socket: &mut WebSocket, frame: &ServerFrame) -> bool {
     if let ServerFrame::Error { code, .. } = frame {
-        count_error(*code);
+        crate::session::count_error(*code);
     }
     let text = Envelope { seq: 0, frame }.to_json();
     socket.send(Message::Text(text.into())).await.is_ok()
@@ -304,8 +304,7 @@ impl FrameHandler for CustomerHandler {
     }
 
     fn on_binary(&mut self) {
-        send_error(
-            &self.session,
+        self.session.error(
             ErrorCode::BinaryNotSupported,
             "binary frames are not supported; send JSON text frames",
             None,
@@ -317,8 +316,7 @@ impl FrameHandler for CustomerHandler {
     }
 
     fn over_budget(&mut self) {
-        send_error(
-            &self.session,
+        self.session.error(
             ErrorCode::RateLimited,
             "too many frames; frames are being dropped, slow down",
             None,
@@ -335,22 +333,4 @@ impl FrameHandler for CustomerHandler {
         });
         None
     }
-}
-
-pub(crate) fn send_error(
-    session: &Session,
-    code: ErrorCode,
-    message: impl Into<String>,
-    id: Option<String>,
-) {
-    count_error(code);
-    session.emit(&ServerFrame::Error {
-        code,
-        message: message.into(),
-        id,
-    });
-}
-
-pub(crate) fn count_error(code: ErrorCode) {
-    metrics::counter!("kefu_errors_total", "code" => code.as_str()).increment(1);
 }

@@ -60,7 +60,7 @@ pub async fn from_log(app: &AppState, id: &str, token: &str) -> FromLog {
     if adopted {
         metrics::counter!("kefu_sessions_resumed_from_log_total").increment(1);
         tracing::info!(epoch, "session rebuilt from the conversation log");
-        crate::routing::adopt(app, &session, rebuilt.undelivered, loaded.cursor).await;
+        crate::routing::adopt(&app.relay, &session, rebuilt.undelivered, loaded.cursor).await;
     }
     FromLog::Resumed(session)
 }

@@ -14,8 +14,24 @@ pub mod survey;
 
 use serde::{Deserialize, Serialize};
 
-use crate::server::AppState;
-use crate::session::{now_ms, Session, SessionState, Speaker, TranscriptEntry};
+use std::sync::Arc;
+
+use crate::journal::Journal;
+use crate::session::{now_ms, Session, SessionState, Sessions, Speaker, TranscriptEntry};
+use crate::store::Store;
+
+/// What saving a conversation's record needs, and nothing else: the store (none: records
+/// are not kept), the log (a saved chat's log can go) and the two settings a record's
+/// figures depend on.
+#[derive(Clone)]
+pub struct Recorder {
+    store: Option<Arc<Store>>,
+    journal: Journal,
+    /// `handoff.complaint_group`: a hand-off there makes the chat a complaint.
+    complaint_group: String,
+    /// `routing.agent_greeting_s` in ms: the greeting SLA of a record.
+    greeting_ms: u64,
+}
 
 /// One conversation as stored. Personal data (visitor id, transcript text, survey comment) is
 /// encrypted by the store; the other fields are facts for search and reports.
@@ -56,8 +72,72 @@ pub struct ConversationRecord {
     pub transcript: Vec<TranscriptEntry>,
 }
 
-/// Snapshot of `session` as a record. `reason` is `None` while the chat is still open.
-pub fn from_session(app: &AppState, session: &Session, reason: Option<&str>) -> ConversationRecord {
+impl Recorder {
+    pub fn new(
+        store: Option<Arc<Store>>,
+        journal: Journal,
+        settings: &crate::config::Settings,
+    ) -> Self {
+        Recorder {
+            store,
+            journal,
+            complaint_group: settings.handoff.complaint_group.clone(),
+            greeting_ms: settings.routing.agent_greeting_s * 1000,
+        }
+    }
+
+    /// Snapshot of `session` as a record. `reason` is `None` while the chat is still open.
+    pub fn snapshot(&self, session: &Session, reason: Option<&str>) -> ConversationRecord {
+        from_session(&self.complaint_group, self.greeting_ms, session, reason)
+    }
+
+    /// Hands the record of `session` to the store (if there is one). Waits when the store's
+    /// queue is full rather than dropping a conversation.
+    pub async fn save(&self, session: &Session, reason: Option<&str>) {
+        let Some(store) = &self.store else {
+            if reason.is_some() {
+                self.journal.forget_later(&session.id);
+            }
+            return;
+        };
+        let record = self.snapshot(session, reason);
+        if reason.is_some() {
+            observe_final(&record);
+        }
+        store.save(record).await;
+        if reason.is_some() {
+            // Queued after the record, so the flush before the deletion covers it.
+            self.journal.forget_later(&session.id);
+        }
+    }
+
+    /// On stop: the record of every live chat so far, then the writer's queue written out. A
+    /// later final write of the same conversation replaces the open one.
+    pub async fn flush_on_shutdown(&self, sessions: &Sessions) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let mut open = 0usize;
+        for session in sessions.all() {
+            if matches!(session.state(), SessionState::Closed { .. }) {
+                continue;
+            }
+            store.save(self.snapshot(&session, None)).await;
+            open += 1;
+        }
+        match store.flush().await {
+            Ok(()) => tracing::info!(open, "conversation store flushed"),
+            Err(err) => tracing::error!(error = %err, open, "conversation store flush failed"),
+        }
+    }
+}
+
+fn from_session(
+    complaint_group: &str,
+    greeting_ms: u64,
+    session: &Session,
+    reason: Option<&str>,
+) -> ConversationRecord {
     let transcript = session.transcript();
     let (category, complaint_level, agents, survey, escalations) = session.with_conversation(|c| {
         (
@@ -68,8 +148,6 @@ pub fn from_session(app: &AppState, session: &Session, reason: Option<&str>) -> 
             c.escalations,
         )
     });
-    let complaint_group = &app.settings.handoff.complaint_group;
-    let greeting_ms = app.settings.routing.agent_greeting_s * 1000;
     let facts = TranscriptFacts::of(&transcript, complaint_group);
     let greeting_sla_met = facts.assigned_ms.map(|assigned| {
         facts
@@ -176,46 +254,6 @@ impl TranscriptFacts {
             }
         }
         facts
-    }
-}
-
-/// Hands the record of `session` to the store (if there is one). Waits when the store's
-/// queue is full rather than dropping a conversation.
-pub async fn save(app: &AppState, session: &Session, reason: Option<&str>) {
-    let Some(store) = &app.store else {
-        if reason.is_some() {
-            app.journal.forget_later(&session.id);
-        }
-        return;
-    };
-    let record = from_session(app, session, reason);
-    if reason.is_some() {
-        observe_final(&record);
-    }
-    store.save(record).await;
-    if reason.is_some() {
-        // Queued after the record, so the flush before the deletion covers it.
-        app.journal.forget_later(&session.id);
-    }
-}
-
-/// On stop: the record of every live chat so far, then the writer's queue written out. A
-/// later final write of the same conversation replaces the open one.
-pub async fn flush_on_shutdown(app: &AppState) {
-    let Some(store) = &app.store else {
-        return;
-    };
-    let mut open = 0usize;
-    for session in app.sessions.all() {
-        if matches!(session.state(), SessionState::Closed { .. }) {
-            continue;
-        }
-        store.save(from_session(app, &session, None)).await;
-        open += 1;
-    }
-    match store.flush().await {
-        Ok(()) => tracing::info!(open, "conversation store flushed"),
-        Err(err) => tracing::error!(error = %err, open, "conversation store flush failed"),
     }
 }
 

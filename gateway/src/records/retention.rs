@@ -1,15 +1,12 @@
 //! Retention: conversations older than `store.retention_days` are deleted by a periodic job,
 //! and every run that deletes something says so in the log.
 
-use crate::server::AppState;
 use crate::session::now_ms;
+use crate::store::Store;
 
-/// Deletes what is past retention; returns how many conversations went.
-pub async fn run_once(app: &AppState) -> u64 {
-    let Some(store) = &app.store else {
-        return 0;
-    };
-    let days = app.settings.store.retention_days;
+/// Deletes what is past retention (`store.retention_days`); returns how many conversations
+/// went.
+pub async fn run_once(store: &Store, days: u64) -> u64 {
     let cutoff = now_ms().saturating_sub(days.saturating_mul(86_400_000));
     // Questions the bot missed are kept under the same rule as the conversations they came from.
     match store.purge_misses_before(cutoff).await {

@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::Relay;
 use super::{on_assigned, tell_position, NodeEvent};
 use crate::dispatch::{Enqueued, Ticket};
 use crate::journal::Entry;
 use crate::protocol::ServerFrame;
-use crate::server::AppState;
 use crate::session::{rebuild, PendingAgentMessage, Session, SessionLog, SessionState, Speaker};
 
 /// Sessions taken back at most after a restart.
@@ -18,7 +18,7 @@ const MAX_RESTORED: usize = 200_000;
 
 /// After a session came here from the log.
 pub async fn adopt(
-    app: &AppState,
+    relay: &Relay,
     session: &Arc<Session>,
     undelivered: Vec<PendingAgentMessage>,
     cursor: Option<String>,
@@ -29,34 +29,34 @@ pub async fn adopt(
             text: m.text,
             rich: m.rich,
         };
-        deliver_agent_message(app, session, &m.agent, &m.name, said, false);
+        deliver_agent_message(relay, session, &m.agent, &m.name, said, false);
     }
     match session.state() {
         SessionState::Queued { group } => {
             let priority = session.with_conversation(|c| c.complaint_level);
-            super::enqueue(app, session, &group, priority).await;
+            super::enqueue(relay, session, &group, priority).await;
         }
         SessionState::WithAgent { agent, group, .. } => {
-            reattach_agent(app, session, agent, group).await;
+            reattach_agent(relay, session, agent, group).await;
         }
         _ => {}
     }
     if let Some(cursor) = cursor {
-        tokio::spawn(catch_up(app.clone(), session.clone(), cursor));
+        tokio::spawn(catch_up(relay.clone(), session.clone(), cursor));
     }
 }
 
 /// The chat had an agent: the dispatcher learns the customer's node (an enqueue of a known
 /// session only records it) and the agent gets the chat again, `resumed`, from here.
-async fn reattach_agent(app: &AppState, session: &Arc<Session>, agent: String, group: String) {
+async fn reattach_agent(relay: &Relay, session: &Arc<Session>, agent: String, group: String) {
     let ticket = Ticket {
         session: session.id.to_string(),
         group: group.clone(),
         priority: session.with_conversation(|c| c.complaint_level),
-        node: app.node_id.clone(),
+        node: relay.node_id.clone(),
         enqueued_at_ms: crate::session::now_ms(),
     };
-    match app.dispatcher.enqueue(ticket).await {
+    match relay.dispatcher.enqueue(ticket).await {
         Ok(Enqueued::Assigned(a)) if a.agent == agent => {
             session.set_state(SessionState::WithAgent {
                 agent: a.agent.clone(),
@@ -67,19 +67,19 @@ async fn reattach_agent(app: &AppState, session: &Arc<Session>, agent: String, g
             let event = NodeEvent::ToAgent {
                 agent: a.agent.clone(),
                 frame,
-                customer_node: Some(app.node_id.clone()),
+                customer_node: Some(relay.node_id.clone()),
             };
-            app.bus.send(&a.agent_node, event).await;
+            relay.bus.send(&a.agent_node, event).await;
             // The agent has not written yet: its greeting timer died with the old node.
             if !session.with_conversation(|c| c.agent_replied) {
                 session.with_conversation(|c| c.assigned_at = Some(tokio::time::Instant::now()));
-                let name = app.agent_name(&a.agent);
-                super::start_greeting_timer(app.clone(), session.clone(), a.agent, name);
+                let name = relay.agent_name(&a.agent);
+                super::start_greeting_timer(relay.clone(), session.clone(), a.agent, name);
             }
         }
         // The dispatcher forgot the chat (one node restarted with memory routing): it was
         // queued again, or went to whoever is free.
-        Ok(Enqueued::Assigned(a)) => on_assigned(app, a).await,
+        Ok(Enqueued::Assigned(a)) => on_assigned(relay, a).await,
         Ok(Enqueued::Queued { group, position }) => {
             session.set_state(SessionState::Queued {
                 group: group.clone(),
@@ -88,7 +88,7 @@ async fn reattach_agent(app: &AppState, session: &Arc<Session>, agent: String, g
             session.emit(&ServerFrame::AgentLeft {
                 reason: "node_restarted".into(),
             });
-            tell_position(app, session, &group, position);
+            tell_position(relay, session, &group, position);
         }
         Err(err) => tracing::error!(error = %err, "cannot re-register a resumed chat"),
     }
@@ -103,7 +103,7 @@ pub(super) struct Said {
 }
 
 pub(super) fn deliver_agent_message(
-    app: &AppState,
+    relay: &Relay,
     session: &Session,
     agent: &str,
     name: &str,
@@ -129,7 +129,7 @@ pub(super) fn deliver_agent_message(
             .record(assigned_at.elapsed().as_secs_f64());
     }
     let name = if name.is_empty() {
-        app.agent_name(agent)
+        relay.agent_name(agent)
     } else {
         name.to_string()
     };
@@ -147,13 +147,13 @@ pub(super) fn deliver_agent_message(
 
 /// An agent whose node still sent to the old owner in the moment of the takeover wrote its
 /// message to the log all the same: read what came after the rebuild, twice, and deliver it.
-async fn catch_up(app: AppState, session: Arc<Session>, mut cursor: String) {
+async fn catch_up(relay: Relay, session: Arc<Session>, mut cursor: String) {
     for wait in [Duration::from_secs(1), Duration::from_secs(3)] {
         tokio::time::sleep(wait).await;
         if session.is_fenced() {
             return;
         }
-        let Ok(loaded) = app.journal.load_after(&session.id, &cursor).await else {
+        let Ok(loaded) = relay.journal.load_after(&session.id, &cursor).await else {
             continue;
         };
         for entry in loaded.entries {
@@ -167,7 +167,7 @@ async fn catch_up(app: AppState, session: Arc<Session>, mut cursor: String) {
             } = entry
             {
                 let said = Said { id, text, rich };
-                deliver_agent_message(&app, &session, &agent, &name, said, false);
+                deliver_agent_message(&relay, &session, &agent, &name, said, false);
             }
         }
         if let Some(next) = loaded.cursor {
@@ -179,31 +179,31 @@ async fn catch_up(app: AppState, session: Arc<Session>, mut cursor: String) {
 /// At start, one node with its log in the store: every session that was live before the
 /// restart comes back, detached (its customer has the grace period, counted from now, to
 /// resume), its queue place or its agent with it.
-pub async fn restore_logged(app: &AppState) {
-    let ids = app.journal.logged_sessions(MAX_RESTORED).await;
+pub async fn restore_logged(relay: &Relay) {
+    let ids = relay.journal.logged_sessions(MAX_RESTORED).await;
     if ids.is_empty() {
         return;
     }
     let mut restored = 0usize;
     for id in ids {
-        let Ok(Some(loaded)) = app.journal.load(&id).await else {
+        let Ok(Some(loaded)) = relay.journal.load(&id).await else {
             continue;
         };
         let log = SessionLog {
-            journal: app.journal.clone(),
+            journal: relay.journal.clone(),
             epoch: 1,
         };
-        let limits = app.sessions.limits().clone();
+        let limits = relay.sessions.limits().clone();
         match rebuild(&id, loaded.entries, limits, log, None) {
             Ok(rebuilt) => {
-                let (session, adopted) = app.sessions.adopt(rebuilt.session);
+                let (session, adopted) = relay.sessions.adopt(rebuilt.session);
                 if adopted {
-                    adopt(app, &session, rebuilt.undelivered, None).await;
+                    adopt(relay, &session, rebuilt.undelivered, None).await;
                     restored += 1;
                 }
             }
             // Ended before the restart: its record is stored; the log can go.
-            Err(_) => app.journal.forget_later(&id),
+            Err(_) => relay.journal.forget_later(&id),
         }
     }
     tracing::info!(restored, "sessions taken back from the conversation log");
@@ -212,8 +212,8 @@ pub async fn restore_logged(app: &AppState) {
 /// Shared log: takes over the sessions of nodes that died (and, at start, those this node's
 /// id held before a restart), so they end here and their records reach the store even if
 /// their customers never come back.
-pub async fn take_orphans(app: &AppState, own_leftovers: bool) {
-    let taken = app
+pub async fn take_orphans(relay: &Relay, own_leftovers: bool) {
+    let taken = relay
         .journal
         .take_orphans(MAX_ORPHANS_PER_ROUND, own_leftovers)
         .await;
@@ -222,23 +222,23 @@ pub async fn take_orphans(app: &AppState, own_leftovers: bool) {
     }
     let mut adopted_count = 0usize;
     for (id, epoch) in taken {
-        let Ok(Some(loaded)) = app.journal.load(&id).await else {
+        let Ok(Some(loaded)) = relay.journal.load(&id).await else {
             continue;
         };
         let log = SessionLog {
-            journal: app.journal.clone(),
+            journal: relay.journal.clone(),
             epoch,
         };
-        let limits = app.sessions.limits().clone();
+        let limits = relay.sessions.limits().clone();
         match rebuild(&id, loaded.entries, limits, log, None) {
             Ok(rebuilt) => {
-                let (session, adopted) = app.sessions.adopt(rebuilt.session);
+                let (session, adopted) = relay.sessions.adopt(rebuilt.session);
                 if adopted {
-                    adopt(app, &session, rebuilt.undelivered, loaded.cursor).await;
+                    adopt(relay, &session, rebuilt.undelivered, loaded.cursor).await;
                     adopted_count += 1;
                 }
             }
-            Err(_) => app.journal.forget_later(&id),
+            Err(_) => relay.journal.forget_later(&id),
         }
     }
     metrics::counter!("kefu_sessions_taken_over_total").increment(adopted_count as u64);
@@ -253,14 +253,14 @@ const MAX_ORPHANS_PER_ROUND: usize = 500;
 
 /// Sends `event` for a session this node does not hold to the node that holds its lease
 /// now; whether it went somewhere.
-pub(super) async fn forward_to_owner(app: &AppState, session: &str, event: NodeEvent) -> bool {
-    if !app.journal.is_shared() {
+pub(super) async fn forward_to_owner(relay: &Relay, session: &str, event: NodeEvent) -> bool {
+    if !relay.journal.is_shared() {
         return false;
     }
-    match app.journal.owner(session).await {
-        Some(owner) if owner != app.node_id => {
+    match relay.journal.owner(session).await {
+        Some(owner) if owner != relay.node_id => {
             metrics::counter!("kefu_events_forwarded_total").increment(1);
-            app.bus.send(&owner, event).await;
+            relay.bus.send(&owner, event).await;
             true
         }
         _ => false,

@@ -6,10 +6,12 @@
 //! changes an agent's view runs on the agent's node; the dispatcher's shared state decides.
 
 mod adopt;
+mod agent_side;
 pub mod bus;
 mod periodic;
 mod positions;
 mod prefer;
+mod relay;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,11 +22,11 @@ pub use adopt::{adopt, restore_logged, take_orphans};
 pub use bus::{Bus, CustomerEvent, NodeEvent};
 pub use periodic::tick;
 use positions::tell_position;
+pub use relay::{Capacity, Parts, Relay};
 
 use crate::dispatch::{Assignment, DispatchError, Enqueued, Ticket};
 use crate::mask::mask_text;
 use crate::protocol::{AgentServerFrame, CustomerInfo, ErrorCode, Lang, ServerFrame};
-use crate::server::AppState;
 use crate::session::{Session, SessionState, Speaker, TranscriptEntry};
 
 /// Tries of an enqueue that failed on the way to Redis. The script is idempotent (a known
@@ -34,25 +36,25 @@ const ENQUEUE_ATTEMPTS: u32 = 3;
 /// Puts a session that asked for a human into its group's queue (or straight to an agent).
 /// If the dispatcher cannot be reached even after retries, the customer is told so and stays
 /// with the bot, free to ask again, rather than waiting in a queue that does not hold them.
-pub async fn enqueue(app: &AppState, session: &Arc<Session>, group: &str, priority: u8) {
+pub async fn enqueue(relay: &Relay, session: &Arc<Session>, group: &str, priority: u8) {
     let ticket = Ticket {
         session: session.id.to_string(),
         group: group.to_string(),
         priority,
-        node: app.node_id.clone(),
+        node: relay.node_id.clone(),
         enqueued_at_ms: crate::session::now_ms(),
     };
-    if let prefer::Preferred::Handled = prefer::offer(app, session, &ticket).await {
+    if let prefer::Preferred::Handled = prefer::offer(relay, session, &ticket).await {
         return;
     }
-    enqueue_now(app, session, ticket).await;
+    enqueue_now(relay, session, ticket).await;
 }
 
 /// [`enqueue`] without the last-agent preference, with retries.
-async fn enqueue_now(app: &AppState, session: &Arc<Session>, ticket: Ticket) {
+async fn enqueue_now(relay: &Relay, session: &Arc<Session>, ticket: Ticket) {
     let mut attempt = 1;
     let result = loop {
-        match app.dispatcher.enqueue(ticket.clone()).await {
+        match relay.dispatcher.enqueue(ticket.clone()).await {
             Err(DispatchError::Redis(err)) if attempt < ENQUEUE_ATTEMPTS => {
                 metrics::counter!("kefu_dispatch_retries_total").increment(1);
                 tracing::warn!(error = %err, attempt, "enqueue failed; retrying");
@@ -65,12 +67,13 @@ async fn enqueue_now(app: &AppState, session: &Arc<Session>, ticket: Ticket) {
     match result {
         Ok(Enqueued::Assigned(assignment)) => {
             let node = assignment.customer_node.clone();
-            app.bus
+            relay
+                .bus
                 .send(&node, NodeEvent::Assigned { assignment })
                 .await;
         }
         Ok(Enqueued::Queued { group, position }) => {
-            tell_position(app, session, &group, position);
+            tell_position(relay, session, &group, position);
         }
         Err(err) => {
             metrics::counter!("kefu_dispatch_errors_total").increment(1);
@@ -78,9 +81,7 @@ async fn enqueue_now(app: &AppState, session: &Arc<Session>, ticket: Ticket) {
             if matches!(session.state(), SessionState::Queued { .. }) {
                 session.set_state(SessionState::Bot);
             }
-            crate::customer::send_error(
-                session,
-                ErrorCode::Internal,
+            session.error(ErrorCode::Internal,
                 "the queue for a person cannot be reached right now; send request_human again in a moment",
                 None,
             );
@@ -89,35 +90,35 @@ async fn enqueue_now(app: &AppState, session: &Arc<Session>, ticket: Ticket) {
 }
 
 /// Handles one event on this node's event task.
-pub async fn handle(app: &AppState, event: NodeEvent) {
+pub async fn handle(relay: &Relay, event: NodeEvent) {
     match event {
-        NodeEvent::Assigned { assignment } => on_assigned(app, assignment).await,
-        NodeEvent::Requeued { ticket, reason } => on_requeued(app, ticket, &reason).await,
+        NodeEvent::Assigned { assignment } => on_assigned(relay, assignment).await,
+        NodeEvent::Requeued { ticket, reason } => on_requeued(relay, ticket, &reason).await,
         NodeEvent::ToCustomer {
             session,
             event: CustomerEvent::Resync { agent, agent_node },
-        } => resync(app, &session, &agent, &agent_node).await,
-        NodeEvent::ToCustomer { session, event } => on_customer_event(app, &session, event).await,
+        } => resync(relay, &session, &agent, &agent_node).await,
+        NodeEvent::ToCustomer { session, event } => on_customer_event(relay, &session, event).await,
         NodeEvent::ToAgent {
             agent,
             frame,
             customer_node,
-        } => crate::agent::deliver(app, &agent, frame, customer_node),
+        } => relay.to_agent_here(&agent, frame, customer_node),
     }
 }
 
 /// On the customer's node: the session has an agent now.
-async fn on_assigned(app: &AppState, a: Assignment) {
-    let Some(session) = app.sessions.get_live(&a.session) else {
+async fn on_assigned(relay: &Relay, a: Assignment) {
+    let Some(session) = relay.sessions.get_live(&a.session) else {
         // Resumed on another node meanwhile: that node serves it.
         let id = a.session.clone();
-        if adopt::forward_to_owner(app, &id, NodeEvent::Assigned { assignment: a }).await {
+        if adopt::forward_to_owner(relay, &id, NodeEvent::Assigned { assignment: a }).await {
             return;
         }
         // The customer left meanwhile: free the slot (and fill it with the next customer).
-        return cancel(app, &id, None).await;
+        return cancel(relay, &id, None).await;
     };
-    let name = app.agent_name(&a.agent);
+    let name = relay.agent_name(&a.agent);
     metrics::histogram!("kefu_queue_wait_seconds").record(a.waited_ms as f64 / 1000.0);
     session.with_conversation(|c| {
         c.last_position = None;
@@ -138,15 +139,15 @@ async fn on_assigned(app: &AppState, a: Assignment) {
         None,
     );
     session.emit(&ServerFrame::AgentJoined { name: name.clone() });
-    crate::continuity::previous(app, &session).await;
+    relay.past.previous(&session).await;
     let frame = assigned_frame(&session, &a.group, a.waited_ms, false);
     let event = NodeEvent::ToAgent {
         agent: a.agent.clone(),
         frame,
-        customer_node: Some(app.node_id.clone()),
+        customer_node: Some(relay.node_id.clone()),
     };
-    app.bus.send(&a.agent_node, event).await;
-    start_greeting_timer(app.clone(), session, a.agent, name);
+    relay.bus.send(&a.agent_node, event).await;
+    start_greeting_timer(relay.clone(), session, a.agent, name);
 }
 
 /// What an agent is told of a chat it serves: the customer (masked) and the full history.
@@ -182,8 +183,8 @@ pub(crate) fn assigned_frame(
 }
 
 /// On the customer's node: the agent lost frames of this chat; send it the chat again.
-async fn resync(app: &AppState, session_id: &str, agent: &str, agent_node: &str) {
-    let Some(session) = app.sessions.get_live(session_id) else {
+async fn resync(relay: &Relay, session_id: &str, agent: &str, agent_node: &str) {
+    let Some(session) = relay.sessions.get_live(session_id) else {
         let event = NodeEvent::ToCustomer {
             session: session_id.to_string(),
             event: CustomerEvent::Resync {
@@ -191,7 +192,7 @@ async fn resync(app: &AppState, session_id: &str, agent: &str, agent_node: &str)
                 agent_node: agent_node.to_string(),
             },
         };
-        if adopt::forward_to_owner(app, session_id, event).await {
+        if adopt::forward_to_owner(relay, session_id, event).await {
             return;
         }
         // Gone meanwhile: tell the agent so its console does not keep a dead chat.
@@ -203,7 +204,7 @@ async fn resync(app: &AppState, session_id: &str, agent: &str, agent_node: &str)
             frame,
             customer_node: None,
         };
-        return app.bus.send(agent_node, event).await;
+        return relay.bus.send(agent_node, event).await;
     };
     let SessionState::WithAgent {
         agent: a, group, ..
@@ -222,9 +223,9 @@ async fn resync(app: &AppState, session_id: &str, agent: &str, agent_node: &str)
     let event = NodeEvent::ToAgent {
         agent: a,
         frame: assigned_frame(&session, &group, 0, true),
-        customer_node: Some(app.node_id.clone()),
+        customer_node: Some(relay.node_id.clone()),
     };
-    app.bus.send(agent_node, event).await;
+    relay.bus.send(agent_node, event).await;
 }
 
 /// Everything said so far, as an agent may see it.
@@ -239,8 +240,8 @@ fn masked_history(transcript: Vec<TranscriptEntry>) -> Vec<TranscriptEntry> {
 }
 
 /// If the agent has not written within the greeting time, greet in their name.
-fn start_greeting_timer(app: AppState, session: Arc<Session>, agent: String, name: String) {
-    let after = Duration::from_secs(app.settings.routing.agent_greeting_s);
+fn start_greeting_timer(relay: Relay, session: Arc<Session>, agent: String, name: String) {
+    let after = Duration::from_secs(relay.routing.agent_greeting_s);
     tokio::spawn(async move {
         tokio::time::sleep(after).await;
         let still_theirs =
@@ -251,8 +252,8 @@ fn start_greeting_timer(app: AppState, session: Arc<Session>, agent: String, nam
             return;
         }
         let template = match session.lang {
-            Lang::Zh => &app.settings.routing.agent_greeting_zh,
-            Lang::En => &app.settings.routing.agent_greeting_en,
+            Lang::Zh => &relay.routing.agent_greeting_zh,
+            Lang::En => &relay.routing.agent_greeting_en,
         };
         let text = template.replace("{name}", &name);
         metrics::counter!("kefu_agent_auto_greetings_total").increment(1);
@@ -280,20 +281,20 @@ fn start_greeting_timer(app: AppState, session: Arc<Session>, agent: String, nam
                 frame,
                 customer_node: None,
             };
-            app.bus.send(&agent_node, event).await;
+            relay.bus.send(&agent_node, event).await;
         }
     });
 }
 
 /// On the customer's node: the agent is gone; the session is back at the front of the queue.
-async fn on_requeued(app: &AppState, ticket: Ticket, reason: &str) {
-    let Some(session) = app.sessions.get_live(&ticket.session) else {
+async fn on_requeued(relay: &Relay, ticket: Ticket, reason: &str) {
+    let Some(session) = relay.sessions.get_live(&ticket.session) else {
         let id = ticket.session.clone();
         let event = NodeEvent::Requeued {
             ticket,
             reason: reason.to_string(),
         };
-        adopt::forward_to_owner(app, &id, event).await;
+        adopt::forward_to_owner(relay, &id, event).await;
         return;
     };
     session.set_state(SessionState::Queued {
@@ -306,18 +307,18 @@ async fn on_requeued(app: &AppState, ticket: Ticket, reason: &str) {
     });
     // The exact position follows with the next positions tick; the front of the queue is
     // where requeued chats go.
-    tell_position(app, &session, &ticket.group, 1);
+    tell_position(relay, &session, &ticket.group, 1);
 }
 
 /// On the customer's node: something the agent did.
-async fn on_customer_event(app: &AppState, session_id: &str, event: CustomerEvent) {
-    let Some(session) = app.sessions.get_live(session_id) else {
+async fn on_customer_event(relay: &Relay, session_id: &str, event: CustomerEvent) {
+    let Some(session) = relay.sessions.get_live(session_id) else {
         let kind = event.kind();
         let forward = NodeEvent::ToCustomer {
             session: session_id.to_string(),
             event,
         };
-        if adopt::forward_to_owner(app, session_id, forward).await {
+        if adopt::forward_to_owner(relay, session_id, forward).await {
             return;
         }
         tracing::info!(
@@ -339,7 +340,7 @@ async fn on_customer_event(app: &AppState, session_id: &str, event: CustomerEven
             rich,
         } if agent_now.as_deref() == Some(&agent) => {
             let said = adopt::Said { id, text, rich };
-            adopt::deliver_agent_message(app, &session, &agent, "", said, true);
+            adopt::deliver_agent_message(relay, &session, &agent, "", said, true);
         }
         CustomerEvent::AgentMoved { agent, agent_node } if agent_now.as_deref() == Some(&agent) => {
             if let SessionState::WithAgent { group, .. } = session.state() {
@@ -364,7 +365,7 @@ async fn on_customer_event(app: &AppState, session_id: &str, event: CustomerEven
                 // An identified customer may come back before answering (or ever closing):
                 // the record so far lets their next chat see this one and its agent (the final
                 // record replaces it).
-                crate::records::save(app, &session, None).await;
+                relay.recorder.save(&session, None).await;
             }
         }
         CustomerEvent::Transferred {
@@ -382,7 +383,7 @@ async fn on_customer_event(app: &AppState, session_id: &str, event: CustomerEven
                 reason: "transfer".into(),
                 level: None,
             });
-            tell_position(app, &session, &group, position);
+            tell_position(relay, &session, &group, position);
         }
         stale => tracing::info!(
             kind = stale.kind(),
@@ -398,7 +399,7 @@ async fn on_customer_event(app: &AppState, session_id: &str, event: CustomerEven
 /// state the frame was accepted in. An agent closing the chat at that moment still gets a
 /// message the customer was acknowledged for while the chat was theirs.
 pub async fn forward_to_agent(
-    app: &AppState,
+    relay: &Relay,
     session: &Session,
     state: SessionState,
     frame: AgentServerFrame,
@@ -419,11 +420,11 @@ pub async fn forward_to_agent(
         frame,
         customer_node: None,
     };
-    app.bus.send(&agent_node, event).await;
+    relay.bus.send(&agent_node, event).await;
 }
 
 /// The customer is gone (closed, or expired): leave the queue or free the agent.
-pub async fn cancel(app: &AppState, session_id: &str, state: Option<SessionState>) {
+pub async fn cancel(relay: &Relay, session_id: &str, state: Option<SessionState>) {
     if let Some(SessionState::WithAgent {
         agent, agent_node, ..
     }) = state
@@ -436,19 +437,20 @@ pub async fn cancel(app: &AppState, session_id: &str, state: Option<SessionState
             frame,
             customer_node: None,
         };
-        app.bus.send_confirmed(&agent_node, event).await;
+        relay.bus.send_confirmed(&agent_node, event).await;
     }
-    match app.dispatcher.cancel(session_id).await {
-        Ok(assignments) => announce(app, assignments).await,
+    match relay.dispatcher.cancel(session_id).await {
+        Ok(assignments) => announce(relay, assignments).await,
         Err(err) => tracing::error!(error = %err, "cannot cancel a chat"),
     }
 }
 
 /// Sends each assignment to its customer's node.
-pub async fn announce(app: &AppState, assignments: Vec<Assignment>) {
+pub async fn announce(relay: &Relay, assignments: Vec<Assignment>) {
     for assignment in assignments {
         let node = assignment.customer_node.clone();
-        app.bus
+        relay
+            .bus
             .send(&node, NodeEvent::Assigned { assignment })
             .await;
     }

@@ -3,20 +3,16 @@
 use std::time::Duration;
 
 use super::positions::tell_position;
+use super::Relay;
 use super::{announce, NodeEvent};
 use crate::dispatch::AgentStatus;
 use crate::protocol::AgentServerFrame;
-use crate::server::AppState;
 use crate::session::SessionState;
 
 /// Once a second: requeue the chats of agents (or nodes) gone past the grace period,
 /// refresh queue positions, raise first-response SLA warnings.
-pub async fn tick(app: &AppState) {
-    match app
-        .dispatcher
-        .reap(app.settings.dispatch.agent_grace_ms)
-        .await
-    {
+pub async fn tick(relay: &Relay) {
+    match relay.dispatcher.reap(relay.agent_grace_ms).await {
         Ok(requeued) => {
             for ticket in requeued.tickets {
                 let node = ticket.node.clone();
@@ -24,20 +20,20 @@ pub async fn tick(app: &AppState) {
                     ticket,
                     reason: "agent_disconnected".into(),
                 };
-                app.bus.send(&node, event).await;
+                relay.bus.send(&node, event).await;
             }
-            announce(app, requeued.assignments).await;
+            announce(relay, requeued.assignments).await;
         }
         Err(err) => tracing::error!(error = %err, "reap failed"),
     }
-    refresh_capacity(app).await;
-    refresh_positions(app).await;
-    check_sla(app).await;
+    refresh_capacity(relay).await;
+    refresh_positions(relay).await;
+    check_sla(relay).await;
 }
 
 /// Ready capacity per group (for estimated waits) and queue lengths (for metrics).
-async fn refresh_capacity(app: &AppState) {
-    let Ok(snapshot) = app.dispatcher.snapshot().await else {
+async fn refresh_capacity(relay: &Relay) {
+    let Ok(snapshot) = relay.dispatcher.snapshot().await else {
         return;
     };
     let mut capacity = std::collections::HashMap::new();
@@ -53,9 +49,7 @@ async fn refresh_capacity(app: &AppState) {
     for (group, len) in &snapshot.queues {
         metrics::gauge!("kefu_queue_length", "group" => group.clone()).set(*len as f64);
     }
-    *app.ready_capacity
-        .write()
-        .unwrap_or_else(|e| e.into_inner()) = capacity;
+    relay.set_capacity(capacity);
 }
 
 /// Frames told in one go before the tick pauses (see [`refresh_positions`]).
@@ -67,9 +61,9 @@ const SCAN_BATCH: usize = 1024;
 /// node; told in one burst, each woken connection's write queued ahead of every relay and
 /// greeting of the node for several milliseconds. So the tick pauses a millisecond after every
 /// [`TELL_BATCH`] frames: the same frames, spread over a few tens of milliseconds.
-async fn refresh_positions(app: &AppState) {
+async fn refresh_positions(relay: &Relay) {
     let mut groups = std::collections::BTreeSet::new();
-    for (n, session) in app.sessions.all().into_iter().enumerate() {
+    for (n, session) in relay.sessions.all().into_iter().enumerate() {
         if n % SCAN_BATCH == SCAN_BATCH - 1 {
             tokio::task::yield_now().await;
         }
@@ -82,14 +76,14 @@ async fn refresh_positions(app: &AppState) {
         });
     }
     for group in groups {
-        match app.dispatcher.positions(&group).await {
+        match relay.dispatcher.positions(&group).await {
             Ok(positions) => {
                 let mut told = 0;
                 for (id, position) in positions {
-                    let Some(session) = app.sessions.get(&id) else {
+                    let Some(session) = relay.sessions.get(&id) else {
                         continue;
                     };
-                    if tell_position(app, &session, &group, position) {
+                    if tell_position(relay, &session, &group, position) {
                         told += 1;
                         if told % TELL_BATCH == 0 {
                             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -102,9 +96,9 @@ async fn refresh_positions(app: &AppState) {
     }
 }
 
-async fn check_sla(app: &AppState) {
-    let sla = Duration::from_secs(app.settings.routing.first_response_sla_s);
-    for (n, session) in app.sessions.all().into_iter().enumerate() {
+async fn check_sla(relay: &Relay) {
+    let sla = Duration::from_secs(relay.routing.first_response_sla_s);
+    for (n, session) in relay.sessions.all().into_iter().enumerate() {
         if n % SCAN_BATCH == SCAN_BATCH - 1 {
             tokio::task::yield_now().await;
         }
@@ -129,7 +123,7 @@ async fn check_sla(app: &AppState) {
         // Only the owner warns: a node that was paused past a takeover learns it here (on a
         // task of its own: the scan does not wait for the log).
         session.checkpoint();
-        let bus = app.bus.clone();
+        let bus = relay.bus.clone();
         tokio::spawn(async move {
             if session.sync().await.is_err() {
                 return;

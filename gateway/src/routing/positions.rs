@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::Relay;
 use crate::protocol::ServerFrame;
-use crate::server::AppState;
 use crate::session::Session;
 
 /// Positions up to this are told at every change; farther back, see [`worth_telling`].
@@ -31,7 +31,7 @@ fn worth_telling(last: Option<usize>, since: Duration, now: usize) -> bool {
 /// Sends `queued` with the estimated wait when the position changed enough to tell; returns
 /// whether it did.
 pub(super) fn tell_position(
-    app: &AppState,
+    relay: &Relay,
     session: &Session,
     group: &str,
     position: usize,
@@ -46,10 +46,9 @@ pub(super) fn tell_position(
         tell
     });
     if changed {
-        let capacity = app.group_capacity(group);
+        let capacity = relay.group_capacity(group);
         let agents = capacity.max(1) as u64;
-        let estimated_wait_s =
-            (position as u64 * app.settings.routing.avg_handle_s).div_ceil(agents);
+        let estimated_wait_s = (position as u64 * relay.routing.avg_handle_s).div_ceil(agents);
         session.emit(&ServerFrame::Queued {
             position,
             estimated_wait_s,

@@ -12,9 +12,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::NodeEvent;
+use super::Relay;
 use crate::dispatch::{Enqueued, Offered, Ticket};
 use crate::protocol::ServerFrame;
-use crate::server::AppState;
 use crate::session::{Session, SessionState};
 
 /// How often a waiting customer's last agent is asked again.
@@ -30,33 +30,33 @@ pub(super) enum Preferred {
 }
 
 /// Offers `ticket` to the customer's last agent, if they have one worth waiting for.
-pub(super) async fn offer(app: &AppState, session: &Arc<Session>, ticket: &Ticket) -> Preferred {
-    let Some(agent) = crate::continuity::last_agent(app, session).await else {
+pub(super) async fn offer(relay: &Relay, session: &Arc<Session>, ticket: &Ticket) -> Preferred {
+    let Some(agent) = relay.past.last_agent(session).await else {
         return Preferred::Fallback;
     };
-    match app.dispatcher.offer(ticket.clone(), &agent).await {
+    match relay.dispatcher.offer(ticket.clone(), &agent).await {
         Ok(Offered::Assigned(assignment)) => {
             count("assigned");
-            announce(app, assignment).await;
+            announce(relay, assignment).await;
             Preferred::Handled
         }
         Ok(Offered::Known(Enqueued::Assigned(assignment))) => {
-            announce(app, assignment).await;
+            announce(relay, assignment).await;
             Preferred::Handled
         }
         Ok(Offered::Known(Enqueued::Queued { group, position })) => {
-            super::tell_position(app, session, &group, position);
+            super::tell_position(relay, session, &group, position);
             Preferred::Handled
         }
-        Ok(Offered::Busy) if app.settings.routing.prefer_last_agent_s > 0 => {
-            let wait = Duration::from_secs(app.settings.routing.prefer_last_agent_s);
+        Ok(Offered::Busy) if relay.routing.prefer_last_agent_s > 0 => {
+            let wait = Duration::from_secs(relay.routing.prefer_last_agent_s);
             session.emit(&ServerFrame::Queued {
                 position: 1,
                 estimated_wait_s: wait.as_secs(),
                 no_agent_available: false,
             });
-            let (app, session, ticket) = (app.clone(), session.clone(), ticket.clone());
-            tokio::spawn(async move { wait_for(app, session, ticket, agent, wait).await });
+            let (relay, session, ticket) = (relay.clone(), session.clone(), ticket.clone());
+            tokio::spawn(async move { wait_for(relay, session, ticket, agent, wait).await });
             Preferred::Handled
         }
         Ok(Offered::Busy | Offered::Unavailable) => {
@@ -74,7 +74,7 @@ pub(super) async fn offer(app: &AppState, session: &Arc<Session>, ticket: &Ticke
 /// Asks the busy last agent again every second until a slot frees, the wait is over, or the
 /// customer stopped waiting; then enqueues as usual.
 async fn wait_for(
-    app: AppState,
+    relay: Relay,
     session: Arc<Session>,
     ticket: Ticket,
     agent: String,
@@ -88,10 +88,10 @@ async fn wait_for(
         if !waiting || session.is_fenced() {
             return;
         }
-        match app.dispatcher.offer(ticket.clone(), &agent).await {
+        match relay.dispatcher.offer(ticket.clone(), &agent).await {
             Ok(Offered::Assigned(assignment)) => {
                 count("assigned_after_wait");
-                return announce(&app, assignment).await;
+                return announce(&relay, assignment).await;
             }
             Ok(Offered::Known(_)) => return,
             Ok(Offered::Busy) => continue,
@@ -102,13 +102,14 @@ async fn wait_for(
     let still = session
         .peek_state(|s| matches!(s, SessionState::Queued { group } if *group == ticket.group));
     if still && !session.is_fenced() {
-        super::enqueue_now(&app, &session, ticket).await;
+        super::enqueue_now(&relay, &session, ticket).await;
     }
 }
 
-async fn announce(app: &AppState, assignment: crate::dispatch::Assignment) {
+async fn announce(relay: &Relay, assignment: crate::dispatch::Assignment) {
     let node = assignment.customer_node.clone();
-    app.bus
+    relay
+        .bus
         .send(&node, NodeEvent::Assigned { assignment })
         .await;
 }

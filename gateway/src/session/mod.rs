@@ -21,7 +21,7 @@ use crate::journal::{Done, Entry, Facts, Fence, Journal, JournalError};
 use crate::limits::{FrameBudget, FrameVerdict, RateLimiter};
 pub use crate::outbox::Attachment;
 use crate::outbox::Outbox;
-use crate::protocol::{Channel, Lang, ServerFrame};
+use crate::protocol::{Channel, ErrorCode, Lang, ServerFrame};
 
 /// Where a session is in its life. The bot, routing and survey extend the middle states.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -197,6 +197,11 @@ pub(crate) fn line_bytes(line: &TranscriptEntry) -> usize {
             .map_or(0, |a| a.id.len() + a.name.len())
 }
 
+/// Counts an error frame sent to a customer, by code.
+pub fn count_error(code: ErrorCode) {
+    metrics::counter!("kefu_errors_total", "code" => code.as_str()).increment(1);
+}
+
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -365,6 +370,16 @@ impl Session {
             log.journal
                 .append(&self.id, Fence::Owner(log.epoch), &entry, None);
         }
+    }
+
+    /// Tells the customer what was wrong (counted by code); `id` names the frame it answers.
+    pub fn error(&self, code: ErrorCode, message: impl Into<String>, id: Option<String>) {
+        count_error(code);
+        self.emit(&ServerFrame::Error {
+            code,
+            message: message.into(),
+            id,
+        });
     }
 
     /// Numbers `frame`, logs it for replay and pushes it to the attached connection (once

@@ -14,7 +14,7 @@ use crate::session::{now_ms, SessionState, Speaker};
 
 /// The whole report, as JSON.
 pub async fn report(state: &AppState) -> Result<Value, crate::dispatch::DispatchError> {
-    let mut snapshot = state.dispatcher.snapshot().await?;
+    let mut snapshot = state.relay.dispatcher.snapshot().await?;
     // Groups nobody has been routed to yet still deserve a row (with an empty queue).
     for group in super::known_groups(state) {
         snapshot.queues.entry(group).or_insert(0);

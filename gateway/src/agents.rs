@@ -1,4 +1,6 @@
-//! The agents connected to this node (or within their grace period).
+//! The agents connected to this node (or within their grace period): their outboxes, the
+//! chats each serves, and delivery of the relay's frames to them. Owned by neither socket
+//! module: the agent socket reads frames into it, the relay delivers frames out of it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -196,6 +198,53 @@ impl Agents {
 
     pub fn get(&self, id: &str) -> Option<Arc<AgentSession>> {
         self.map.get(id).map(|a| a.clone())
+    }
+
+    /// Delivers a frame of the relay to `agent`'s outbox here: an `assigned` adds the chat
+    /// (with its customer's node) and marks its customer messages given; a customer message
+    /// the agent was given already is dropped; `customer_left` forgets the chat. The frame
+    /// comes back (`Some`) when the agent is not on this node (it moved: the relay sends it on).
+    pub fn deliver(
+        &self,
+        agent: &str,
+        frame: AgentServerFrame,
+        customer_node: Option<String>,
+    ) -> Option<AgentServerFrame> {
+        let Some(session) = self.get(agent) else {
+            return Some(frame);
+        };
+        match &frame {
+            AgentServerFrame::Assigned {
+                session: id,
+                history,
+                ..
+            } => {
+                if let Some(node) = customer_node {
+                    session.add_chat(id, &node);
+                }
+                for line in history
+                    .iter()
+                    .filter(|l| l.from == crate::session::Speaker::Customer)
+                {
+                    if let Some(msg) = &line.id {
+                        session.first_time(id, msg);
+                    }
+                }
+            }
+            AgentServerFrame::Message {
+                session: chat, id, ..
+            } if !session.first_time(chat, id) => {
+                return None;
+            }
+            AgentServerFrame::CustomerLeft { session: id } => session.forget_chat(id),
+            AgentServerFrame::Typing { .. } => {
+                session.outbox.emit_ephemeral(&frame);
+                return None;
+            }
+            _ => {}
+        }
+        session.outbox.emit(&frame.masked());
+        None
     }
 
     /// Forgets agents whose socket has been gone longer than `grace` (their chats were
