@@ -425,18 +425,7 @@ async fn run_chores(state: AppState) {
             tokio::spawn(async move { routing::take_orphans(&app.relay, false).await });
         }
         for session in state.sessions.reap_expired() {
-            let before = session.state();
-            session.set_state(crate::session::SessionState::Closed {
-                reason: "expired".into(),
-            });
-            state.relay.recorder.save(&session, Some("expired")).await;
-            if matches!(
-                before,
-                crate::session::SessionState::Queued { .. }
-                    | crate::session::SessionState::WithAgent { .. }
-            ) {
-                routing::cancel(&state.relay, &session.id, Some(before)).await;
-            }
+            routing::end_chat(&state.relay, &session, "expired", false).await;
         }
         routing::tick(&state.relay).await;
         state.agents.reap(Duration::from_millis(

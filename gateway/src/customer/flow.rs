@@ -89,23 +89,7 @@ pub async fn on_text(app: &AppState, session: &Arc<Session>, text: &str) -> Opti
         }
         CustomerFrame::Pick { entry_id } => pick(app, session, entry_id),
         CustomerFrame::Close {} => {
-            let before = session.state();
-            session.set_state(SessionState::Closed {
-                reason: "customer_closed".into(),
-            });
-            if matches!(
-                before,
-                SessionState::Queued { .. } | SessionState::WithAgent { .. }
-            ) {
-                routing::cancel(&app.relay, &session.id, Some(before)).await;
-            }
-            session.emit(&ServerFrame::Closed {
-                reason: "customer_closed".into(),
-            });
-            app.relay
-                .recorder
-                .save(session, Some("customer_closed"))
-                .await;
+            routing::end_chat(&app.relay, session, "customer_closed", true).await;
             return Some("customer_closed".into());
         }
         CustomerFrame::SurveyAnswer { score, comment } => {
@@ -149,13 +133,7 @@ async fn survey_answer(
     }
     match survey::record_answer(session, score, comment) {
         Outcome::Resolved => {
-            session.set_state(SessionState::Closed {
-                reason: "survey_done".into(),
-            });
-            session.emit(&ServerFrame::Closed {
-                reason: "survey_done".into(),
-            });
-            app.relay.recorder.save(session, Some("survey_done")).await;
+            routing::end_chat(&app.relay, session, "survey_done", true).await;
             Some("survey_done".into())
         }
         Outcome::Complaint { level } => {
@@ -394,13 +372,11 @@ pub async fn hand_off(
     );
     if let Some((reason, next_open_ms)) = crate::tickets::offline(app, &group) {
         // Nobody will take it: the bot stays, and the customer may leave a message.
-        session.set_state(SessionState::Bot);
+        session.back_to_bot();
         crate::tickets::tell_offline(session, &group, reason, next_open_ms);
         return;
     }
-    session.set_state(SessionState::Queued {
-        group: group.clone(),
-    });
+    session.hand_off(&group);
     session.emit(&ServerFrame::Handoff {
         group: group.clone(),
         reason: trigger.as_str().into(),

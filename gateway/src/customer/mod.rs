@@ -24,7 +24,7 @@ use crate::connection::{self, End, FrameHandler};
 use crate::limits::{ConnectionPermit, FrameVerdict, Refusal};
 use crate::protocol::{Channel, Envelope, ErrorCode, Lang, ServerFrame};
 use crate::server::AppState;
-use crate::session::{Resolved, Session, SessionState};
+use crate::session::{Resolved, Session};
 
 /// Query parameters of the customer socket, validated by [`CustomerQuery::validate`].
 #[derive(Debug, Default, Deserialize)]
@@ -248,7 +248,7 @@ async fn serve(
     if fresh {
         metrics::histogram!("kefu_greeting_latency_seconds")
             .record(accepted_at.elapsed().as_secs_f64());
-        session.set_state(SessionState::Bot);
+        session.greeted();
         tracing::debug!(channel = ?session.channel, lang = ?session.lang, "greeted");
         if let Some(identity) = identity {
             crate::continuity::identify(&app, &session, identity).await;

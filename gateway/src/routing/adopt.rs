@@ -58,11 +58,7 @@ async fn reattach_agent(relay: &Relay, session: &Arc<Session>, agent: String, gr
     };
     match relay.dispatcher.enqueue(ticket).await {
         Ok(Enqueued::Assigned(a)) if a.agent == agent => {
-            session.set_state(SessionState::WithAgent {
-                agent: a.agent.clone(),
-                group: a.group.clone(),
-                agent_node: a.agent_node.clone(),
-            });
+            session.reattached(&a.agent, &a.group, &a.agent_node);
             let frame = super::assigned_frame(session, &a.group, 0, true);
             let event = NodeEvent::ToAgent {
                 agent: a.agent.clone(),
@@ -81,9 +77,7 @@ async fn reattach_agent(relay: &Relay, session: &Arc<Session>, agent: String, gr
         // queued again, or went to whoever is free.
         Ok(Enqueued::Assigned(a)) => on_assigned(relay, a).await,
         Ok(Enqueued::Queued { group, position }) => {
-            session.set_state(SessionState::Queued {
-                group: group.clone(),
-            });
+            session.requeued(&group);
             session.record(Speaker::System, "agent left: node_restarted", None);
             session.emit(&ServerFrame::AgentLeft {
                 reason: "node_restarted".into(),

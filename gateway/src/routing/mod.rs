@@ -79,7 +79,7 @@ async fn enqueue_now(relay: &Relay, session: &Arc<Session>, ticket: Ticket) {
             metrics::counter!("kefu_dispatch_errors_total").increment(1);
             tracing::error!(error = %err, "cannot enqueue for a human");
             if matches!(session.state(), SessionState::Queued { .. }) {
-                session.set_state(SessionState::Bot);
+                session.back_to_bot();
             }
             session.error(ErrorCode::Internal,
                 "the queue for a person cannot be reached right now; send request_human again in a moment",
@@ -120,19 +120,7 @@ async fn on_assigned(relay: &Relay, a: Assignment) {
     };
     let name = relay.agent_name(&a.agent);
     metrics::histogram!("kefu_queue_wait_seconds").record(a.waited_ms as f64 / 1000.0);
-    session.with_conversation(|c| {
-        c.last_position = None;
-        c.assigned_at = Some(Instant::now());
-        c.agent_replied = false;
-        c.sla_warned = false;
-        c.awaiting_since = None;
-        c.agents.push(a.agent.clone());
-    });
-    session.set_state(SessionState::WithAgent {
-        agent: a.agent.clone(),
-        group: a.group.clone(),
-        agent_node: a.agent_node.clone(),
-    });
+    session.assigned(&a.agent, &a.group, &a.agent_node);
     session.record(
         Speaker::System,
         &format!("assigned to {name} ({})", a.group),
@@ -215,11 +203,7 @@ async fn resync(relay: &Relay, session_id: &str, agent: &str, agent_node: &str) 
     if a != agent {
         return;
     }
-    session.set_state(SessionState::WithAgent {
-        agent: a.clone(),
-        group: group.clone(),
-        agent_node: agent_node.to_string(),
-    });
+    session.agent_moved(&a, agent_node);
     let event = NodeEvent::ToAgent {
         agent: a,
         frame: assigned_frame(&session, &group, 0, true),
@@ -297,10 +281,7 @@ async fn on_requeued(relay: &Relay, ticket: Ticket, reason: &str) {
         adopt::forward_to_owner(relay, &id, event).await;
         return;
     };
-    session.set_state(SessionState::Queued {
-        group: ticket.group.clone(),
-    });
-    session.with_conversation(|c| c.last_position = None);
+    session.requeued(&ticket.group);
     session.record(Speaker::System, &format!("agent left: {reason}"), None);
     session.emit(&ServerFrame::AgentLeft {
         reason: reason.to_string(),
@@ -343,20 +324,14 @@ async fn on_customer_event(relay: &Relay, session_id: &str, event: CustomerEvent
             adopt::deliver_agent_message(relay, &session, &agent, "", said, true);
         }
         CustomerEvent::AgentMoved { agent, agent_node } if agent_now.as_deref() == Some(&agent) => {
-            if let SessionState::WithAgent { group, .. } = session.state() {
-                session.set_state(SessionState::WithAgent {
-                    agent,
-                    group,
-                    agent_node,
-                });
-            }
+            session.agent_moved(&agent, &agent_node);
         }
         CustomerEvent::AgentTyping { agent } if agent_now.as_deref() == Some(&agent) => {
             session.emit_ephemeral(&ServerFrame::Typing {});
         }
         CustomerEvent::ChatClosed { agent } if agent_now.as_deref() == Some(&agent) => {
             session.record(Speaker::System, "chat closed by the agent", None);
-            session.set_state(SessionState::Survey);
+            session.agent_closed();
             session.emit(&ServerFrame::Closed {
                 reason: "agent_closed".into(),
             });
@@ -374,10 +349,7 @@ async fn on_customer_event(relay: &Relay, session_id: &str, event: CustomerEvent
             position,
         } if agent_now.as_deref() == Some(&agent) => {
             session.record(Speaker::System, &format!("transferred to {group}"), None);
-            session.set_state(SessionState::Queued {
-                group: group.clone(),
-            });
-            session.with_conversation(|c| c.last_position = None);
+            session.transferred(&group);
             session.emit(&ServerFrame::Handoff {
                 group: group.clone(),
                 reason: "transfer".into(),
@@ -421,6 +393,22 @@ pub async fn forward_to_agent(
         customer_node: None,
     };
     relay.bus.send(&agent_node, event).await;
+}
+
+/// Ends the chat for `reason`, on every path that ends one (the customer closed it, the
+/// survey was answered, the session expired): closed, its queue place or its agent given
+/// back, its final record saved. `farewell`: the customer, who is there, is told `closed`.
+pub async fn end_chat(relay: &Relay, session: &Session, reason: &str, farewell: bool) {
+    let before = session.close(reason);
+    if before.holds_a_place() {
+        cancel(relay, &session.id, Some(before)).await;
+    }
+    if farewell {
+        session.emit(&ServerFrame::Closed {
+            reason: reason.to_string(),
+        });
+    }
+    relay.recorder.save(session, Some(reason)).await;
 }
 
 /// The customer is gone (closed, or expired): leave the queue or free the agent.

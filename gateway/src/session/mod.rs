@@ -6,6 +6,7 @@
 mod rebuild;
 mod registry;
 pub mod token;
+mod transitions;
 
 pub use rebuild::{rebuild, PendingAgentMessage, RebuildError, Rebuilt};
 
@@ -329,10 +330,13 @@ impl Session {
         f(&inner.state, &mut inner.conversation)
     }
 
-    pub fn set_state(&self, state: SessionState) {
+    /// Changes the state (and the facts that go with it) in one step, logged once; only the
+    /// transitions in [`transitions`] call it.
+    fn transition(&self, change: impl FnOnce(&mut SessionState, &mut Conversation)) {
         let mut inner = self.lock();
-        inner.state = state;
-        self.log_state(&inner);
+        let inner = &mut *inner;
+        change(&mut inner.state, &mut inner.conversation);
+        self.log_state(inner);
     }
 
     /// Writes the state and the lasting facts of the conversation to the log (after a
