@@ -9,6 +9,7 @@ use serde_json::json;
 
 pub use crate::operators::Permission;
 use crate::server::AppState;
+use crate::telemetry::metric;
 
 /// Who made an admin call.
 #[derive(Debug, Clone)]
@@ -45,7 +46,7 @@ pub async fn authorize(
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if !break_glass.is_empty() && constant_time_eq(given.as_bytes(), break_glass.as_bytes()) {
-        metrics::counter!("kefu_admin_break_glass_total").increment(1);
+        metrics::counter!(metric::ADMIN_BREAK_GLASS_TOTAL).increment(1);
         tracing::warn!(
             action = need.as_str(),
             "admin call with the break-glass token"
@@ -100,7 +101,7 @@ pub async fn authorize(
             ))
         }
         None => {
-            metrics::counter!("kefu_auth_failures_total", "socket" => "admin").increment(1);
+            metrics::counter!(metric::AUTH_FAILURES_TOTAL, "socket" => "admin").increment(1);
             tracing::warn!("admin request with a bad or missing token");
             Err(refuse(
                 StatusCode::UNAUTHORIZED,
@@ -135,7 +136,7 @@ fn second_step(
         .sign_in
         .check_code(&account, value(crate::signin::OTP_HEADER))
         .map_err(|err| {
-            metrics::counter!("kefu_auth_failures_total", "socket" => "admin_otp").increment(1);
+            metrics::counter!(metric::AUTH_FAILURES_TOTAL, "socket" => "admin_otp").increment(1);
             tracing::warn!(operator = %op.id, code = err.code().as_str(), "admin second step refused");
             refuse(StatusCode::UNAUTHORIZED, err.message())
         })

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use crate::config::Settings;
 use crate::limits::{FrameBudget, FrameVerdict};
 use crate::session::TYPING_EVERY;
+use crate::telemetry::metric;
 
 use crate::outbox::Outbox;
 use crate::protocol::{AgentServerFrame, ErrorCode};
@@ -142,7 +143,7 @@ impl AgentSession {
     }
 
     pub fn error(&self, code: ErrorCode, message: impl Into<String>, id: Option<String>) {
-        metrics::counter!("kefu_errors_total", "code" => code.as_str()).increment(1);
+        metrics::counter!(metric::ERRORS_TOTAL, "code" => code.as_str()).increment(1);
         self.outbox.emit(&AgentServerFrame::Error {
             code,
             message: message.into(),

@@ -23,6 +23,7 @@ use faq_index::{Entry, Index, KnowledgeBase, Outcome, Thresholds};
 use tokio::sync::Semaphore;
 
 use crate::config::KbSettings;
+use crate::telemetry::metric;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BotError {
@@ -211,11 +212,11 @@ impl Bot {
     pub async fn search(&self, question: String, limit: usize) -> Result<Found, BotError> {
         let loaded = self.loaded();
         if let Some(outcome) = loaded.cache.get(&question, limit) {
-            metrics::counter!("kefu_bot_cache_total", "result" => "hit").increment(1);
+            metrics::counter!(metric::BOT_CACHE_TOTAL, "result" => "hit").increment(1);
             let index = loaded.index.clone();
             return Ok(Found { index, outcome });
         }
-        metrics::counter!("kefu_bot_cache_total", "result" => "miss").increment(1);
+        metrics::counter!(metric::BOT_CACHE_TOTAL, "result" => "miss").increment(1);
         let key = loaded.cache.cacheable(&question).then(|| question.clone());
         let index = loaded.index.clone();
         let permits = self.permits.clone();
@@ -246,7 +247,7 @@ impl Bot {
         match self.rebuild(overlay).await {
             Ok((entries, print)) => {
                 *self.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) = print;
-                metrics::counter!("kefu_kb_reloads_total", "result" => "ok").increment(1);
+                metrics::counter!(metric::KB_RELOADS_TOTAL, "result" => "ok").increment(1);
                 tracing::info!(path = %self.path.display(), entries, "knowledge base reloaded");
                 Ok(entries)
             }
@@ -254,7 +255,7 @@ impl Bot {
                 // Remember the bad version so the watcher does not retry it every tick.
                 *self.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) =
                     fingerprint(&self.path);
-                metrics::counter!("kefu_kb_reloads_total", "result" => "refused").increment(1);
+                metrics::counter!(metric::KB_RELOADS_TOTAL, "result" => "refused").increment(1);
                 tracing::error!(error = %err, "new knowledge base refused; keeping the old one");
                 Err(err)
             }

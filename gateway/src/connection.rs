@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use crate::limits::FrameVerdict;
 use crate::outbox::{Attachment, Kicked};
 use crate::server::AppState;
+use crate::telemetry::metric;
 
 /// Why a connection loop ended.
 pub enum End {
@@ -101,7 +102,7 @@ pub async fn run<H: FrameHandler>(
                     None => return End::Dropped("client went away"),
                     Some(Err(err)) => {
                         if is_too_large(err) {
-                            metrics::counter!("kefu_errors_total", "code" => "frame_too_large").increment(1);
+                            metrics::counter!(metric::ERRORS_TOTAL, "code" => "frame_too_large").increment(1);
                             close(socket, close_code::SIZE, "frame too large").await;
                             drain_input(socket).await;
                             return End::Dropped("frame too large");
@@ -110,7 +111,7 @@ pub async fn run<H: FrameHandler>(
                     }
                     Some(Ok(Message::Text(_) | Message::Binary(_))) if !admitted(handler) => {}
                     Some(Ok(Message::Text(text))) => {
-                        metrics::counter!("kefu_frames_in_total", "socket" => H::SOCKET).increment(1);
+                        metrics::counter!(metric::FRAMES_IN_TOTAL, "socket" => H::SOCKET).increment(1);
                         // Boxed: handling a frame (bot search, routing, the store) is a deep
                         // future, and inline it would sit in every idle connection's task.
                         if let Some(reason) = Box::pin(handler.on_text(&text)).await {
@@ -121,7 +122,7 @@ pub async fn run<H: FrameHandler>(
                         }
                     }
                     Some(Ok(Message::Binary(_))) => {
-                        metrics::counter!("kefu_frames_in_total", "socket" => H::SOCKET).increment(1);
+                        metrics::counter!(metric::FRAMES_IN_TOTAL, "socket" => H::SOCKET).increment(1);
                         handler.on_binary();
                     }
                     Some(Ok(Message::Close(_))) => return End::Dropped("client closed"),
@@ -187,7 +188,7 @@ pub async fn write_ready(
             if socket.flush().await.is_err() {
                 return Ok(false);
             }
-            metrics::counter!("kefu_frames_out_total", "socket" => label).increment(written);
+            metrics::counter!(metric::FRAMES_OUT_TOTAL, "socket" => label).increment(written);
         }
         Ok(true)
     };
@@ -204,7 +205,7 @@ pub fn admit(
 ) -> Result<crate::limits::ConnectionPermit, Box<axum::response::Response>> {
     use axum::response::IntoResponse;
     app.limits.admit(ip).map_err(|refusal| {
-        metrics::counter!("kefu_connections_rejected_total", "reason" => refusal.as_str())
+        metrics::counter!(metric::CONNECTIONS_REJECTED_TOTAL, "reason" => refusal.as_str())
             .increment(1);
         let status = axum::http::StatusCode::SERVICE_UNAVAILABLE;
         Box::new((status, refusal.as_str()).into_response())

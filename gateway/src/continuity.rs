@@ -18,6 +18,7 @@ use crate::roster::RosterStore;
 use crate::server::AppState;
 use crate::session::{Session, Speaker};
 use crate::store::{AuditEntry, Store};
+use crate::telemetry::metric;
 
 /// Earlier conversations shown on `assigned`, and per `history` page.
 pub const PREVIOUS: u32 = 5;
@@ -30,7 +31,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// it is) and delivers ticket replies waiting for the customer.
 pub async fn identify(app: &AppState, session: &Arc<Session>, identity: Identity) {
     session.identify(identity.clone());
-    metrics::counter!("kefu_identified_sessions_total").increment(1);
+    metrics::counter!(metric::IDENTIFIED_SESSIONS_TOTAL).increment(1);
     let Some(store) = app.store.clone() else {
         return;
     };
@@ -129,7 +130,7 @@ impl Past {
                 return Arc::default();
             }
             Err(_) => {
-                metrics::counter!("kefu_history_timeouts_total").increment(1);
+                metrics::counter!(metric::HISTORY_TIMEOUTS_TOTAL).increment(1);
                 return Arc::default();
             }
         };
@@ -246,7 +247,7 @@ pub async fn history_request(app: &AppState, agent: &AgentSession, session: Stri
         tracing::error!(error = %err, "cannot audit a history read; refused");
         return agent.error(ErrorCode::Internal, "history unavailable", None);
     }
-    metrics::counter!("kefu_history_reads_total").increment(1);
+    metrics::counter!(metric::HISTORY_READS_TOTAL).increment(1);
     let skip = page.saturating_mul(PREVIOUS);
     let records = match store
         .customer_conversations(&customer, &session, skip, PREVIOUS + 1)

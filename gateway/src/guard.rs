@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::limits::FailureThrottle;
 use crate::server::AppState;
+use crate::telemetry::metric;
 
 tokio::task_local! {
     /// The client address of the request being handled, for handlers that take only headers
@@ -68,7 +69,7 @@ pub async fn guard(State(app): State<AppState>, request: Request, next: Next) ->
         _ => true,
     };
     if !origin_ok {
-        metrics::counter!("kefu_connections_rejected_total", "reason" => "origin").increment(1);
+        metrics::counter!(metric::CONNECTIONS_REJECTED_TOTAL, "reason" => "origin").increment(1);
         return (
             StatusCode::FORBIDDEN,
             "this origin may not open this socket",
@@ -82,7 +83,7 @@ pub async fn guard(State(app): State<AppState>, request: Request, next: Next) ->
     let throttle = ip.and_then(|ip| throttle_for(&app, request.uri().path()).map(|t| (t, ip)));
     if let Some((throttle, ip)) = throttle {
         if throttle.is_blocked(ip) {
-            metrics::counter!("kefu_connections_rejected_total", "reason" => "auth_throttled")
+            metrics::counter!(metric::CONNECTIONS_REJECTED_TOTAL, "reason" => "auth_throttled")
                 .increment(1);
             return (
                 StatusCode::TOO_MANY_REQUESTS,

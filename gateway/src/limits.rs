@@ -9,6 +9,8 @@ use dashmap::DashMap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use crate::telemetry::metric;
+
 /// Why a connection was refused before its upgrade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -213,7 +215,7 @@ impl FrameBudget {
         if self.bucket.try_take(now) {
             return FrameVerdict::Handle;
         }
-        metrics::counter!("kefu_frames_dropped_total", "reason" => "over_budget").increment(1);
+        metrics::counter!(metric::FRAMES_DROPPED_TOTAL, "reason" => "over_budget").increment(1);
         let tell = self
             .told_at
             .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(1));

@@ -18,6 +18,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
 
+use crate::telemetry::metric;
+
 /// Descriptors kept free for everything that is not a client socket.
 const FD_HEADROOM: usize = 256;
 
@@ -69,7 +71,7 @@ impl axum::serve::Listener for GuardedListener {
         loop {
             if self.budget.open.load(Ordering::Relaxed) >= self.max_open {
                 // Leave new connections in the kernel's backlog until some close.
-                metrics::counter!("kefu_accept_paused_total", "reason" => "fd_headroom")
+                metrics::counter!(metric::ACCEPT_PAUSED_TOTAL, "reason" => "fd_headroom")
                     .increment(1);
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
@@ -85,7 +87,7 @@ impl axum::serve::Listener for GuardedListener {
             {
                 let mut n = self.budget.per_ip.entry(ip).or_insert(0);
                 if *n >= self.max_per_ip {
-                    metrics::counter!("kefu_connections_rejected_total", "reason" => "tcp_per_ip")
+                    metrics::counter!(metric::CONNECTIONS_REJECTED_TOTAL, "reason" => "tcp_per_ip")
                         .increment(1);
                     continue; // dropping `tcp` closes it
                 }
@@ -118,7 +120,7 @@ async fn accept_error(err: io::Error) {
         return;
     }
     // EMFILE / ENFILE and the like: back off instead of spinning on the error.
-    metrics::counter!("kefu_accept_errors_total").increment(1);
+    metrics::counter!(metric::ACCEPT_ERRORS_TOTAL).increment(1);
     tracing::warn!(error = %err, "accept failed; backing off");
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
@@ -181,7 +183,7 @@ impl AsyncRead for GuardedStream {
             }
             if let Some(deadline) = self.header_deadline.as_mut() {
                 if deadline.as_mut().poll(cx).is_ready() {
-                    metrics::counter!("kefu_connections_rejected_total", "reason" => "header_timeout")
+                    metrics::counter!(metric::CONNECTIONS_REJECTED_TOTAL, "reason" => "header_timeout")
                         .increment(1);
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,

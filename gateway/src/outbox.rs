@@ -13,6 +13,8 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::telemetry::metric;
+
 /// A frame with its sequence number, as written on the wire.
 #[derive(Serialize)]
 pub struct Envelope<'a, T: Serialize> {
@@ -148,7 +150,7 @@ impl Outbox {
         let writable = inner.durable;
         if let Some(link) = &inner.link {
             if (writable + 1).saturating_sub(link.next) > link.max_pending {
-                metrics::counter!("kefu_slow_consumers_total").increment(1);
+                metrics::counter!(metric::SLOW_CONSUMERS_TOTAL).increment(1);
                 tracing::info!("client too slow, disconnecting");
                 link.wake.notify_one();
                 inner.link = None;
@@ -172,7 +174,7 @@ impl Outbox {
         };
         link.wake.notify_one();
         if (seq + 1).saturating_sub(link.next) > link.max_pending {
-            metrics::counter!("kefu_slow_consumers_total").increment(1);
+            metrics::counter!(metric::SLOW_CONSUMERS_TOTAL).increment(1);
             tracing::info!("client too slow, disconnecting");
             inner.link = None;
             inner.detached_since = Some(Instant::now());
@@ -224,7 +226,7 @@ impl Outbox {
         };
         let text = Utf8Bytes::from(Envelope { seq: 0, frame }.to_json());
         if link.ephemeral.replace(text).is_some() {
-            metrics::counter!("kefu_frames_dropped_total", "reason" => "ephemeral_behind")
+            metrics::counter!(metric::FRAMES_DROPPED_TOTAL, "reason" => "ephemeral_behind")
                 .increment(1);
         }
         link.wake.notify_one();

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 
 use crate::signin::RosterKeys;
+use crate::telemetry::metric;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RosterError {
@@ -219,7 +220,7 @@ impl RosterStore {
             return Err(AuthError::Refused);
         }
         let Ok(_queued) = self.queue.clone().try_acquire_owned() else {
-            metrics::counter!("kefu_auth_busy_total").increment(1);
+            metrics::counter!(metric::AUTH_BUSY_TOTAL).increment(1);
             return Err(AuthError::Busy);
         };
         let _worker = self

@@ -22,6 +22,7 @@ use crate::roster::RosterStore;
 use crate::routing::{Bus, NodeEvent, Relay};
 use crate::session::{SessionLimits, Sessions};
 use crate::shutdown::Shutdown;
+use crate::telemetry::metric;
 use crate::{admin, agent, customer, records, routing, telemetry};
 
 /// Why the gateway could not start.
@@ -370,9 +371,9 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     if let Some(rss) = resident_memory_bytes() {
-        metrics::gauge!("process_resident_memory_bytes").set(rss as f64);
+        metrics::gauge!(metric::PROCESS_RESIDENT_MEMORY_BYTES).set(rss as f64);
     }
-    metrics::gauge!("kefu_connections_active").set(state.limits.in_use() as f64);
+    metrics::gauge!(metric::CONNECTIONS_ACTIVE).set(state.limits.in_use() as f64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
@@ -393,7 +394,7 @@ async fn run_events(state: AppState, mut events: tokio::sync::mpsc::Receiver<Nod
         let kind = event.kind();
         let started = std::time::Instant::now();
         routing::handle(&state.relay, event).await;
-        metrics::histogram!("kefu_node_event_seconds", "kind" => kind)
+        metrics::histogram!(metric::NODE_EVENT_SECONDS, "kind" => kind)
             .record(started.elapsed().as_secs_f64());
     }
 }

@@ -1,5 +1,7 @@
 //! Logs (tracing) and metrics (Prometheus via the `metrics` crate).
 
+pub mod metric;
+
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -64,55 +66,10 @@ pub fn metrics_handle() -> PrometheusHandle {
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
             }
-            describe();
+            metric::describe();
             handle
         })
         .clone()
-}
-
-fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_gauge!(
-        "kefu_sessions_active",
-        "customer sessions held, attached or within grace"
-    );
-    describe_gauge!(
-        "kefu_connections_active",
-        Unit::Count,
-        "open WebSocket connections"
-    );
-    describe_histogram!(
-        "kefu_runtime_lag_seconds",
-        Unit::Seconds,
-        "how late a 10 ms timer of the node fires: time every task of the node waited for a \
-         runtime thread (the node's share of a busy machine)"
-    );
-    describe_histogram!(
-        "kefu_node_event_seconds",
-        Unit::Seconds,
-        "time the node's event task spent on one routing event, by kind (every event of the \
-         node waits behind the one being handled)"
-    );
-    describe_histogram!(
-        "kefu_greeting_latency_seconds",
-        Unit::Seconds,
-        "from accepted upgrade to greeting written"
-    );
-    describe_counter!("kefu_frames_in_total", "frames received from clients");
-    describe_counter!("kefu_frames_out_total", "frames written to clients");
-    describe_counter!("kefu_errors_total", "error frames sent, by code");
-    describe_counter!(
-        "kefu_connections_rejected_total",
-        "upgrades refused, by reason"
-    );
-    describe_counter!(
-        "kefu_slow_consumers_total",
-        "connections dropped because they did not keep up"
-    );
-    describe_counter!(
-        "kefu_sessions_expired_total",
-        "sessions forgotten after their grace period"
-    );
 }
 
 /// Measures the node's scheduling delay for `kefu_runtime_lag_seconds` until the runtime
@@ -123,6 +80,6 @@ pub async fn probe_runtime_lag() {
         let asleep = tokio::time::Instant::now();
         tokio::time::sleep(EVERY).await;
         let late = asleep.elapsed().saturating_sub(EVERY);
-        metrics::histogram!("kefu_runtime_lag_seconds").record(late.as_secs_f64());
+        metrics::histogram!(metric::RUNTIME_LAG_SECONDS).record(late.as_secs_f64());
     }
 }

@@ -14,6 +14,7 @@ use crate::protocol::{AgentServerFrame, ErrorCode, ServerFrame, TicketItem};
 use crate::server::AppState;
 use crate::session::{now_ms, Accepted, Session, Speaker};
 use crate::store::{NewTicket, TicketRow};
+use crate::telemetry::metric;
 
 /// Open tickets sent to an agent on `ready`, oldest first.
 const TICKETS_ON_READY: u32 = 50;
@@ -33,7 +34,7 @@ pub fn offline(app: &AppState, group: &str) -> Option<(&'static str, Option<u64>
 
 /// Tells the customer nobody of `group` is there; the session stays with the bot.
 pub fn tell_offline(session: &Session, group: &str, reason: &str, next_open_ms: Option<u64>) {
-    metrics::counter!("kefu_offline_total", "reason" => reason.to_string()).increment(1);
+    metrics::counter!(metric::OFFLINE_TOTAL, "reason" => reason.to_string()).increment(1);
     session.with_conversation(|c| c.offline_group = Some(group.to_string()));
     session.record(Speaker::System, &format!("offline {group}: {reason}"), None);
     session.emit(&ServerFrame::Offline {
@@ -98,7 +99,7 @@ pub async fn leave_message(
         let message = "the message could not be stored; send it again";
         return session.error(ErrorCode::Internal, message, Some(id));
     }
-    metrics::counter!("kefu_tickets_created_total").increment(1);
+    metrics::counter!(metric::TICKETS_CREATED_TOTAL).increment(1);
     session.record(Speaker::System, &format!("message left for {group}"), None);
     session.emit(&ServerFrame::Ack {
         id,
@@ -162,7 +163,7 @@ pub async fn claim(app: &AppState, agent: &AgentSession, ticket: String) {
     };
     match store.claim_ticket(&row.id, agent.id()).await {
         Ok(true) => {
-            metrics::counter!("kefu_tickets_claimed_total").increment(1);
+            metrics::counter!(metric::TICKETS_CLAIMED_TOTAL).increment(1);
             agent
                 .outbox
                 .emit(&AgentServerFrame::TicketClaimed { ticket });
@@ -204,7 +205,7 @@ pub async fn reply(app: &AppState, agent: &AgentSession, ticket: String, text: S
             return agent.error(ErrorCode::Internal, "tickets unavailable", Some(ticket));
         }
     }
-    metrics::counter!("kefu_tickets_answered_total").increment(1);
+    metrics::counter!(metric::TICKETS_ANSWERED_TOTAL).increment(1);
     agent.outbox.emit(&AgentServerFrame::Ack {
         id: ticket.clone(),
         duplicate: false,
@@ -213,7 +214,7 @@ pub async fn reply(app: &AppState, agent: &AgentSession, ticket: String, text: S
         return;
     };
     if row.late {
-        metrics::counter!("kefu_tickets_late_total").increment(1);
+        metrics::counter!(metric::TICKETS_LATE_TOTAL).increment(1);
     }
     // Live on this node: the chat it was left in, or any chat of the same customer.
     let live = app.sessions.all().into_iter().find(|s| {
@@ -276,5 +277,5 @@ async fn deliver(app: &AppState, session: &Session, row: TicketRow) {
     };
     // Kept in the chat's transcript (their history) in the same log entry as the frame.
     session.emit_recorded(&frame, Speaker::Agent, &text, Some(id));
-    metrics::counter!("kefu_tickets_delivered_total").increment(1);
+    metrics::counter!(metric::TICKETS_DELIVERED_TOTAL).increment(1);
 }

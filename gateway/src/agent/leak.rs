@@ -4,6 +4,7 @@
 use super::AgentSession;
 use crate::protocol::ErrorCode;
 use crate::server::AppState;
+use crate::telemetry::metric;
 
 /// An agent message broke leak rule `rule`: not delivered, the agent told which rule, the
 /// block counted and audited (rule and chat only; the text stays out of the audit and logs).
@@ -15,7 +16,7 @@ pub(super) fn blocked(
     msg_id: String,
     rule: &str,
 ) {
-    metrics::counter!("kefu_leaks_blocked_total", "rule" => rule.to_string()).increment(1);
+    metrics::counter!(metric::LEAKS_BLOCKED_TOTAL, "rule" => rule.to_string()).increment(1);
     app.sign_in.leak_blocked(agent_id, session, rule);
     tracing::info!(rule, session, "agent message blocked by a leak rule");
     if let Some(store) = app.store.clone() {

@@ -26,6 +26,7 @@ use crate::protocol::{parse_agent_frame, AgentFrame, AgentServerFrame, ErrorCode
 use crate::routing::CustomerEvent;
 use crate::server::AppState;
 use crate::signin::agent_step::SecondStep;
+use crate::telemetry::metric;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct AgentQuery {
@@ -61,7 +62,7 @@ pub async fn upgrade(
         Ok(entry) => entry,
         Err(crate::roster::AuthError::Refused) => return unauthorized(peer, "bad token"),
         Err(crate::roster::AuthError::Busy) => {
-            metrics::counter!("kefu_connections_rejected_total", "reason" => "auth_busy")
+            metrics::counter!(metric::CONNECTIONS_REJECTED_TOTAL, "reason" => "auth_busy")
                 .increment(1);
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -88,7 +89,7 @@ pub async fn upgrade(
 }
 
 fn unauthorized(peer: std::net::SocketAddr, why: &'static str) -> Response {
-    metrics::counter!("kefu_auth_failures_total", "socket" => "agent").increment(1);
+    metrics::counter!(metric::AUTH_FAILURES_TOTAL, "socket" => "agent").increment(1);
     // The token itself is never logged.
     tracing::warn!(peer = %peer.ip(), why, "agent sign-in refused");
     (StatusCode::UNAUTHORIZED, "bad or missing agent token").into_response()
@@ -169,7 +170,7 @@ async fn rebuild(
     last_seq: u64,
     attachment: &mut crate::outbox::Attachment,
 ) {
-    metrics::counter!("kefu_agent_rebuilds_total").increment(1);
+    metrics::counter!(metric::AGENT_REBUILDS_TOTAL).increment(1);
     tracing::info!(last_seq, "agent replay has a gap; rebuilding its chats");
     attachment.skip_backlog();
     agent.outbox.skip_to(last_seq);

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use super::links::{now_s, LinkError, Part};
 use crate::server::AppState;
 use crate::store::{AuditEntry, Store};
+use crate::telemetry::metric;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct FileQuery {
@@ -25,7 +26,7 @@ pub struct FileQuery {
 }
 
 fn refuse(status: StatusCode, message: &str) -> Response {
-    metrics::counter!("kefu_file_reads_total", "outcome" => status.as_str().to_string())
+    metrics::counter!(metric::FILE_READS_TOTAL, "outcome" => status.as_str().to_string())
         .increment(1);
     (status, message.to_string()).into_response()
 }
@@ -111,7 +112,7 @@ pub async fn file(
             );
         }
     };
-    metrics::counter!("kefu_file_reads_total", "outcome" => "200").increment(1);
+    metrics::counter!(metric::FILE_READS_TOTAL, "outcome" => "200").increment(1);
     let body = Body::from_stream(stream(store.clone(), id, part, chunks));
     let mut response = (StatusCode::OK, body).into_response();
     let headers = response.headers_mut();

@@ -24,6 +24,7 @@ use super::sniff::{self, Sniffed};
 use crate::server::AppState;
 use crate::store::attachments::{AttachmentMetaRow, CHUNK};
 use crate::store::Store;
+use crate::telemetry::metric;
 
 /// The customer's credential for its own session.
 pub const RESUME_TOKEN_HEADER: &str = "x-kefu-resume-token";
@@ -76,7 +77,7 @@ impl UploadError {
 impl IntoResponse for UploadError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        metrics::counter!("kefu_uploads_total", "outcome" => code).increment(1);
+        metrics::counter!(metric::UPLOADS_TOTAL, "outcome" => code).increment(1);
         let body = serde_json::json!({"error": code, "message": self.to_string()});
         (status, Json(body)).into_response()
     }
@@ -96,7 +97,7 @@ pub async fn upload(
     let allow = allowed_origin(&app, &headers);
     let mut response = match accept(&app, query, &headers, body).await {
         Ok(answer) => {
-            metrics::counter!("kefu_uploads_total", "outcome" => "ok").increment(1);
+            metrics::counter!(metric::UPLOADS_TOTAL, "outcome" => "ok").increment(1);
             Json(answer).into_response()
         }
         Err(err) => err.into_response(),
@@ -367,7 +368,7 @@ async fn receive(
     let Some(kind) = kind else {
         return Err(UploadError::BadRequest("the upload is empty".into()));
     };
-    metrics::histogram!("kefu_upload_bytes").record(total as f64);
+    metrics::histogram!(metric::UPLOAD_BYTES).record(total as f64);
     match kind.image_format() {
         None => {
             let name = name.unwrap_or_else(|| "document.pdf".into());

@@ -13,6 +13,7 @@ use crate::protocol::{
 use crate::routing;
 use crate::server::AppState;
 use crate::session::{Accepted, Session, SessionState, Speaker};
+use crate::telemetry::metric;
 
 pub use super::trigger::Trigger;
 
@@ -74,7 +75,7 @@ pub async fn on_text(app: &AppState, session: &Arc<Session>, text: &str) -> Opti
         CustomerFrame::Feedback { entry_id, helpful } => {
             app.kb.feedback(session, &entry_id, helpful); // kb: figures, misses
             let label = if helpful { "yes" } else { "no" };
-            metrics::counter!("kefu_bot_feedback_total", "helpful" => label).increment(1);
+            metrics::counter!(metric::BOT_FEEDBACK_TOTAL, "helpful" => label).increment(1);
             session.record(
                 Speaker::System,
                 &format!("feedback on {entry_id}: {label}"),
@@ -249,7 +250,7 @@ async fn bot_reply(
     let found = match app.bot.search(text.clone(), limit).await {
         Ok(found) => found,
         Err(err) => {
-            metrics::counter!("kefu_bot_failures_total").increment(1);
+            metrics::counter!(metric::BOT_FAILURES_TOTAL).increment(1);
             tracing::warn!(error = %err, "knowledge-base search failed");
             return;
         }
@@ -261,7 +262,7 @@ async fn bot_reply(
         .map(|e| e.category.clone());
     session.with_conversation(|c| c.last_category = category.clone());
     let decision = outcome.decision;
-    metrics::counter!("kefu_bot_answers_total", "decision" => decision_label(decision))
+    metrics::counter!(metric::BOT_ANSWERS_TOTAL, "decision" => decision_label(decision))
         .increment(1);
     match (decision, top) {
         (faq_index::Decision::Answer, Some(best)) => {
@@ -328,7 +329,7 @@ async fn bot_reply(
             }
         }
     }
-    metrics::histogram!("kefu_bot_latency_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!(metric::BOT_LATENCY_SECONDS).record(started.elapsed().as_secs_f64());
 }
 
 /// The customer picked a suggestion (or any entry): send its answer.
@@ -362,7 +363,7 @@ pub async fn hand_off(
     trigger: Trigger,
     level: u8,
 ) {
-    metrics::counter!("kefu_handoffs_total", "trigger" => trigger.as_str()).increment(1);
+    metrics::counter!(metric::HANDOFFS_TOTAL, "trigger" => trigger.as_str()).increment(1);
     app.kb.handed_off(session, trigger.as_str()); // kb: hand-offs after an answer
     tracing::info!(%group, trigger = trigger.as_str(), level, "handing off to a human");
     session.record(

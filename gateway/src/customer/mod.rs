@@ -25,6 +25,7 @@ use crate::limits::{ConnectionPermit, FrameVerdict, Refusal};
 use crate::protocol::{Channel, Envelope, ErrorCode, Lang, ServerFrame};
 use crate::server::AppState;
 use crate::session::{Resolved, Session};
+use crate::telemetry::metric;
 
 /// Query parameters of the customer socket, validated by [`CustomerQuery::validate`].
 #[derive(Debug, Default, Deserialize)]
@@ -110,7 +111,7 @@ pub async fn upgrade(
     let params = match query.validate() {
         Ok(p) => p,
         Err(message) => {
-            metrics::counter!("kefu_connections_rejected_total", "reason" => "bad_query")
+            metrics::counter!(metric::CONNECTIONS_REJECTED_TOTAL, "reason" => "bad_query")
                 .increment(1);
             return (StatusCode::BAD_REQUEST, message).into_response();
         }
@@ -131,7 +132,7 @@ pub async fn upgrade(
 }
 
 fn refuse(app: &AppState, status: StatusCode, reason: &'static str) -> Response {
-    metrics::counter!("kefu_connections_rejected_total", "reason" => reason).increment(1);
+    metrics::counter!(metric::CONNECTIONS_REJECTED_TOTAL, "reason" => reason).increment(1);
     tracing::debug!(reason, open = app.limits.in_use(), "connection refused");
     (status, reason).into_response()
 }
@@ -201,7 +202,7 @@ async fn serve(
                     Some(Err(crate::identity::IdentityError::Refused(why))) => why,
                     _ => "no_secret",
                 };
-                metrics::counter!("kefu_identity_refused_total", "why" => why).increment(1);
+                metrics::counter!(metric::IDENTITY_REFUSED_TOTAL, "why" => why).increment(1);
                 tracing::debug!(why, "identity token refused");
                 let frame = crate::continuity::bad_identity_frame();
                 if !notice_frame(&mut socket, &frame).await {
@@ -246,7 +247,7 @@ async fn serve(
         return;
     }
     if fresh {
-        metrics::histogram!("kefu_greeting_latency_seconds")
+        metrics::histogram!(metric::GREETING_LATENCY_SECONDS)
             .record(accepted_at.elapsed().as_secs_f64());
         session.greeted();
         tracing::debug!(channel = ?session.channel, lang = ?session.lang, "greeted");

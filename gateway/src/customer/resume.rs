@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::server::AppState;
 use crate::session::{rebuild, RebuildError, Session, SessionLog};
+use crate::telemetry::metric;
 
 pub enum FromLog {
     /// Rebuilt (or found live here after all) and owned by this node now.
@@ -58,7 +59,7 @@ pub async fn from_log(app: &AppState, id: &str, token: &str) -> FromLog {
     };
     let (session, adopted) = app.sessions.adopt(rebuilt.session);
     if adopted {
-        metrics::counter!("kefu_sessions_resumed_from_log_total").increment(1);
+        metrics::counter!(metric::SESSIONS_RESUMED_FROM_LOG_TOTAL).increment(1);
         tracing::info!(epoch, "session rebuilt from the conversation log");
         crate::routing::adopt(&app.relay, &session, rebuilt.undelivered, loaded.cursor).await;
     }

@@ -35,6 +35,7 @@ use redis_log::RedisLog;
 use crate::dispatch::{Backend as RoutingBackend, DispatchSettings};
 use crate::outbox::Outbox;
 use crate::store::Store;
+use crate::telemetry::metric;
 
 /// Entries waiting for the writer at most; beyond this new customer messages are refused
 /// (`busy`) until it catches up. Frames caused by messages already taken still go in, so the
@@ -382,7 +383,7 @@ impl Journal {
                 list.push(session.to_string());
             } else {
                 // Kept: the log expires (Redis) or is deleted at the next end of that session.
-                metrics::counter!("kefu_journal_forget_dropped_total").increment(1);
+                metrics::counter!(metric::JOURNAL_FORGET_DROPPED_TOTAL).increment(1);
             }
         }
     }
@@ -435,7 +436,7 @@ impl Journal {
 fn parse_all(bodies: &[String]) -> Vec<Entry> {
     let entries: Vec<Entry> = bodies.iter().filter_map(|b| Entry::parse(b)).collect();
     if entries.len() != bodies.len() {
-        metrics::counter!("kefu_journal_bad_entries_total")
+        metrics::counter!(metric::JOURNAL_BAD_ENTRIES_TOTAL)
             .increment((bodies.len() - entries.len()) as u64);
         tracing::error!(
             skipped = bodies.len() - entries.len(),

@@ -23,6 +23,7 @@ use crate::dispatch::redis::Conn;
 use crate::dispatch::DispatchSettings;
 use crate::store::crypto::Aad;
 use crate::store::KeyRing;
+use crate::telemetry::metric;
 
 /// Entries sealed on the runtime thread at most per commit (see `seal_groups`).
 const INLINE_SEAL: usize = 64;
@@ -296,12 +297,12 @@ impl RedisLog {
             match invocation.invoke_async::<i64>(&mut conn).await {
                 Ok(1) => return Ok(()),
                 Ok(0) => {
-                    metrics::counter!("kefu_journal_fenced_total").increment(1);
+                    metrics::counter!(metric::JOURNAL_FENCED_TOTAL).increment(1);
                     return Err(JournalError::Fenced);
                 }
                 Ok(_) => return Err(JournalError::NoLog),
                 Err(err) => {
-                    metrics::counter!("kefu_journal_errors_total").increment(1);
+                    metrics::counter!(metric::JOURNAL_ERRORS_TOTAL).increment(1);
                     tracing::warn!(%err, "conversation log append failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(1));
@@ -353,7 +354,7 @@ impl RedisLog {
                         .map(|a| match a {
                             1 => Ok(()),
                             0 => {
-                                metrics::counter!("kefu_journal_fenced_total").increment(1);
+                                metrics::counter!(metric::JOURNAL_FENCED_TOTAL).increment(1);
                                 Err(JournalError::Fenced)
                             }
                             _ => Err(JournalError::NoLog),
@@ -368,7 +369,7 @@ impl RedisLog {
                         .collect();
                 }
                 Err(err) => {
-                    metrics::counter!("kefu_journal_errors_total").increment(1);
+                    metrics::counter!(metric::JOURNAL_ERRORS_TOTAL).increment(1);
                     tracing::warn!(%err, "conversation log append failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(1));
@@ -402,7 +403,7 @@ impl RedisLog {
             last = Some(id.id);
         }
         if unreadable > 0 {
-            metrics::counter!("kefu_journal_bad_entries_total").increment(unreadable as u64);
+            metrics::counter!(metric::JOURNAL_BAD_ENTRIES_TOTAL).increment(unreadable as u64);
             tracing::error!(
                 unreadable,
                 "log entries that cannot be opened (key?) were skipped"

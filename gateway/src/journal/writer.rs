@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 
 use super::{Append, Backend, Done, Fence, JournalError};
 use crate::store::LogRow;
+use crate::telemetry::metric;
 
 /// Appends taken into one commit at most.
 const MAX_BATCH: usize = 1024;
@@ -76,9 +77,9 @@ pub(super) async fn run(
                 let mut batch = batch;
                 let started = Instant::now();
                 let outcomes = commit(&backend, &mut batch, &node, &next_n).await;
-                metrics::histogram!("kefu_journal_commit_seconds")
+                metrics::histogram!(metric::JOURNAL_COMMIT_SECONDS)
                     .record(started.elapsed().as_secs_f64());
-                metrics::histogram!("kefu_journal_batch_entries").record(batch.len() as f64);
+                metrics::histogram!(metric::JOURNAL_BATCH_ENTRIES).record(batch.len() as f64);
                 (id, batch, outcomes)
             });
         }
@@ -212,7 +213,7 @@ async fn commit(
                         return batch.iter().map(|_| Ok(())).collect();
                     }
                     Err(err) => {
-                        metrics::counter!("kefu_journal_errors_total").increment(1);
+                        metrics::counter!(metric::JOURNAL_ERRORS_TOTAL).increment(1);
                         tracing::error!(%err, "conversation log commit failed; retrying");
                         tokio::time::sleep(delay).await;
                         delay = (delay * 2).min(Duration::from_secs(1));

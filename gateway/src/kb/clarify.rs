@@ -8,6 +8,7 @@ use crate::config::FirstMiss;
 use crate::protocol::{Lang, ServerFrame, Suggestion};
 use crate::server::AppState;
 use crate::session::{Session, Speaker};
+use crate::telemetry::metric;
 
 /// Asks to rephrase when this is the first miss in a row and the setting says so; returns
 /// whether it did (otherwise the caller hands off as before). Counts as one unanswered
@@ -43,7 +44,7 @@ pub fn first_miss(app: &AppState, session: &Arc<Session>, reply_to: String) -> b
         Lang::Zh => handoff.clarify_zh.clone(),
         Lang::En => handoff.clarify_en.clone(),
     };
-    metrics::counter!("kefu_bot_clarify_total").increment(1);
+    metrics::counter!(metric::BOT_CLARIFY_TOTAL).increment(1);
     session.offer(items.iter().map(|i| i.entry_id.as_str()));
     session.with_conversation(|c| c.suggested = items.iter().map(|i| i.entry_id.clone()).collect());
     session.record(Speaker::Bot, &text, None);

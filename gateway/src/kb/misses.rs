@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::recent::Asked;
 use crate::store::{MissRow, Store};
+use crate::telemetry::metric;
 
 /// Misses waiting for the writer; past it they are dropped (and counted).
 pub const QUEUE: usize = 4096;
@@ -72,7 +73,7 @@ pub async fn run_writer(store: Arc<Store>, mut rx: mpsc::Receiver<MissRow>) {
         for attempt in 1..=ATTEMPTS {
             match store.write_misses(batch.clone()).await {
                 Ok(()) => {
-                    metrics::counter!("kefu_kb_misses_total").increment(count as u64);
+                    metrics::counter!(metric::KB_MISSES_TOTAL).increment(count as u64);
                     break;
                 }
                 Err(err) if attempt < ATTEMPTS => {
@@ -81,7 +82,7 @@ pub async fn run_writer(store: Arc<Store>, mut rx: mpsc::Receiver<MissRow>) {
                     delay *= 2;
                 }
                 Err(err) => {
-                    metrics::counter!("kefu_kb_misses_dropped_total").increment(count as u64);
+                    metrics::counter!(metric::KB_MISSES_DROPPED_TOTAL).increment(count as u64);
                     tracing::error!(error = %err, count, "missed questions could not be stored");
                 }
             }

@@ -33,6 +33,7 @@ use crate::protocol::{Channel, Lang};
 use crate::server::AppState;
 use crate::session::{now_ms, Session};
 use crate::store::{MissRow, Store};
+use crate::telemetry::metric;
 use recent::{Asked, Offer, Recent};
 use stats::Event;
 
@@ -108,7 +109,7 @@ impl Kb {
             return;
         };
         if tx.try_send(misses::row(asked, kind, now_ms())).is_err() {
-            metrics::counter!("kefu_kb_misses_dropped_total").increment(1);
+            metrics::counter!(metric::KB_MISSES_DROPPED_TOTAL).increment(1);
         }
     }
 
@@ -274,12 +275,12 @@ pub async fn sync(state: &AppState) -> u64 {
     let version = overlay.version;
     match state.bot.apply_overlay(overlay).await {
         Ok(_) => {
-            metrics::counter!("kefu_kb_overlay_applied_total").increment(1);
+            metrics::counter!(metric::KB_OVERLAY_APPLIED_TOTAL).increment(1);
             version
         }
         Err(err) => {
             kb.refused_version.store(latest, Ordering::Relaxed);
-            metrics::counter!("kefu_kb_overlay_refused_total").increment(1);
+            metrics::counter!(metric::KB_OVERLAY_REFUSED_TOTAL).increment(1);
             tracing::error!(error = %err, version, "knowledge-base overlay refused; keeping the old index");
             have
         }

@@ -11,6 +11,8 @@ use tokio::time::Instant;
 
 use super::misses::Nearest;
 
+use crate::telemetry::metric;
+
 /// Sessions remembered at once; past it new ones are not followed (and counted).
 const MAX_SESSIONS: usize = 100_000;
 /// A hand-off this soon after an answer counts against the answer.
@@ -53,7 +55,7 @@ impl Sessions {
     pub fn put(&self, session: &Arc<str>, recent: Recent) -> Option<Recent> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if !map.contains_key(session) && map.len() >= MAX_SESSIONS {
-            metrics::counter!("kefu_kb_followed_full_total").increment(1);
+            metrics::counter!(metric::KB_FOLLOWED_FULL_TOTAL).increment(1);
             return None;
         }
         map.insert(session.clone(), recent)

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::store::StatsRow;
+use crate::telemetry::metric;
 
 /// Distinct (day, entry) pairs counted between two flushes; beyond it counts are dropped
 /// (and counted), which only a flood of made-up entries could reach.
@@ -40,7 +41,7 @@ impl Tally {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let key = (day, entry_id.to_string());
         if !counts.contains_key(&key) && counts.len() >= MAX_KEYS {
-            metrics::counter!("kefu_kb_stats_dropped_total").increment(1);
+            metrics::counter!(metric::KB_STATS_DROPPED_TOTAL).increment(1);
             return;
         }
         let row = counts
@@ -72,7 +73,7 @@ impl Tally {
         for r in rows {
             let key = (r.day.clone(), r.entry_id.clone());
             if !counts.contains_key(&key) && counts.len() >= MAX_KEYS {
-                metrics::counter!("kefu_kb_stats_dropped_total").increment(1);
+                metrics::counter!(metric::KB_STATS_DROPPED_TOTAL).increment(1);
                 continue;
             }
             let row = counts.entry(key).or_insert_with(|| StatsRow {

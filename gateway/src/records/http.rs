@@ -18,6 +18,7 @@ use crate::admin::{authorize, Caller, Permission};
 use crate::server::AppState;
 use crate::session::now_ms;
 use crate::store::{AuditEntry, Store, StoreError};
+use crate::telemetry::metric;
 
 /// Header naming the person reading (required on reads of personal data).
 pub const OPERATOR_HEADER: &str = "x-kefu-operator";
@@ -29,7 +30,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Refused {
 }
 
 fn store_failed(err: StoreError) -> Response {
-    metrics::counter!("kefu_store_read_errors_total").increment(1);
+    metrics::counter!(metric::STORE_READ_ERRORS_TOTAL).increment(1);
     tracing::error!(error = %err, "conversation store read failed");
     *error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
 }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use crate::journal::Journal;
 use crate::session::{now_ms, Session, SessionState, Sessions, Speaker, TranscriptEntry};
 use crate::store::Store;
+use crate::telemetry::metric;
 
 /// What saving a conversation's record needs, and nothing else: the store (none: records
 /// are not kept), the log (a saved chat's log can go) and the two settings a record's
@@ -259,14 +260,14 @@ impl TranscriptFacts {
 
 /// Supervisor metrics of a chat that ended (counted once, on its final record).
 fn observe_final(r: &ConversationRecord) {
-    metrics::counter!("kefu_conversations_closed_total", "reason" => r.end_reason.clone())
+    metrics::counter!(metric::CONVERSATIONS_CLOSED_TOTAL, "reason" => r.end_reason.clone())
         .increment(1);
     if let (Some(from), Some(to)) = (r.handoff_ms, r.first_response_ms) {
-        metrics::histogram!("kefu_first_response_seconds")
+        metrics::histogram!(metric::FIRST_RESPONSE_SECONDS)
             .record(to.saturating_sub(from) as f64 / 1000.0);
     }
     if let Some(closed) = r.closed_ms {
-        metrics::histogram!("kefu_time_to_resolve_seconds")
+        metrics::histogram!(metric::TIME_TO_RESOLVE_SECONDS)
             .record(closed.saturating_sub(r.created_ms) as f64 / 1000.0);
     }
     let fcr = if reports::first_contact_resolved(r) {
@@ -274,9 +275,9 @@ fn observe_final(r: &ConversationRecord) {
     } else {
         "no"
     };
-    metrics::counter!("kefu_first_contact_resolution_total", "resolved" => fcr).increment(1);
+    metrics::counter!(metric::FIRST_CONTACT_RESOLUTION_TOTAL, "resolved" => fcr).increment(1);
     if let Some(met) = r.greeting_sla_met {
         let label = if met { "yes" } else { "no" };
-        metrics::counter!("kefu_greeting_sla_total", "met" => label).increment(1);
+        metrics::counter!(metric::GREETING_SLA_TOTAL, "met" => label).increment(1);
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::session::now_ms;
 use crate::store::Store;
+use crate::telemetry::metric;
 
 /// Deletes what is past retention (`store.retention_days`); returns how many conversations
 /// went.
@@ -25,7 +26,7 @@ pub async fn run_once(store: &Store, days: u64) -> u64 {
     }
     match store.purge_older_than(cutoff).await {
         Ok(deleted) => {
-            metrics::counter!("kefu_retention_deleted_total").increment(deleted);
+            metrics::counter!(metric::RETENTION_DELETED_TOTAL).increment(deleted);
             if deleted > 0 {
                 tracing::info!(
                     deleted,

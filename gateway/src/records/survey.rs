@@ -4,6 +4,7 @@
 //! the whole history.
 
 use crate::session::{Session, Speaker};
+use crate::telemetry::metric;
 
 /// Highest complaint level.
 pub const MAX_LEVEL: u8 = 3;
@@ -50,11 +51,11 @@ pub fn record_answer(session: &Session, score: u8, comment: Option<String>) -> O
     };
     session.record(Speaker::System, &line, None);
     let score_label = score.to_string();
-    metrics::counter!("kefu_survey_answers_total", "score" => score_label).increment(1);
-    metrics::histogram!("kefu_survey_score").record(f64::from(score));
+    metrics::counter!(metric::SURVEY_ANSWERS_TOTAL, "score" => score_label).increment(1);
+    metrics::histogram!(metric::SURVEY_SCORE).record(f64::from(score));
     if let Outcome::Complaint { level } = outcome {
         let level_label = level.to_string();
-        metrics::counter!("kefu_survey_escalations_total", "level" => level_label).increment(1);
+        metrics::counter!(metric::SURVEY_ESCALATIONS_TOTAL, "level" => level_label).increment(1);
     }
     outcome
 }

@@ -12,6 +12,7 @@ use crate::dispatch::{Enqueued, Ticket};
 use crate::journal::Entry;
 use crate::protocol::ServerFrame;
 use crate::session::{rebuild, PendingAgentMessage, Session, SessionLog, SessionState, Speaker};
+use crate::telemetry::metric;
 
 /// Sessions taken back at most after a restart.
 const MAX_RESTORED: usize = 200_000;
@@ -119,7 +120,7 @@ pub(super) fn deliver_agent_message(
         session.checkpoint(); // a rebuild must not greet for an agent who wrote
     }
     if let Some(assigned_at) = first.filter(|_| first_reply) {
-        metrics::histogram!("kefu_agent_first_reply_seconds")
+        metrics::histogram!(metric::AGENT_FIRST_REPLY_SECONDS)
             .record(assigned_at.elapsed().as_secs_f64());
     }
     let name = if name.is_empty() {
@@ -235,7 +236,7 @@ pub async fn take_orphans(relay: &Relay, own_leftovers: bool) {
             Err(_) => relay.journal.forget_later(&id),
         }
     }
-    metrics::counter!("kefu_sessions_taken_over_total").increment(adopted_count as u64);
+    metrics::counter!(metric::SESSIONS_TAKEN_OVER_TOTAL).increment(adopted_count as u64);
     tracing::info!(
         adopted = adopted_count,
         "sessions taken over from nodes that are gone"
@@ -253,7 +254,7 @@ pub(super) async fn forward_to_owner(relay: &Relay, session: &str, event: NodeEv
     }
     match relay.journal.owner(session).await {
         Some(owner) if owner != relay.node_id => {
-            metrics::counter!("kefu_events_forwarded_total").increment(1);
+            metrics::counter!(metric::EVENTS_FORWARDED_TOTAL).increment(1);
             relay.bus.send(&owner, event).await;
             true
         }

@@ -13,6 +13,7 @@ use crate::agents::AgentSession;
 use crate::dispatch::{AgentSpec, DispatchError, Enqueued, TransferTarget};
 use crate::protocol::AgentServerFrame;
 use crate::session::{rebuild, SessionLog, SessionState};
+use crate::telemetry::metric;
 
 impl Relay {
     /// The agent signed in on this node: the dispatcher learns it is here.
@@ -162,7 +163,7 @@ impl Relay {
         };
         match node {
             Some(node) if node != self.node_id => {
-                metrics::counter!("kefu_events_forwarded_total").increment(1);
+                metrics::counter!(metric::EVENTS_FORWARDED_TOTAL).increment(1);
                 let event = NodeEvent::ToAgent {
                     agent,
                     frame,

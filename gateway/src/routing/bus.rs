@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::dispatch::{Assignment, Backend, DispatchSettings, Ticket};
 use crate::protocol::AgentServerFrame;
+use crate::telemetry::metric;
 
 /// How long an event nobody received is published again, and how often.
 const REPUBLISH_FOR: Duration = Duration::from_secs(6);
@@ -244,7 +245,7 @@ impl Bus {
                 if delivered || tokio::time::Instant::now() >= deadline {
                     return check_published(&node, answer);
                 }
-                metrics::counter!("kefu_bus_republished_total").increment(1);
+                metrics::counter!(metric::BUS_REPUBLISHED_TOTAL).increment(1);
                 tokio::time::sleep(REPUBLISH_EVERY).await;
             }
         }))
@@ -254,7 +255,7 @@ impl Bus {
         if let Err(err) = self.local.try_send(event) {
             // The event task is far behind: hand the event to a task that waits for room
             // rather than blocking (the event task itself may be the sender).
-            metrics::counter!("kefu_bus_backpressure_total").increment(1);
+            metrics::counter!(metric::BUS_BACKPRESSURE_TOTAL).increment(1);
             let local = self.local.clone();
             let event = err.into_inner();
             tokio::spawn(async move {
@@ -268,12 +269,12 @@ impl Bus {
 fn check_published(node: &str, answer: Result<i64, redis::RedisError>) {
     match answer {
         Ok(0) => {
-            metrics::counter!("kefu_bus_undelivered_total").increment(1);
+            metrics::counter!(metric::BUS_UNDELIVERED_TOTAL).increment(1);
             tracing::warn!(node, "no subscriber for node event (node down?)");
         }
         Ok(_) => {}
         Err(err) => {
-            metrics::counter!("kefu_bus_errors_total").increment(1);
+            metrics::counter!(metric::BUS_ERRORS_TOTAL).increment(1);
             tracing::error!(%err, node, "cannot publish node event");
         }
     }

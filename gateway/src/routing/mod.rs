@@ -28,6 +28,7 @@ use crate::dispatch::{Assignment, DispatchError, Enqueued, Ticket};
 use crate::mask::mask_text;
 use crate::protocol::{AgentServerFrame, CustomerInfo, ErrorCode, Lang, ServerFrame};
 use crate::session::{Session, SessionState, Speaker, TranscriptEntry};
+use crate::telemetry::metric;
 
 /// Tries of an enqueue that failed on the way to Redis. The script is idempotent (a known
 /// session keeps its place), so a retry after a timeout cannot queue a customer twice.
@@ -56,7 +57,7 @@ async fn enqueue_now(relay: &Relay, session: &Arc<Session>, ticket: Ticket) {
     let result = loop {
         match relay.dispatcher.enqueue(ticket.clone()).await {
             Err(DispatchError::Redis(err)) if attempt < ENQUEUE_ATTEMPTS => {
-                metrics::counter!("kefu_dispatch_retries_total").increment(1);
+                metrics::counter!(metric::DISPATCH_RETRIES_TOTAL).increment(1);
                 tracing::warn!(error = %err, attempt, "enqueue failed; retrying");
                 tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
                 attempt += 1;
@@ -76,7 +77,7 @@ async fn enqueue_now(relay: &Relay, session: &Arc<Session>, ticket: Ticket) {
             tell_position(relay, session, &group, position);
         }
         Err(err) => {
-            metrics::counter!("kefu_dispatch_errors_total").increment(1);
+            metrics::counter!(metric::DISPATCH_ERRORS_TOTAL).increment(1);
             tracing::error!(error = %err, "cannot enqueue for a human");
             if matches!(session.state(), SessionState::Queued { .. }) {
                 session.back_to_bot();
@@ -119,7 +120,7 @@ async fn on_assigned(relay: &Relay, a: Assignment) {
         return cancel(relay, &id, None).await;
     };
     let name = relay.agent_name(&a.agent);
-    metrics::histogram!("kefu_queue_wait_seconds").record(a.waited_ms as f64 / 1000.0);
+    metrics::histogram!(metric::QUEUE_WAIT_SECONDS).record(a.waited_ms as f64 / 1000.0);
     session.assigned(&a.agent, &a.group, &a.agent_node);
     session.record(
         Speaker::System,
@@ -240,7 +241,7 @@ fn start_greeting_timer(relay: Relay, session: Arc<Session>, agent: String, name
             Lang::En => &relay.routing.agent_greeting_en,
         };
         let text = template.replace("{name}", &name);
-        metrics::counter!("kefu_agent_auto_greetings_total").increment(1);
+        metrics::counter!(metric::AGENT_AUTO_GREETINGS_TOTAL).increment(1);
         session.record(Speaker::Agent, &text, None);
         session.emit(&ServerFrame::Message {
             id: format!("auto-{}", session.last_seq() + 1),

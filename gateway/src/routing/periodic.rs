@@ -8,6 +8,7 @@ use super::{announce, NodeEvent};
 use crate::dispatch::AgentStatus;
 use crate::protocol::AgentServerFrame;
 use crate::session::SessionState;
+use crate::telemetry::metric;
 
 /// Once a second: requeue the chats of agents (or nodes) gone past the grace period,
 /// refresh queue positions, raise first-response SLA warnings.
@@ -47,7 +48,7 @@ async fn refresh_capacity(relay: &Relay) {
         }
     }
     for (group, len) in &snapshot.queues {
-        metrics::gauge!("kefu_queue_length", "group" => group.clone()).set(*len as f64);
+        metrics::gauge!(metric::QUEUE_LENGTH, "group" => group.clone()).set(*len as f64);
     }
     relay.set_capacity(capacity);
 }
@@ -128,7 +129,7 @@ async fn check_sla(relay: &Relay) {
             if session.sync().await.is_err() {
                 return;
             }
-            metrics::counter!("kefu_sla_warnings_total").increment(1);
+            metrics::counter!(metric::SLA_WARNINGS_TOTAL).increment(1);
             let frame = AgentServerFrame::SlaWarning {
                 session: session.id.to_string(),
                 waiting_s: waiting.as_secs(),

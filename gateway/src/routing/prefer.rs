@@ -16,6 +16,7 @@ use super::Relay;
 use crate::dispatch::{Enqueued, Offered, Ticket};
 use crate::protocol::ServerFrame;
 use crate::session::{Session, SessionState};
+use crate::telemetry::metric;
 
 /// How often a waiting customer's last agent is asked again.
 const RETRY: Duration = Duration::from_secs(1);
@@ -115,5 +116,5 @@ async fn announce(relay: &Relay, assignment: crate::dispatch::Assignment) {
 }
 
 fn count(outcome: &'static str) {
-    metrics::counter!("kefu_last_agent_total", "outcome" => outcome).increment(1);
+    metrics::counter!(metric::LAST_AGENT_TOTAL, "outcome" => outcome).increment(1);
 }

@@ -23,6 +23,7 @@ use crate::limits::{FrameBudget, FrameVerdict, RateLimiter};
 pub use crate::outbox::Attachment;
 use crate::outbox::Outbox;
 use crate::protocol::{Channel, ErrorCode, Lang, ServerFrame};
+use crate::telemetry::metric;
 
 /// Where a session is in its life. The bot, routing and survey extend the middle states.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -200,7 +201,7 @@ pub(crate) fn line_bytes(line: &TranscriptEntry) -> usize {
 
 /// Counts an error frame sent to a customer, by code.
 pub fn count_error(code: ErrorCode) {
-    metrics::counter!("kefu_errors_total", "code" => code.as_str()).increment(1);
+    metrics::counter!(metric::ERRORS_TOTAL, "code" => code.as_str()).increment(1);
 }
 
 pub fn now_ms() -> u64 {
@@ -435,7 +436,7 @@ impl Session {
             rich,
         });
         if line.is_none() {
-            metrics::counter!("kefu_transcript_full_total").increment(1);
+            metrics::counter!(metric::TRANSCRIPT_FULL_TOTAL).increment(1);
         }
         let seq = match &self.log {
             None => self.outbox.emit(frame),
@@ -547,7 +548,7 @@ impl Session {
             return Accepted::Duplicate;
         }
         if !inner.has_room(text) {
-            metrics::counter!("kefu_transcript_full_total").increment(1);
+            metrics::counter!(metric::TRANSCRIPT_FULL_TOTAL).increment(1);
             return Accepted::TranscriptFull;
         }
         if !inner.rate.try_take(Instant::now()) {
@@ -588,7 +589,7 @@ impl Session {
     ) {
         let mut inner = self.lock();
         if !inner.has_room(text) {
-            metrics::counter!("kefu_transcript_full_total").increment(1);
+            metrics::counter!(metric::TRANSCRIPT_FULL_TOTAL).increment(1);
             return;
         }
         let line = TranscriptEntry {

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use super::{Session, SessionLimits, SessionLog};
 use crate::journal::{Entry, Fence, Journal};
 use crate::protocol::{Channel, Lang};
+use crate::telemetry::metric;
 
 /// How a connection's session request was resolved.
 pub enum Resolved {
@@ -194,7 +195,7 @@ impl Sessions {
             }
         }
         if !removed.is_empty() {
-            metrics::counter!("kefu_sessions_expired_total").increment(removed.len() as u64);
+            metrics::counter!(metric::SESSIONS_EXPIRED_TOTAL).increment(removed.len() as u64);
             self.update_gauge();
         }
         removed
@@ -207,7 +208,7 @@ impl Sessions {
     }
 
     fn update_gauge(&self) {
-        metrics::gauge!("kefu_sessions_active").set(self.map.len() as f64);
+        metrics::gauge!(metric::SESSIONS_ACTIVE).set(self.map.len() as f64);
     }
 }
 

@@ -17,6 +17,7 @@ use serde_json::json;
 use super::{Account, OtpError};
 use crate::roster::AgentEntry;
 use crate::server::AppState;
+use crate::telemetry::metric;
 
 /// What the upgrade request brought for the second step (and for the sign-in history).
 pub struct SecondStep {
@@ -87,7 +88,8 @@ async fn check(
         Err(err) => {
             if err == OtpError::Bad {
                 app.agent_auth_failures.record_failure(ip);
-                metrics::counter!("kefu_auth_failures_total", "socket" => "agent_otp").increment(1);
+                metrics::counter!(metric::AUTH_FAILURES_TOTAL, "socket" => "agent_otp")
+                    .increment(1);
             }
             let peer = super::history::masked_ip(ip);
             tracing::warn!(%peer, code = err.code().as_str(), "agent second step refused");

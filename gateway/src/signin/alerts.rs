@@ -23,6 +23,7 @@ use crate::admin::Permission;
 use crate::limits::ConnectionPermit;
 use crate::server::AppState;
 use crate::shutdown::ShutdownListener;
+use crate::telemetry::metric;
 
 /// The broadcast ring of alerts.
 pub struct Alerts {
@@ -116,7 +117,7 @@ async fn serve(
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    metrics::counter!("kefu_slow_consumers_total", "socket" => "supervisor")
+                    metrics::counter!(metric::SLOW_CONSUMERS_TOTAL, "socket" => "supervisor")
                         .increment(1);
                     return crate::connection::close(&mut socket, 1008, "too far behind; reconnect").await;
                 }

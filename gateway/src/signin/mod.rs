@@ -28,6 +28,7 @@ use crate::config::sign_in::SignInSettings;
 use crate::protocol::ErrorCode;
 use crate::session::now_ms;
 use crate::store::{AuditEntry, KeyRing, Store, StoreSettings};
+use crate::telemetry::metric;
 pub use totp::TotpSecret;
 
 /// Header with an operator's 6-digit code.
@@ -181,7 +182,7 @@ impl SignIn {
             let Some(new) = this.history.record(&account, ip, &user_agent).await else {
                 return;
             };
-            metrics::counter!("kefu_sign_in_alerts_total", "role" => role).increment(1);
+            metrics::counter!(metric::SIGN_IN_ALERTS_TOTAL, "role" => role).increment(1);
             tracing::info!(role, account = %id, first = new.first, new_ip = new.new_ip, new_user_agent = new.new_user_agent, "new sign-in");
             let at_ms = now_ms();
             let ip_shown = history::masked_ip(ip);

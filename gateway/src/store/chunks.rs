@@ -12,6 +12,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::crypto::Aad;
 use super::{KeyRing, StoreError};
 
+use crate::telemetry::metric;
+
 /// Bytes of plain chunks written in one transaction at most.
 const BATCH_BYTES: usize = 8 << 20;
 
@@ -47,7 +49,7 @@ pub(super) async fn run(pool: AnyPool, keys: Arc<KeyRing>, mut rx: mpsc::Receive
                 Err(_) => break,
             }
         }
-        metrics::histogram!("kefu_attachment_chunk_batch").record(batch.len() as f64);
+        metrics::histogram!(metric::ATTACHMENT_CHUNK_BATCH).record(batch.len() as f64);
         let ring = keys.clone();
         let sealed = tokio::task::spawn_blocking(move || {
             batch

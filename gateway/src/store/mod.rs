@@ -34,6 +34,7 @@ pub use queries::{AuditEntry, ComplaintRecord, ConversationSummary};
 pub use tickets::{NewTicket, TicketRow};
 
 use crate::records::ConversationRecord;
+use crate::telemetry::metric;
 
 /// The shortest retention the gateway accepts (days).
 pub const MIN_RETENTION_DAYS: u64 = 180;
@@ -234,23 +235,23 @@ impl Store {
     /// Queues a record for the batch writer; waits while the queue is full.
     pub async fn save(&self, record: ConversationRecord) {
         let depth = self.tx.max_capacity() - self.tx.capacity();
-        metrics::gauge!("kefu_store_queue_depth").set(depth as f64);
+        metrics::gauge!(metric::STORE_QUEUE_DEPTH).set(depth as f64);
         let command = Command::Save(Box::new(record));
         let command = match self.tx.try_send(command) {
             Ok(()) => return,
             Err(mpsc::error::TrySendError::Full(command)) => {
-                metrics::counter!("kefu_store_queue_full_total").increment(1);
+                metrics::counter!(metric::STORE_QUEUE_FULL_TOTAL).increment(1);
                 tracing::warn!("conversation store queue full; waiting for the writer");
                 command
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                metrics::counter!("kefu_store_write_errors_total").increment(1);
+                metrics::counter!(metric::STORE_WRITE_ERRORS_TOTAL).increment(1);
                 tracing::error!("conversation store writer stopped; a record was not written");
                 return;
             }
         };
         if self.tx.send(command).await.is_err() {
-            metrics::counter!("kefu_store_write_errors_total").increment(1);
+            metrics::counter!(metric::STORE_WRITE_ERRORS_TOTAL).increment(1);
             tracing::error!("conversation store writer stopped; a record was not written");
         }
     }

@@ -12,6 +12,7 @@ use super::crypto::Aad;
 use super::{Command, KeyRing, StoreError};
 use crate::records::ConversationRecord;
 use crate::session::now_ms;
+use crate::telemetry::metric;
 
 /// Attempts at one batch before it is given up (logged and counted, never silent).
 const ATTEMPTS: u32 = 5;
@@ -46,7 +47,7 @@ pub(super) async fn run(
                 failed = Some(err.to_string());
             }
         }
-        metrics::gauge!("kefu_store_queue_depth").set(rx.len() as f64);
+        metrics::gauge!(metric::STORE_QUEUE_DEPTH).set(rx.len() as f64);
         for done in flushes {
             let _ = done.send(match &failed {
                 None => Ok(()),
@@ -67,11 +68,11 @@ async fn write_with_retry(
     loop {
         match write_batch(pool, keys, records.clone()).await {
             Ok(()) => {
-                metrics::counter!("kefu_conversations_stored_total").increment(count as u64);
+                metrics::counter!(metric::CONVERSATIONS_STORED_TOTAL).increment(count as u64);
                 return Ok(());
             }
             Err(err) => {
-                metrics::counter!("kefu_store_write_errors_total").increment(1);
+                metrics::counter!(metric::STORE_WRITE_ERRORS_TOTAL).increment(1);
                 if attempt >= ATTEMPTS {
                     tracing::error!(error = %err, count, "conversations could not be stored; giving up on this batch");
                     return Err(err);
