@@ -150,7 +150,14 @@ async fn serve(
         app: app.clone(),
         agent: agent.clone(),
     };
-    let end = connection::run(&mut socket, &app, &mut attachment, &mut handler).await;
+    let end = connection::run(
+        &mut socket,
+        connection::Timing::of(&app.settings),
+        app.shutdown.listen(),
+        &mut attachment,
+        &mut handler,
+    )
+    .await;
     agent.outbox.detach(conn);
     if agent.outbox.detached_since().is_some() {
         // Its chats wait for the grace period; the dispatcher's reap requeues them after.

@@ -262,7 +262,14 @@ async fn serve(
         app: app.clone(),
         session: session.clone(),
     };
-    let end = connection::run(&mut socket, &app, &mut attachment, &mut handler).await;
+    let end = connection::run(
+        &mut socket,
+        connection::Timing::of(&app.settings),
+        app.shutdown.listen(),
+        &mut attachment,
+        &mut handler,
+    )
+    .await;
     session.detach(conn);
     match end {
         End::Closed(reason) => {

@@ -4,17 +4,56 @@
 //! the outbound queue, the socket and a ping timer. Outbound frames are drained before the
 //! socket is read again (`biased`), so a client that floods without reading fills its own
 //! queue and is dropped as a slow consumer instead of growing memory.
+//!
+//! The loop is generic over the socket (any `Sink` of messages and `Stream` of results, as
+//! axum's `WebSocket` is), so its unit tests drive it with channels instead of a server.
 
 use std::time::Duration;
 
-use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::SinkExt;
+use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::time::Instant;
 
 use crate::limits::FrameVerdict;
 use crate::outbox::{Attachment, Kicked};
 use crate::server::AppState;
+use crate::shutdown::ShutdownListener;
 use crate::telemetry::metric;
+
+#[cfg(test)]
+mod tests;
+
+/// What a connection loop needs of a socket: axum's `WebSocket`, or channels in tests.
+pub trait Socket:
+    Sink<Message, Error = axum::Error> + Stream<Item = Result<Message, axum::Error>> + Unpin + Send
+{
+}
+
+impl<S> Socket for S where
+    S: Sink<Message, Error = axum::Error>
+        + Stream<Item = Result<Message, axum::Error>>
+        + Unpin
+        + Send
+{
+}
+
+/// The loop's clock: how long a write may take and how often to ping.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// `limits.write_timeout_ms`: a burst that takes longer drops the connection.
+    pub write_timeout: Duration,
+    /// `websocket.ping_interval_s` (0: no pings); three silent intervals drop the client.
+    pub ping_every_s: u64,
+}
+
+impl Timing {
+    pub fn of(settings: &crate::config::Settings) -> Self {
+        Self {
+            write_timeout: Duration::from_millis(settings.limits.write_timeout_ms),
+            ping_every_s: settings.websocket.ping_interval_s,
+        }
+    }
+}
 
 /// Why a connection loop ended.
 pub enum End {
@@ -53,15 +92,17 @@ pub async fn sync_for_shutdown(session: &crate::session::Session) {
     let _ = tokio::time::timeout(SHUTDOWN_SYNC, session.sync()).await;
 }
 
-pub async fn run<H: FrameHandler>(
-    socket: &mut WebSocket,
-    app: &AppState,
+/// Runs one connection until its client goes, the party is done, the node shuts down or
+/// the connection is kicked (too slow, or replaced by a newer one).
+pub async fn run<S: Socket, H: FrameHandler>(
+    socket: &mut S,
+    timing: Timing,
+    mut shutdown: ShutdownListener,
     attachment: &mut Attachment,
     handler: &mut H,
 ) -> End {
-    let write_timeout = Duration::from_millis(app.settings.limits.write_timeout_ms);
-    let mut shutdown = app.shutdown.listen();
-    let ping_every = app.settings.websocket.ping_interval_s;
+    let write_timeout = timing.write_timeout;
+    let ping_every = timing.ping_every_s;
     let mut ping = tokio::time::interval(Duration::from_secs(ping_every.max(1)));
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.reset();
@@ -96,7 +137,7 @@ pub async fn run<H: FrameHandler>(
                     }
                 }
             }
-            incoming = socket.recv() => {
+            incoming = socket.next() => {
                 last_heard = Instant::now();
                 match incoming {
                     None => return End::Dropped("client went away"),
@@ -155,8 +196,8 @@ fn admitted<H: FrameHandler>(handler: &mut H) -> bool {
 }
 
 /// Writes what is ready right now.
-async fn flush(
-    socket: &mut WebSocket,
+async fn flush<S: Socket>(
+    socket: &mut S,
     attachment: &mut Attachment,
     timeout: Duration,
     label: &'static str,
@@ -167,8 +208,8 @@ async fn flush(
 /// Writes every frame the attachment has ready, in one flush (a burst, such as a replay or
 /// an agent's history, costs one write to the socket rather than one per frame); gives up
 /// after `timeout` (a stuck client must not hold its task). `Ok(false)`: the write failed.
-pub async fn write_ready(
-    socket: &mut WebSocket,
+pub async fn write_ready<S: Socket>(
+    socket: &mut S,
     attachment: &Attachment,
     timeout: Duration,
     label: &'static str,
@@ -212,7 +253,7 @@ pub fn admit(
     })
 }
 
-pub async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+pub async fn close<S: Socket>(socket: &mut S, code: u16, reason: &'static str) {
     let frame = CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),
@@ -228,10 +269,10 @@ pub async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
 /// a moment: closing a socket with unread input makes the kernel send a reset, which can
 /// overtake the close frame, and the client would see a broken connection instead of 1009.
 /// Bounded in time and reads, so a client streaming forever cannot hold the task.
-async fn drain_input(socket: &mut WebSocket) {
+async fn drain_input<S: Socket>(socket: &mut S) {
     let until = Instant::now() + Duration::from_millis(500);
     for _ in 0..256 {
-        match tokio::time::timeout_at(until, socket.recv()).await {
+        match tokio::time::timeout_at(until, socket.next()).await {
             Ok(Some(_)) => continue,
             Ok(None) | Err(_) => return,
         }
