@@ -99,10 +99,6 @@ impl AgentSession {
             .collect()
     }
 
-    pub fn chats(&self) -> Vec<String> {
-        self.lock().chats.keys().cloned().collect()
-    }
-
     /// Whether `id` is new (and remembers it).
     pub fn remember_message(&self, id: &str) -> bool {
         let mut state = self.lock();

@@ -116,7 +116,7 @@ impl Past {
 
     /// The customer's last conversations (cached on the session after the first read).
     pub async fn previous(&self, session: &Session) -> Arc<Vec<PreviousConversation>> {
-        if let Some(cached) = session.with_conversation(|c| c.previous.clone()) {
+        if let Some(cached) = session.with_past(|c| c.previous.clone()) {
             return cached;
         }
         let (Some(identity), Some(store)) = (session.identity(), self.store.as_ref()) else {
@@ -142,7 +142,7 @@ impl Past {
                 r.closed_ms.unwrap_or(r.created_ms),
             ))
         });
-        session.with_conversation(|c| {
+        session.with_past(|c| {
             c.previous = Some(list.clone());
             c.last_agent = last;
         });
@@ -157,7 +157,7 @@ impl Past {
             return None;
         }
         self.previous(session).await;
-        let (agent, at_ms) = session.with_conversation(|c| c.last_agent.clone())?;
+        let (agent, at_ms) = session.with_past(|c| c.last_agent.clone())?;
         let recent = crate::session::now_ms().saturating_sub(at_ms) <= days * 86_400_000;
         recent.then_some(agent)
     }
@@ -197,7 +197,7 @@ pub fn customer_fields(session: &Session, info: &mut crate::protocol::CustomerIn
         return;
     };
     let previous = session
-        .with_conversation(|c| c.previous.clone())
+        .with_past(|c| c.previous.clone())
         .unwrap_or_default();
     info.returning = !previous.is_empty();
     info.previous = previous.as_ref().clone();

@@ -244,10 +244,6 @@ impl Application {
             .unwrap_or(self.state.settings.server.listen)
     }
 
-    pub fn state(&self) -> AppState {
-        self.state.clone()
-    }
-
     /// Serves until `shutdown` resolves, then drains: refuses new sessions, tells connected
     /// customers, waits for connections to end (at most `server.shutdown_timeout_ms`).
     pub async fn run_until_stopped(

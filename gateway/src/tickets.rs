@@ -35,7 +35,7 @@ pub fn offline(app: &AppState, group: &str) -> Option<(&'static str, Option<u64>
 /// Tells the customer nobody of `group` is there; the session stays with the bot.
 pub fn tell_offline(session: &Session, group: &str, reason: &str, next_open_ms: Option<u64>) {
     metrics::counter!(metric::OFFLINE_TOTAL, "reason" => reason.to_string()).increment(1);
-    session.with_conversation(|c| c.offline_group = Some(group.to_string()));
+    session.with_past(|c| c.offline_group = Some(group.to_string()));
     session.record(Speaker::System, &format!("offline {group}: {reason}"), None);
     session.emit(&ServerFrame::Offline {
         reason: reason.to_string(),
@@ -82,7 +82,7 @@ pub async fn leave_message(
         }
     }
     let group = session
-        .with_conversation(|c| c.offline_group.clone())
+        .with_past(|c| c.offline_group.clone())
         .unwrap_or(fallback_group);
     let ticket = NewTicket {
         id: uuid::Uuid::new_v4().simple().to_string(),

@@ -12,7 +12,7 @@ use crate::protocol::{
 };
 use crate::routing;
 use crate::server::AppState;
-use crate::session::{Accepted, Session, SessionState, Speaker};
+use crate::session::{Accepted, Milestone, Session, SessionState, Speaker};
 use crate::telemetry::metric;
 
 pub use super::trigger::Trigger;
@@ -200,7 +200,7 @@ async fn on_message(app: &AppState, session: &Arc<Session>, id: String, text: St
         SessionState::Bot => {
             let handoff = &app.settings.handoff;
             if let Some(level) = complaint_level(handoff, &text) {
-                session.with_conversation(|c| c.complaint_level = c.complaint_level.max(level));
+                session.raise_complaint(level);
                 hand_off(
                     app,
                     session,
@@ -260,7 +260,7 @@ async fn bot_reply(
     let category = top
         .and_then(|m| found.index.entry(&m.id))
         .map(|e| e.category.clone());
-    session.with_conversation(|c| c.last_category = category.clone());
+    session.with_bot(|c| c.last_category = category.clone());
     let decision = outcome.decision;
     metrics::counter!(metric::BOT_ANSWERS_TOTAL, "decision" => decision_label(decision))
         .increment(1);
@@ -269,7 +269,7 @@ async fn bot_reply(
             let Some(entry) = found.index.entry(&best.id) else {
                 return;
             };
-            session.with_conversation(|c| c.unanswered = 0);
+            session.with_bot(|c| c.unanswered = 0);
             app.kb.answered(session, &text, outcome, &entry.id); // kb: figures, misses
             session.offer([entry.id.as_str()]);
             let frame = ServerFrame::BotAnswer {
@@ -294,7 +294,7 @@ async fn bot_reply(
                 })
                 .collect();
             let limit = app.settings.handoff.unanswered_in_a_row;
-            let unanswered = session.with_conversation(|c| {
+            let unanswered = session.with_bot(|c| {
                 c.unanswered += 1;
                 c.suggested = items.iter().map(|i| i.entry_id.clone()).collect();
                 c.unanswered
@@ -339,7 +339,7 @@ fn pick(app: &AppState, session: &Session, entry_id: String) {
         let message = "that knowledge-base entry is no longer available";
         return session.error(ErrorCode::BadField, message, None);
     };
-    session.with_conversation(|c| {
+    session.with_bot(|c| {
         c.unanswered = 0;
         c.last_category = Some(entry.category.clone());
     });
@@ -366,11 +366,10 @@ pub async fn hand_off(
     metrics::counter!(metric::HANDOFFS_TOTAL, "trigger" => trigger.as_str()).increment(1);
     app.kb.handed_off(session, trigger.as_str()); // kb: hand-offs after an answer
     tracing::info!(%group, trigger = trigger.as_str(), level, "handing off to a human");
-    session.record(
-        Speaker::System,
-        &format!("handoff to {group}: {}", trigger.as_str()),
-        None,
-    );
+    session.mark(Milestone::HandedOff {
+        group: group.clone(),
+        trigger: trigger.as_str().to_owned(),
+    });
     if let Some((reason, next_open_ms)) = crate::tickets::offline(app, &group) {
         // Nobody will take it: the bot stays, and the customer may leave a message.
         session.back_to_bot();
@@ -410,7 +409,7 @@ fn group_of_category(app: &AppState, category: &str) -> Option<String> {
 
 fn category_group(app: &AppState, session: &Session) -> String {
     session
-        .with_conversation(|c| c.last_category.clone())
+        .with_bot(|c| c.last_category.clone())
         .and_then(|c| group_of_category(app, &c))
         .unwrap_or_else(|| app.settings.handoff.default_group.clone())
 }

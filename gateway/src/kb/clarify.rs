@@ -18,7 +18,7 @@ pub fn first_miss(app: &AppState, session: &Arc<Session>, reply_to: String) -> b
     if handoff.first_miss != FirstMiss::Clarify {
         return false;
     }
-    let first = session.with_conversation(|c| {
+    let first = session.with_bot(|c| {
         let first = c.unanswered == 0;
         if first {
             c.unanswered = 1;
@@ -46,7 +46,7 @@ pub fn first_miss(app: &AppState, session: &Arc<Session>, reply_to: String) -> b
     };
     metrics::counter!(metric::BOT_CLARIFY_TOTAL).increment(1);
     session.offer(items.iter().map(|i| i.entry_id.as_str()));
-    session.with_conversation(|c| c.suggested = items.iter().map(|i| i.entry_id.clone()).collect());
+    session.with_bot(|c| c.suggested = items.iter().map(|i| i.entry_id.clone()).collect());
     session.record(Speaker::Bot, &text, None);
     session.emit(&ServerFrame::Suggestions {
         reply_to: Some(reply_to),

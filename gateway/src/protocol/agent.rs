@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::TranscriptEntry;
 use super::{cap, parse_frame, Card, ErrorCode, FrameError, Rich, MAX_ID_BYTES};
-use crate::session::TranscriptEntry;
 
 /// Frames an agent sends (`Serialize` only for the redacted `Debug`).
 #[derive(Clone, PartialEq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::session::TranscriptEntry;
+use super::TranscriptEntry;
 
 /// One earlier conversation of the customer, in brief (`customer.previous` of `assigned`).
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -50,7 +50,7 @@ pub struct EarlierConversation {
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct EarlierLine {
     /// `customer`, `bot` or `agent`.
-    pub from: crate::session::Speaker,
+    pub from: super::Speaker,
     pub text: String,
     pub at_ms: u64,
 }

@@ -6,12 +6,14 @@
 mod agent;
 mod continuity;
 mod rich;
+mod transcript;
 
 pub use agent::{parse_agent_frame, AgentFrame, AgentServerFrame, CustomerInfo};
 pub use continuity::{
     EarlierConversation, EarlierLine, PastConversation, PreviousConversation, TicketItem,
 };
 pub use rich::{AttachmentInfo, Card, OrderItem, Rich};
+pub use transcript::{Milestone, Speaker, TranscriptEntry};
 
 use serde::{Deserialize, Serialize};
 

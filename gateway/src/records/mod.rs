@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use crate::journal::Journal;
-use crate::session::{now_ms, Session, SessionState, Sessions, Speaker, TranscriptEntry};
+use crate::session::{
+    now_ms, Milestone, Session, SessionState, Sessions, Speaker, TranscriptEntry,
+};
 use crate::store::Store;
 use crate::telemetry::metric;
 
@@ -140,13 +142,13 @@ fn from_session(
     reason: Option<&str>,
 ) -> ConversationRecord {
     let transcript = session.transcript();
-    let (category, complaint_level, agents, survey, escalations) = session.with_conversation(|c| {
+    let (category, complaint_level, agents, survey, escalations) = session.peek_conversation(|c| {
         (
-            c.last_category.clone(),
+            c.bot.last_category.clone(),
             c.complaint_level,
-            c.agents.clone(),
-            c.survey.clone(),
-            c.escalations,
+            c.service.agents.clone(),
+            c.survey.answer.clone(),
+            c.survey.escalations,
         )
     });
     let facts = TranscriptFacts::of(&transcript, complaint_group);
@@ -221,19 +223,20 @@ impl TranscriptFacts {
         for entry in transcript {
             match entry.from {
                 Speaker::System => {
-                    let group = if let Some(rest) = entry.text.strip_prefix("handoff to ") {
-                        facts.handoff_ms.get_or_insert(entry.at_ms);
-                        rest.split(':').next()
-                    } else if let Some(rest) = entry.text.strip_prefix("transferred to ") {
-                        facts.transfers += 1;
-                        Some(rest)
-                    } else {
-                        if entry.text.starts_with("assigned to ") {
+                    let Some(milestone) = &entry.milestone else {
+                        continue;
+                    };
+                    match milestone {
+                        Milestone::HandedOff { .. } => {
+                            facts.handoff_ms.get_or_insert(entry.at_ms);
+                        }
+                        Milestone::Transferred { .. } => facts.transfers += 1,
+                        Milestone::Assigned { .. } => {
                             facts.assigned_ms.get_or_insert(entry.at_ms);
                         }
-                        None
-                    };
-                    if let Some(group) = group.map(str::trim) {
+                        Milestone::AgentLeft { .. } | Milestone::ClosedByAgent => {}
+                    }
+                    if let Some(group) = milestone.group() {
                         if group == complaint_group {
                             facts.complaint_ms.get_or_insert(entry.at_ms);
                         }

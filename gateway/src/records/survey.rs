@@ -33,13 +33,13 @@ pub fn escalated_level(current: u8) -> u8 {
 /// saves the record.
 pub fn record_answer(session: &Session, score: u8, comment: Option<String>) -> Outcome {
     let comment = comment.filter(|c| !c.trim().is_empty());
-    let outcome = session.with_conversation(|c| {
-        c.survey = Some((score, comment.clone()));
+    let outcome = session.with_survey(|survey, complaint_level| {
+        survey.answer = Some((score, comment.clone()));
         if score >= 4 {
-            c.escalations += 1;
-            c.complaint_level = escalated_level(c.complaint_level);
+            survey.escalations += 1;
+            *complaint_level = escalated_level(*complaint_level);
             Outcome::Complaint {
-                level: c.complaint_level,
+                level: *complaint_level,
             }
         } else {
             Outcome::Resolved

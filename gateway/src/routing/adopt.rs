@@ -11,7 +11,9 @@ use super::{on_assigned, tell_position, NodeEvent};
 use crate::dispatch::{Enqueued, Ticket};
 use crate::journal::Entry;
 use crate::protocol::ServerFrame;
-use crate::session::{rebuild, PendingAgentMessage, Session, SessionLog, SessionState, Speaker};
+use crate::session::{
+    rebuild, Milestone, PendingAgentMessage, Session, SessionLog, SessionState, Speaker,
+};
 use crate::telemetry::metric;
 
 /// Sessions taken back at most after a restart.
@@ -34,7 +36,7 @@ pub async fn adopt(
     }
     match session.state() {
         SessionState::Queued { group } => {
-            let priority = session.with_conversation(|c| c.complaint_level);
+            let priority = session.complaint_level();
             super::enqueue(relay, session, &group, priority).await;
         }
         SessionState::WithAgent { agent, group, .. } => {
@@ -53,7 +55,7 @@ async fn reattach_agent(relay: &Relay, session: &Arc<Session>, agent: String, gr
     let ticket = Ticket {
         session: session.id.to_string(),
         group: group.clone(),
-        priority: session.with_conversation(|c| c.complaint_level),
+        priority: session.complaint_level(),
         node: relay.node_id.clone(),
         enqueued_at_ms: crate::session::now_ms(),
     };
@@ -68,8 +70,8 @@ async fn reattach_agent(relay: &Relay, session: &Arc<Session>, agent: String, gr
             };
             relay.bus.send(&a.agent_node, event).await;
             // The agent has not written yet: its greeting timer died with the old node.
-            if !session.with_conversation(|c| c.agent_replied) {
-                session.with_conversation(|c| c.assigned_at = Some(tokio::time::Instant::now()));
+            if !session.with_service(|c| c.agent_replied) {
+                session.with_service(|c| c.assigned_at = Some(tokio::time::Instant::now()));
                 let name = relay.agent_name(&a.agent);
                 super::start_greeting_timer(relay.clone(), session.clone(), a.agent, name);
             }
@@ -79,7 +81,9 @@ async fn reattach_agent(relay: &Relay, session: &Arc<Session>, agent: String, gr
         Ok(Enqueued::Assigned(a)) => on_assigned(relay, a).await,
         Ok(Enqueued::Queued { group, position }) => {
             session.requeued(&group);
-            session.record(Speaker::System, "agent left: node_restarted", None);
+            session.mark(Milestone::AgentLeft {
+                reason: "node_restarted".into(),
+            });
             session.emit(&ServerFrame::AgentLeft {
                 reason: "node_restarted".into(),
             });
@@ -109,7 +113,7 @@ pub(super) fn deliver_agent_message(
     if session.has_line(Speaker::Agent, &id) {
         return;
     }
-    let (flipped, first) = session.with_conversation(|c| {
+    let (flipped, first) = session.with_service(|c| {
         c.awaiting_since = None;
         c.sla_warned = false;
         let first = !c.agent_replied;

@@ -228,13 +228,13 @@ impl Relay {
             // Messages the agent wrote that the customer's node did not deliver yet are theirs.
             if let AgentServerFrame::Assigned { history, .. } = &mut frame {
                 for m in &rebuilt.undelivered {
-                    history.push(crate::session::TranscriptEntry {
-                        from: crate::session::Speaker::Agent,
-                        text: crate::mask::mask_text(&m.text).into_owned(),
-                        at_ms: crate::session::now_ms(),
-                        id: Some(m.id.clone()),
-                        rich: m.rich.clone(),
-                    });
+                    history.push(crate::session::TranscriptEntry::said(
+                        crate::session::Speaker::Agent,
+                        &crate::mask::mask_text(&m.text),
+                        crate::session::now_ms(),
+                        Some(m.id.clone()),
+                        m.rich.clone(),
+                    ));
                 }
             }
             agent.outbox.emit(&frame.masked());

@@ -22,12 +22,12 @@ pub use adopt::{adopt, restore_logged, take_orphans};
 pub use bus::{Bus, CustomerEvent, NodeEvent};
 pub use periodic::tick;
 use positions::tell_position;
-pub use relay::{Capacity, Parts, Relay};
+pub use relay::{Parts, Relay};
 
 use crate::dispatch::{Assignment, DispatchError, Enqueued, Ticket};
 use crate::mask::mask_text;
 use crate::protocol::{AgentServerFrame, CustomerInfo, ErrorCode, Lang, ServerFrame};
-use crate::session::{Session, SessionState, Speaker, TranscriptEntry};
+use crate::session::{Milestone, Session, SessionState, Speaker, TranscriptEntry};
 use crate::telemetry::metric;
 
 /// Tries of an enqueue that failed on the way to Redis. The script is idempotent (a known
@@ -122,11 +122,10 @@ async fn on_assigned(relay: &Relay, a: Assignment) {
     let name = relay.agent_name(&a.agent);
     metrics::histogram!(metric::QUEUE_WAIT_SECONDS).record(a.waited_ms as f64 / 1000.0);
     session.assigned(&a.agent, &a.group, &a.agent_node);
-    session.record(
-        Speaker::System,
-        &format!("assigned to {name} ({})", a.group),
-        None,
-    );
+    session.mark(Milestone::Assigned {
+        name: name.clone(),
+        group: a.group.clone(),
+    });
     session.emit(&ServerFrame::AgentJoined { name: name.clone() });
     relay.past.previous(&session).await;
     let frame = assigned_frame(&session, &a.group, a.waited_ms, false);
@@ -153,7 +152,7 @@ pub(crate) fn assigned_frame(
             .map(|v| mask_text(v).into_owned()),
         channel: session.channel,
         lang: session.lang,
-        complaint_level: session.with_conversation(|c| c.complaint_level),
+        complaint_level: session.complaint_level(),
         returning: false,
         previous: Vec::new(),
         name: None,
@@ -232,7 +231,7 @@ fn start_greeting_timer(relay: Relay, session: Arc<Session>, agent: String, name
         let still_theirs =
             matches!(session.state(), SessionState::WithAgent { agent: ref a, .. } if *a == agent);
         let due = still_theirs
-            && session.with_conversation(|c| !std::mem::replace(&mut c.agent_replied, true));
+            && session.with_service(|c| !std::mem::replace(&mut c.agent_replied, true));
         if !due {
             return;
         }
@@ -283,7 +282,9 @@ async fn on_requeued(relay: &Relay, ticket: Ticket, reason: &str) {
         return;
     };
     session.requeued(&ticket.group);
-    session.record(Speaker::System, &format!("agent left: {reason}"), None);
+    session.mark(Milestone::AgentLeft {
+        reason: reason.to_string(),
+    });
     session.emit(&ServerFrame::AgentLeft {
         reason: reason.to_string(),
     });
@@ -331,7 +332,7 @@ async fn on_customer_event(relay: &Relay, session_id: &str, event: CustomerEvent
             session.emit_ephemeral(&ServerFrame::Typing {});
         }
         CustomerEvent::ChatClosed { agent } if agent_now.as_deref() == Some(&agent) => {
-            session.record(Speaker::System, "chat closed by the agent", None);
+            session.mark(Milestone::ClosedByAgent);
             session.agent_closed();
             session.emit(&ServerFrame::Closed {
                 reason: "agent_closed".into(),
@@ -349,7 +350,9 @@ async fn on_customer_event(relay: &Relay, session_id: &str, event: CustomerEvent
             group,
             position,
         } if agent_now.as_deref() == Some(&agent) => {
-            session.record(Speaker::System, &format!("transferred to {group}"), None);
+            session.mark(Milestone::Transferred {
+                group: group.clone(),
+            });
             session.transferred(&group);
             session.emit(&ServerFrame::Handoff {
                 group: group.clone(),
@@ -384,7 +387,7 @@ pub async fn forward_to_agent(
         return;
     };
     if matches!(frame, AgentServerFrame::Message { .. }) {
-        session.with_conversation(|c| {
+        session.with_service(|c| {
             c.awaiting_since.get_or_insert_with(Instant::now);
         });
     }

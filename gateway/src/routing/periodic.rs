@@ -103,7 +103,7 @@ async fn check_sla(relay: &Relay) {
         if n % SCAN_BATCH == SCAN_BATCH - 1 {
             tokio::task::yield_now().await;
         }
-        let due = session.with_state_and_conversation(|state, c| {
+        let due = session.with_state_and_service(|state, c| {
             let SessionState::WithAgent {
                 agent, agent_node, ..
             } = state

@@ -36,7 +36,7 @@ pub(super) fn tell_position(
     group: &str,
     position: usize,
 ) -> bool {
-    let changed = session.with_conversation(|c| {
+    let changed = session.with_service(|c| {
         let since = c.position_told_at.map_or(Duration::MAX, |at| at.elapsed());
         let tell = worth_telling(c.last_position, since, position);
         if tell {

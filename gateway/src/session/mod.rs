@@ -3,6 +3,7 @@
 //! A session outlives its socket: its frames go through an [`Outbox`] (numbered, replayable,
 //! bounded), so a customer who reconnects within the grace period resumes where they were.
 
+mod conversation;
 mod rebuild;
 mod registry;
 pub mod token;
@@ -10,6 +11,7 @@ mod transitions;
 
 pub use rebuild::{rebuild, PendingAgentMessage, RebuildError, Rebuilt};
 
+pub use conversation::{BotMemory, Conversation, PastFacts, Service, SurveyFacts};
 pub use registry::{Fresh, Resolved, Sessions};
 
 use std::collections::{HashSet, VecDeque};
@@ -23,6 +25,7 @@ use crate::limits::{FrameBudget, FrameVerdict, RateLimiter};
 pub use crate::outbox::Attachment;
 use crate::outbox::Outbox;
 use crate::protocol::{Channel, ErrorCode, Lang, ServerFrame};
+pub use crate::protocol::{Milestone, Speaker, TranscriptEntry};
 use crate::telemetry::metric;
 
 /// Where a session is in its life. The bot, routing and survey extend the middle states.
@@ -46,32 +49,6 @@ pub enum SessionState {
     /// Over; the session is about to be forgotten.
     Closed { reason: String },
 }
-
-/// Who said something in a transcript.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Speaker {
-    Customer,
-    Bot,
-    Agent,
-    System,
-}
-
-/// One line of what was said, kept for the agent who takes over and for the records.
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
-pub struct TranscriptEntry {
-    pub from: Speaker,
-    pub text: String,
-    pub at_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// An attachment or a card said with the line (its links are not kept, see
-    /// `attachments::links`).
-    #[serde(flatten, default)]
-    pub rich: crate::protocol::Rich,
-}
-
-crate::redacted_debug!(TranscriptEntry);
 
 /// How a customer message was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,45 +120,6 @@ struct Inner {
     typing_sent_at: Option<Instant>,
     limits: SessionLimits,
     conversation: Conversation,
-}
-
-/// What the bot remembers of the conversation to decide when to hand off, and where.
-#[derive(Debug, Clone, Default)]
-pub struct Conversation {
-    /// Questions in a row the bot could not answer.
-    pub unanswered: u32,
-    /// Knowledge-base category of the last question's best match (picks the skill group).
-    pub last_category: Option<String>,
-    /// Entry ids offered in the last suggestions.
-    pub suggested: Vec<String>,
-    /// Entry ids the bot offered in this session (bounded, oldest forgotten first).
-    pub offered: VecDeque<String>,
-    /// Highest complaint level heard (0: none).
-    pub complaint_level: u8,
-    /// Queue position last told to the customer, and when.
-    pub last_position: Option<usize>,
-    pub position_told_at: Option<Instant>,
-    /// When the current agent was assigned.
-    pub assigned_at: Option<Instant>,
-    /// Whether the current agent has written (or the auto greeting went out for them).
-    pub agent_replied: bool,
-    /// The oldest customer message the agent has not answered yet.
-    pub awaiting_since: Option<Instant>,
-    /// Whether `sla_warning` went out for the current wait.
-    pub sla_warned: bool,
-    /// Agent ids that served this conversation, in order (for the stored record).
-    pub agents: Vec<String>,
-    /// The last survey answer: score 1-5 and comment.
-    pub survey: Option<(u8, Option<String>)>,
-    /// Times a survey answer of 4-5 reopened the chat as a complaint.
-    pub escalations: u32,
-    /// The identified customer's earlier conversations, read once for the agent.
-    pub previous: Option<Arc<Vec<crate::protocol::PreviousConversation>>>,
-    /// The group that was offline when the customer asked for it (their left message goes
-    /// there).
-    pub offline_group: Option<String>,
-    /// The agent id of the customer's last earlier conversation and when it ended.
-    pub last_agent: Option<(String, u64)>,
 }
 
 /// Typing notices forwarded per chat and direction at most this often.
@@ -321,14 +259,11 @@ impl Session {
         f(&self.lock().state)
     }
 
-    /// The state and the conversation under one lock (for the SLA scan).
-    pub fn with_state_and_conversation<R>(
-        &self,
-        f: impl FnOnce(&SessionState, &mut Conversation) -> R,
-    ) -> R {
+    /// The state and the service's bookkeeping under one lock (for the SLA scan).
+    pub fn with_state_and_service<R>(&self, f: impl FnOnce(&SessionState, &mut Service) -> R) -> R {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        f(&inner.state, &mut inner.conversation)
+        f(&inner.state, &mut inner.conversation.service)
     }
 
     /// Changes the state (and the facts that go with it) in one step, logged once; only the
@@ -340,8 +275,8 @@ impl Session {
         self.log_state(inner);
     }
 
-    /// Writes the state and the lasting facts of the conversation to the log (after a
-    /// change made through [`Session::with_conversation`] that must survive the node).
+    /// Writes the state and the lasting facts of the conversation to the log (after a change
+    /// made through one of the conversation's accessors that must survive the node).
     pub fn checkpoint(&self) {
         let inner = self.lock();
         self.log_state(&inner);
@@ -351,14 +286,14 @@ impl Session {
         if let Some(log) = &self.log {
             let c = &inner.conversation;
             let facts = Facts {
-                unanswered: c.unanswered,
-                last_category: c.last_category.clone(),
-                offered: c.offered.iter().cloned().collect(),
+                unanswered: c.bot.unanswered,
+                last_category: c.bot.last_category.clone(),
+                offered: c.bot.offered.iter().cloned().collect(),
                 complaint_level: c.complaint_level,
-                agents: c.agents.clone(),
-                survey: c.survey.clone(),
-                escalations: c.escalations,
-                agent_replied: c.agent_replied,
+                agents: c.service.agents.clone(),
+                survey: c.survey.answer.clone(),
+                escalations: c.survey.escalations,
+                agent_replied: c.service.agent_replied,
             };
             let entry = Entry::State {
                 state: inner.state.clone(),
@@ -428,13 +363,9 @@ impl Session {
         rich: crate::protocol::Rich,
     ) -> u64 {
         let mut inner = self.lock();
-        let line = inner.has_room(text).then(|| TranscriptEntry {
-            from,
-            text: text.to_string(),
-            at_ms: now_ms(),
-            id,
-            rich,
-        });
+        let line = inner
+            .has_room(text)
+            .then(|| TranscriptEntry::said(from, text, now_ms(), id, rich));
         if line.is_none() {
             metrics::counter!(metric::TRANSCRIPT_FULL_TOTAL).increment(1);
         }
@@ -561,13 +492,13 @@ impl Session {
                 inner.seen_ids.remove(&old);
             }
         }
-        let line = TranscriptEntry {
-            from: Speaker::Customer,
-            text: text.to_string(),
-            at_ms: now_ms(),
-            id: Some(id.to_string()),
+        let line = TranscriptEntry::said(
+            Speaker::Customer,
+            text,
+            now_ms(),
+            Some(id.to_string()),
             rich,
-        };
+        );
         self.log_line(&line);
         inner.push(line);
         Accepted::New
@@ -587,18 +518,22 @@ impl Session {
         id: Option<String>,
         rich: crate::protocol::Rich,
     ) {
+        self.keep_line(TranscriptEntry::said(from, text, now_ms(), id, rich));
+    }
+
+    /// Records a milestone of the chat as its system line.
+    pub fn mark(&self, milestone: Milestone) {
+        self.keep_line(TranscriptEntry::marking(milestone, now_ms()));
+    }
+
+    /// Keeps `line` in the transcript and the durable log (if the transcript has room).
+    fn keep_line(&self, line: TranscriptEntry) {
+        // Under the lock: lines reach the log in the transcript's order.
         let mut inner = self.lock();
-        if !inner.has_room(text) {
+        if !inner.has_room(&line.text) {
             metrics::counter!(metric::TRANSCRIPT_FULL_TOTAL).increment(1);
             return;
         }
-        let line = TranscriptEntry {
-            from,
-            text: text.to_string(),
-            at_ms: now_ms(),
-            id,
-            rich,
-        };
         self.log_line(&line);
         inner.push(line);
     }
@@ -606,7 +541,7 @@ impl Session {
     /// Remembers entry ids the bot just offered (an answer or suggestions).
     pub fn offer<'a>(&self, entry_ids: impl IntoIterator<Item = &'a str>) {
         let mut inner = self.lock();
-        let offered = &mut inner.conversation.offered;
+        let offered = &mut inner.conversation.bot.offered;
         for id in entry_ids {
             if !offered.iter().any(|o| o == id) {
                 offered.push_back(id.to_string());
@@ -621,16 +556,13 @@ impl Session {
     pub fn was_offered(&self, entry_id: &str) -> bool {
         self.lock()
             .conversation
+            .bot
             .offered
             .iter()
             .any(|o| o == entry_id)
     }
 
     /// Reads or updates what the bot remembers.
-    pub fn with_conversation<R>(&self, f: impl FnOnce(&mut Conversation) -> R) -> R {
-        f(&mut self.lock().conversation)
-    }
-
     /// Whether a line with this `id` said by `from` is in the transcript (an agent message
     /// delivered before a rebuild).
     pub fn has_line(&self, from: Speaker, id: &str) -> bool {

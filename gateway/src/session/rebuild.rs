@@ -7,8 +7,8 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use super::{
-    token, Conversation, Inner, Session, SessionLimits, SessionLog, SessionState, Speaker,
-    TranscriptEntry,
+    token, BotMemory, Conversation, Inner, Service, Session, SessionLimits, SessionLog,
+    SessionState, Speaker, SurveyFacts, TranscriptEntry,
 };
 use crate::journal::{Entry, Facts};
 use crate::limits::{FrameBudget, RateLimiter};
@@ -138,14 +138,22 @@ pub fn rebuild(
     let outbox = Outbox::with_log(limits.replay_frames, log.journal.is_durable());
     outbox.restore(frames.into_iter().collect(), last_seq);
     let conversation = Conversation {
-        unanswered: facts.unanswered,
-        last_category: facts.last_category,
-        offered: facts.offered.into_iter().collect(),
+        bot: BotMemory {
+            unanswered: facts.unanswered,
+            last_category: facts.last_category,
+            offered: facts.offered.into_iter().collect(),
+            ..BotMemory::default()
+        },
+        service: Service {
+            agents: facts.agents,
+            agent_replied: facts.agent_replied || !matches!(state, SessionState::WithAgent { .. }),
+            ..Service::default()
+        },
+        survey: SurveyFacts {
+            answer: facts.survey,
+            escalations: facts.escalations,
+        },
         complaint_level: facts.complaint_level,
-        agents: facts.agents,
-        survey: facts.survey,
-        escalations: facts.escalations,
-        agent_replied: facts.agent_replied || !matches!(state, SessionState::WithAgent { .. }),
         ..Conversation::default()
     };
     let transcript_bytes = transcript.iter().map(super::line_bytes).sum();

@@ -60,13 +60,7 @@ fn limits() -> SessionLimits {
 
 fn line(from: Speaker, text: &str, id: Option<&str>) -> Entry {
     Entry::Line {
-        line: TranscriptEntry {
-            from,
-            text: text.into(),
-            at_ms: 1,
-            id: id.map(str::to_string),
-            rich: Default::default(),
-        },
+        line: TranscriptEntry::said(from, text, 1, id.map(str::to_string), Default::default()),
     }
 }
 
@@ -106,13 +100,13 @@ fn logged(token: &str) -> Vec<Entry> {
         Entry::Frame {
             seq: 3,
             text: r#"{"seq":3,"type":"message","id":"a1"}"#.into(),
-            line: Some(TranscriptEntry {
-                from: Speaker::Agent,
-                text: "on its way".into(),
-                at_ms: 1,
-                id: Some("a1".into()),
-                rich: Default::default(),
-            }),
+            line: Some(TranscriptEntry::said(
+                Speaker::Agent,
+                "on its way",
+                1,
+                Some("a1".into()),
+                Default::default(),
+            )),
         },
         // Delivered already (a line with its id) and one the old owner never delivered.
         Entry::AgentMessage {
@@ -148,7 +142,7 @@ fn a_log_folds_back_into_the_session() {
     assert_eq!(s.channel, Channel::App);
     assert_eq!(s.created_ms, 42);
     assert!(matches!(s.state(), SessionState::WithAgent { ref agent, .. } if agent == "a01"));
-    assert_eq!(s.with_conversation(|c| c.complaint_level), 2);
+    assert_eq!(s.complaint_level(), 2);
     assert_eq!(s.last_seq(), 3);
     assert_eq!(s.transcript().len(), 2);
     // The customer's message id is known: a re-send is a duplicate.

@@ -33,12 +33,12 @@ impl Session {
     /// clock starts, and the agent joins the conversation's list.
     pub fn assigned(&self, agent: &str, group: &str, agent_node: &str) {
         self.transition(|state, c| {
-            c.last_position = None;
-            c.assigned_at = Some(Instant::now());
-            c.agent_replied = false;
-            c.sla_warned = false;
-            c.awaiting_since = None;
-            c.agents.push(agent.to_string());
+            c.service.last_position = None;
+            c.service.assigned_at = Some(Instant::now());
+            c.service.agent_replied = false;
+            c.service.sla_warned = false;
+            c.service.awaiting_since = None;
+            c.service.agents.push(agent.to_string());
             *state = SessionState::WithAgent {
                 agent: agent.to_string(),
                 group: group.to_string(),
@@ -106,7 +106,7 @@ impl Session {
 
     fn queued_for(&self, group: &str) {
         self.transition(|state, c| {
-            c.last_position = None;
+            c.service.last_position = None;
             *state = SessionState::Queued {
                 group: group.to_string(),
             };

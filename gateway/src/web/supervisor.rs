@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use crate::server::AppState;
-use crate::session::{now_ms, SessionState, Speaker};
+use crate::session::{now_ms, Milestone, SessionState};
 
 /// The whole report, as JSON.
 pub async fn report(state: &AppState) -> Result<Value, crate::dispatch::DispatchError> {
@@ -100,7 +100,7 @@ fn oldest_waits(state: &AppState) -> BTreeMap<String, u64> {
             .transcript()
             .iter()
             .rev()
-            .find(|e| e.from == Speaker::System && entered_queue(&e.text))
+            .find(|e| e.milestone.as_ref().is_some_and(Milestone::enters_queue))
             .map(|e| e.at_ms);
         if let Some(since) = since {
             let waited = now.saturating_sub(since) / 1000;
@@ -109,12 +109,6 @@ fn oldest_waits(state: &AppState) -> BTreeMap<String, u64> {
         }
     }
     oldest
-}
-
-fn entered_queue(text: &str) -> bool {
-    ["handoff to ", "transferred to ", "agent left"]
-        .iter()
-        .any(|p| text.starts_with(p))
 }
 
 /// Greeting, first-response and hand-off figures.

@@ -367,13 +367,13 @@ pub fn record(id: &str, created_ms: u64, visitor: &str) -> ConversationRecord {
         escalated: false,
         transfers: 0,
         greeting_sla_met: Some(true),
-        transcript: vec![TranscriptEntry {
-            from: Speaker::Customer,
-            text: format!("订单 {id} 到哪了"),
-            at_ms: created_ms,
-            id: Some("c-1".into()),
-            rich: Default::default(),
-        }],
+        transcript: vec![TranscriptEntry::said(
+            Speaker::Customer,
+            &format!("订单 {id} 到哪了"),
+            created_ms,
+            Some("c-1".into()),
+            Default::default(),
+        )],
     }
 }
 
