@@ -17,12 +17,13 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use faq_index::{Entry, Index, KnowledgeBase, Outcome, Thresholds};
 use tokio::sync::Semaphore;
 
 use crate::config::KbSettings;
+use crate::files::{Fingerprint, Watched};
 use crate::telemetry::metric;
 
 #[derive(Debug, thiserror::Error)]
@@ -142,18 +143,16 @@ pub struct Bot {
     permits: Arc<Semaphore>,
     timeout: Duration,
     cache_entries: usize,
-    /// Fingerprint of the KB files when last loaded, to notice edits.
-    fingerprint: Mutex<Option<Fingerprint>>,
+    /// The KB files as last loaded, to notice edits.
+    watched: Watched,
     /// The edits kept in the store, applied over the files at every build.
     overlay: Mutex<Arc<Overlay>>,
 }
 
-pub(crate) type Fingerprint = (usize, Option<SystemTime>);
-
 impl Bot {
     /// Loads and indexes the knowledge base (at start: blocking is fine here).
     pub fn load(settings: &KbSettings) -> Result<Bot, BotError> {
-        let path = crate::config::resolve_path(&settings.path);
+        let path = crate::files::resolve_path(&settings.path);
         let thresholds = Thresholds {
             answer: settings.answer,
             suggest: settings.suggest,
@@ -170,7 +169,7 @@ impl Bot {
             })),
             overlay: Mutex::new(Arc::new(Overlay::default())),
             cache_entries,
-            fingerprint: Mutex::new(fingerprint(&path)),
+            watched: Watched::new(path.clone()),
             path,
             thresholds,
             permits: Arc::new(Semaphore::new(settings.search_concurrency.max(1))),
@@ -246,15 +245,14 @@ impl Bot {
         let overlay = self.overlay();
         match self.rebuild(overlay).await {
             Ok((entries, print)) => {
-                *self.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) = print;
+                self.watched.saw(print);
                 metrics::counter!(metric::KB_RELOADS_TOTAL, "result" => "ok").increment(1);
                 tracing::info!(path = %self.path.display(), entries, "knowledge base reloaded");
                 Ok(entries)
             }
             Err(err) => {
                 // Remember the bad version so the watcher does not retry it every tick.
-                *self.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) =
-                    fingerprint(&self.path);
+                self.watched.saw(self.watched.now().await);
                 metrics::counter!(metric::KB_RELOADS_TOTAL, "result" => "refused").increment(1);
                 tracing::error!(error = %err, "new knowledge base refused; keeping the old one");
                 Err(err)
@@ -280,7 +278,7 @@ impl Bot {
         let thresholds = self.thresholds;
         let edits = overlay.clone();
         let ((index, entries), print) = tokio::task::spawn_blocking(move || {
-            let print = fingerprint(&path);
+            let print = crate::files::fingerprint(&path);
             build(&path, thresholds, &edits).map(|built| (built, print))
         })
         .await
@@ -299,13 +297,8 @@ impl Bot {
 
     /// Reloads when the KB files changed since the last load.
     pub async fn reload_if_changed(&self) {
-        let path = self.path.clone();
-        let now = tokio::task::spawn_blocking(move || fingerprint(&path))
-            .await
-            .ok()
-            .flatten();
-        let changed = *self.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) != now;
-        if changed && now.is_some() {
+        let now = self.watched.now().await;
+        if self.watched.differs(&now) && now.is_some() {
             let _ = self.reload().await;
         }
     }
@@ -335,22 +328,6 @@ fn build(
         source,
     })?;
     Ok((index, kb.len()))
-}
-
-/// Number of files and the newest modification time under `path`.
-pub(crate) fn fingerprint(path: &Path) -> Option<Fingerprint> {
-    let meta = std::fs::metadata(path).ok()?;
-    if !meta.is_dir() {
-        return Some((1, meta.modified().ok()));
-    }
-    let mut count = 0;
-    let mut newest = meta.modified().ok();
-    for entry in std::fs::read_dir(path).ok()?.flatten() {
-        count += 1;
-        let modified = entry.metadata().ok().and_then(|m| m.modified().ok());
-        newest = newest.max(modified);
-    }
-    Some((count, newest))
 }
 
 #[cfg(test)]

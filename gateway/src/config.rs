@@ -232,28 +232,7 @@ impl GreetingSettings {
     }
 }
 
-/// A secret string that never prints (Debug shows its length only).
-#[derive(Clone, Default, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Secret({} chars)", self.0.len())
-    }
-}
+pub use crate::redact::Secret;
 
 pub mod sign_in;
 mod validate;
@@ -340,20 +319,6 @@ impl Settings {
             })?;
         settings.validate(&origins)?;
         Ok(settings)
-    }
-}
-
-/// A relative path is tried from the working directory, then from the source tree, so the
-/// bundled files (knowledge base, roster) are found wherever the binary runs from.
-pub fn resolve_path(path: &Path) -> std::path::PathBuf {
-    if path.is_absolute() || path.exists() {
-        return path.to_path_buf();
-    }
-    let from_source = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
-    if from_source.exists() {
-        from_source
-    } else {
-        path.to_path_buf()
     }
 }
 

@@ -15,7 +15,7 @@ use blake2::digest::Mac;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Secret;
+use crate::redact::Secret;
 use crate::store::KeyRing;
 
 /// Environment variable holding the shared secret (takes precedence over `secret_file`).
@@ -108,7 +108,7 @@ impl Verifier {
             Some(s) => s.expose().as_bytes().to_vec(),
             None if settings.secret_file.as_os_str().is_empty() => return Ok(None),
             None => {
-                let path = crate::config::resolve_path(&settings.secret_file);
+                let path = crate::files::resolve_path(&settings.secret_file);
                 let text =
                     std::fs::read_to_string(&path).map_err(|source| IdentityError::Read {
                         path: path.display().to_string(),

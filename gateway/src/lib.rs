@@ -37,6 +37,7 @@ pub(crate) mod connection;
 pub(crate) mod continuity;
 pub(crate) mod customer;
 pub mod dispatch;
+pub(crate) mod files;
 pub(crate) mod guard;
 pub(crate) mod hours;
 pub(crate) mod identity;

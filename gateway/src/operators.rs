@@ -110,7 +110,7 @@ impl Operators {
             return Ok(Self::default());
         }
         let given = path;
-        let path = crate::config::resolve_path(path);
+        let path = crate::files::resolve_path(path);
         if !path.exists() && given == Path::new(DEFAULT_FILE) {
             // The default roster is optional (a binary run away from its source tree): only
             // the break-glass token then opens the admin API. A roster named on purpose must

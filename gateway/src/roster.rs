@@ -6,13 +6,14 @@
 //! against that agent's hash.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
+use crate::files::Watched;
 use crate::signin::RosterKeys;
 use crate::telemetry::metric;
 
@@ -174,7 +175,8 @@ pub struct RosterStore {
     verifying: Arc<Semaphore>,
     /// Admission to `verifying`: bounds the sign-ins waiting for a worker.
     queue: Arc<Semaphore>,
-    fingerprint: Mutex<Option<crate::bot::Fingerprint>>,
+    /// The roster file as last loaded, to notice edits.
+    watched: Watched,
     keys: RosterKeys,
 }
 
@@ -183,12 +185,12 @@ impl RosterStore {
     /// `queue` bounds the sign-ins allowed to wait or run at once (`limits.sign_in_queue`).
     /// `keys` opens enrolled entries' `totp`, now and on every reload.
     pub fn load(path: &Path, queue: usize, keys: RosterKeys) -> Result<RosterStore, RosterError> {
-        let path = crate::config::resolve_path(path);
+        let path = crate::files::resolve_path(path);
         let roster = Roster::load(&path, &keys)?;
         tracing::info!(path = %path.display(), agents = roster.agents.len(), "agent roster loaded");
         Ok(RosterStore {
             current: RwLock::new(Arc::new(roster)),
-            fingerprint: Mutex::new(crate::bot::fingerprint(&path)),
+            watched: Watched::new(path.clone()),
             path,
             verifying: Arc::new(Semaphore::new(VERIFY_WORKERS)),
             queue: Arc::new(Semaphore::new(queue.max(1))),
@@ -236,21 +238,17 @@ impl RosterStore {
 
     /// Reloads when the file changed; a bad file is refused and the old roster kept.
     pub async fn reload_if_changed(&self) {
+        let print = self.watched.now().await;
+        if !self.watched.differs(&print) {
+            return;
+        }
+        self.watched.saw(print);
         let path = self.path.clone();
         let keys = self.keys.clone();
-        let Ok((print, loaded)) = tokio::task::spawn_blocking(move || {
-            let print = crate::bot::fingerprint(&path);
-            (print, Roster::load(&path, &keys))
-        })
-        .await
+        let Ok(loaded) = tokio::task::spawn_blocking(move || Roster::load(&path, &keys)).await
         else {
             return;
         };
-        let mut last = self.fingerprint.lock().unwrap_or_else(|e| e.into_inner());
-        if *last == print {
-            return;
-        }
-        *last = print;
         match loaded {
             Ok(roster) => {
                 tracing::info!(agents = roster.agents.len(), "agent roster reloaded");

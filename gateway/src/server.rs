@@ -256,10 +256,10 @@ impl Application {
         let events = tokio::spawn(run_events(state.clone(), self.events));
         if state.journal.is_shared() {
             // What this node's id held before a restart comes back here first.
-            routing::take_orphans(&state.relay, true).await;
+            state.relay.take_orphans(true).await;
         } else {
             // One node with its log in the store: take back what was live before a restart.
-            routing::restore_logged(&state.relay).await;
+            state.relay.restore_logged().await;
         }
         let app = router(state.clone());
         state.ready.store(true, Ordering::Release);
@@ -389,7 +389,7 @@ async fn run_events(state: AppState, mut events: tokio::sync::mpsc::Receiver<Nod
     while let Some(event) = events.recv().await {
         let kind = event.kind();
         let started = std::time::Instant::now();
-        routing::handle(&state.relay, event).await;
+        state.relay.handle(event).await;
         metrics::histogram!(metric::NODE_EVENT_SECONDS, "kind" => kind)
             .record(started.elapsed().as_secs_f64());
     }
@@ -419,12 +419,12 @@ async fn run_chores(state: AppState) {
         }
         if n.is_multiple_of(3) && state.journal.is_shared() {
             let app = state.clone();
-            tokio::spawn(async move { routing::take_orphans(&app.relay, false).await });
+            tokio::spawn(async move { app.relay.take_orphans(false).await });
         }
         for session in state.sessions.reap_expired() {
-            routing::end_chat(&state.relay, &session, "expired", false).await;
+            state.relay.end_chat(&session, "expired", false).await;
         }
-        routing::tick(&state.relay).await;
+        state.relay.tick().await;
         state.agents.reap(Duration::from_millis(
             state.settings.dispatch.agent_grace_ms,
         ));

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use crate::agent::AgentSession;
 use crate::hours::Open;
-use crate::protocol::{AgentServerFrame, ErrorCode, ServerFrame, TicketItem};
+use crate::protocol::{AgentServerFrame, ErrorCode, Rich, ServerFrame, TicketItem};
 use crate::server::AppState;
-use crate::session::{now_ms, Accepted, Session, Speaker};
+use crate::session::{now_ms, Session, Speaker};
 use crate::store::{NewTicket, TicketRow};
 use crate::telemetry::metric;
 
@@ -63,23 +63,8 @@ pub async fn leave_message(
         let message = "messages cannot be left here (no store); try again later";
         return session.error(ErrorCode::Internal, message, Some(id));
     };
-    match session.accept_customer_message(&id, &text) {
-        Accepted::New => {}
-        Accepted::Duplicate => {
-            session.emit(&ServerFrame::Ack {
-                id,
-                duplicate: true,
-            });
-            return;
-        }
-        Accepted::RateLimited => {
-            let message = "too many messages; slow down";
-            return session.error(ErrorCode::RateLimited, message, Some(id));
-        }
-        Accepted::TranscriptFull => {
-            let message = "this chat is full; start a new one";
-            return session.error(ErrorCode::TranscriptFull, message, Some(id));
-        }
+    if !session.take_in(&id, &text, Rich::default()) {
+        return;
     }
     let group = session
         .with_past(|c| c.offline_group.clone())

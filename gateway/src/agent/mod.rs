@@ -207,24 +207,12 @@ impl FrameHandler for AgentHandler {
         None
     }
 
-    fn on_binary(&mut self) {
-        self.agent.error(
-            ErrorCode::BinaryNotSupported,
-            "binary frames are not supported; send JSON text frames",
-            None,
-        );
+    fn tell(&mut self, code: ErrorCode, message: &'static str) {
+        self.agent.error(code, message, None);
     }
 
     fn take_frame(&mut self) -> FrameVerdict {
         self.agent.take_frame()
-    }
-
-    fn over_budget(&mut self) {
-        self.agent.error(
-            ErrorCode::RateLimited,
-            "too many frames; frames are being dropped, slow down",
-            None,
-        );
     }
 
     async fn on_shutdown(&mut self) -> Option<u64> {

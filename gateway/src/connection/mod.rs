@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use crate::limits::FrameVerdict;
 use crate::outbox::{Attachment, Kicked};
+use crate::protocol::ErrorCode;
 use crate::server::AppState;
 use crate::shutdown::ShutdownListener;
 use crate::telemetry::metric;
@@ -69,12 +70,24 @@ pub trait FrameHandler {
     const SOCKET: &'static str;
     /// A text frame; `Some(reason)` ends the session.
     fn on_text(&mut self, text: &str) -> impl std::future::Future<Output = Option<String>> + Send;
-    /// A binary frame (not part of the protocol).
-    fn on_binary(&mut self);
+    /// Tells the client what was wrong with what it sent (an `error` frame).
+    fn tell(&mut self, code: ErrorCode, message: &'static str);
+    /// A binary frame: not part of the protocol.
+    fn on_binary(&mut self) {
+        self.tell(
+            ErrorCode::BinaryNotSupported,
+            "binary frames are not supported; send JSON text frames",
+        );
+    }
     /// Counts one inbound frame (of any kind) against the party's frame budget.
     fn take_frame(&mut self) -> FrameVerdict;
     /// A frame was dropped over budget: tell the client `rate_limited`.
-    fn over_budget(&mut self);
+    fn over_budget(&mut self) {
+        self.tell(
+            ErrorCode::RateLimited,
+            "too many frames; frames are being dropped, slow down",
+        );
+    }
     /// The node is shutting down: say goodbye through the outbox. With a durable log the
     /// party resumes elsewhere: the answer is then the last `seq` it may have seen, and the
     /// loop tells it `reconnect` and closes with 1012 (service restart).

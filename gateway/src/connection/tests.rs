@@ -109,13 +109,14 @@ impl FrameHandler for Recorder {
         self.texts.push(text.to_owned());
         (text == "bye").then(|| "done".to_owned())
     }
-    fn on_binary(&mut self) {
-        self.binaries += 1;
+    fn tell(&mut self, code: ErrorCode, _: &'static str) {
+        if code == ErrorCode::BinaryNotSupported {
+            self.binaries += 1;
+        }
     }
     fn take_frame(&mut self) -> FrameVerdict {
         FrameVerdict::Handle
     }
-    fn over_budget(&mut self) {}
     async fn on_shutdown(&mut self) -> Option<u64> {
         self.resume_at
     }

@@ -10,9 +10,8 @@ use crate::mask::mask_text;
 use crate::protocol::{
     parse_customer_frame, AgentServerFrame, CustomerFrame, ErrorCode, Rich, ServerFrame, Suggestion,
 };
-use crate::routing;
 use crate::server::AppState;
-use crate::session::{Accepted, Milestone, Session, SessionState, Speaker};
+use crate::session::{Milestone, Session, SessionState, Speaker};
 use crate::telemetry::metric;
 
 pub use super::trigger::Trigger;
@@ -55,7 +54,9 @@ pub async fn on_text(app: &AppState, session: &Arc<Session>, text: &str) -> Opti
             let frame = AgentServerFrame::Typing {
                 session: session.id.to_string(),
             };
-            routing::forward_to_agent(&app.relay, session, session.state(), frame).await;
+            app.relay
+                .forward_to_agent(session, session.state(), frame)
+                .await;
         }
         CustomerFrame::RequestHuman {} => {
             if matches!(session.state(), SessionState::Bot) {
@@ -90,7 +91,7 @@ pub async fn on_text(app: &AppState, session: &Arc<Session>, text: &str) -> Opti
         }
         CustomerFrame::Pick { entry_id } => pick(app, session, entry_id),
         CustomerFrame::Close {} => {
-            routing::end_chat(&app.relay, session, "customer_closed", true).await;
+            app.relay.end_chat(session, "customer_closed", true).await;
             return Some("customer_closed".into());
         }
         CustomerFrame::SurveyAnswer { score, comment } => {
@@ -134,7 +135,7 @@ async fn survey_answer(
     }
     match survey::record_answer(session, score, comment) {
         Outcome::Resolved => {
-            routing::end_chat(&app.relay, session, "survey_done", true).await;
+            app.relay.end_chat(session, "survey_done", true).await;
             Some("survey_done".into())
         }
         Outcome::Complaint { level } => {
@@ -168,24 +169,8 @@ async fn on_message(app: &AppState, session: &Arc<Session>, id: String, text: St
             "the gateway is catching up; this message was not stored, send it again shortly";
         return session.error(ErrorCode::RateLimited, message, Some(id));
     }
-    match session.accept_customer_rich(&id, &text, rich.clone()) {
-        Accepted::New => {}
-        Accepted::Duplicate => {
-            // Stored and answered before the reconnect: acknowledge again, nothing more.
-            session.emit(&ServerFrame::Ack {
-                id,
-                duplicate: true,
-            });
-            return;
-        }
-        Accepted::RateLimited => {
-            let message = "too many messages; this one was not stored, send it again shortly";
-            return session.error(ErrorCode::RateLimited, message, Some(id));
-        }
-        Accepted::TranscriptFull => {
-            let message = "the conversation is at its length limit; message not stored";
-            return session.error(ErrorCode::TranscriptFull, message, Some(id));
-        }
+    if !session.take_in(&id, &text, rich.clone()) {
+        return;
     }
     // The state the message is accepted in decides where it goes, even if an agent's close
     // lands between the ack and the forwarding.
@@ -230,7 +215,7 @@ async fn on_message(app: &AppState, session: &Arc<Session>, id: String, text: St
             if session.sync().await.is_err() {
                 return;
             }
-            routing::forward_to_agent(&app.relay, session, state, frame).await;
+            app.relay.forward_to_agent(session, state, frame).await;
         }
         _ => {}
     }
@@ -382,7 +367,7 @@ pub async fn hand_off(
         reason: trigger.as_str().into(),
         level: (level > 0).then_some(level),
     });
-    routing::enqueue(&app.relay, session, &group, level).await;
+    app.relay.enqueue(session, &group, level).await;
 }
 
 fn complaint_level(settings: &crate::config::HandoffSettings, text: &str) -> Option<u8> {

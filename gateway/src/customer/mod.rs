@@ -311,24 +311,12 @@ impl FrameHandler for CustomerHandler {
         ended
     }
 
-    fn on_binary(&mut self) {
-        self.session.error(
-            ErrorCode::BinaryNotSupported,
-            "binary frames are not supported; send JSON text frames",
-            None,
-        );
+    fn tell(&mut self, code: ErrorCode, message: &'static str) {
+        self.session.error(code, message, None);
     }
 
     fn take_frame(&mut self) -> FrameVerdict {
         self.session.take_frame()
-    }
-
-    fn over_budget(&mut self) {
-        self.session.error(
-            ErrorCode::RateLimited,
-            "too many frames; frames are being dropped, slow down",
-            None,
-        );
     }
 
     async fn on_shutdown(&mut self) -> Option<u64> {

@@ -61,7 +61,9 @@ pub async fn from_log(app: &AppState, id: &str, token: &str) -> FromLog {
     if adopted {
         metrics::counter!(metric::SESSIONS_RESUMED_FROM_LOG_TOTAL).increment(1);
         tracing::info!(epoch, "session rebuilt from the conversation log");
-        crate::routing::adopt(&app.relay, &session, rebuilt.undelivered, loaded.cursor).await;
+        app.relay
+            .adopt(&session, rebuilt.undelivered, loaded.cursor)
+            .await;
     }
     FromLog::Resumed(session)
 }

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 
 use self::state::{Rec, State, Where};
 use super::{
-    check_id, now_ms, queue_score, AgentSpec, AgentStatus, AgentView, Assignment, DispatchError,
-    Dispatcher, Enqueued, Offered, Requeued, Snapshot, Ticket, TransferTarget, Transferred,
+    check_id, now_ms, AgentSpec, AgentStatus, AgentView, Assignment, DispatchError, Dispatcher,
+    Enqueued, Offered, Requeued, Snapshot, Ticket, TransferTarget, Transferred,
 };
 
 /// In-process [`Dispatcher`] (the embedded default).
@@ -112,22 +112,8 @@ impl Dispatcher for MemoryDispatcher {
             Err(true) => return Ok(Offered::Busy),
             Err(false) => return Ok(Offered::Unavailable),
         }
-        let seq = st.next_seq();
         let session = ticket.session.clone();
-        let queued_at = if ticket.enqueued_at_ms == 0 {
-            now
-        } else {
-            ticket.enqueued_at_ms
-        };
-        st.groups.insert(ticket.group.clone());
-        let score = queue_score(ticket.priority, seq, false);
-        let rec = Rec {
-            ticket,
-            seq,
-            queued_at,
-            at: Where::Queued { score },
-        };
-        st.tickets.insert(session.clone(), rec);
+        st.take_ticket(ticket, now);
         st.assign(&session, agent, now)
             .map(Offered::Assigned)
             .ok_or_else(|| DispatchError::UnknownAgent(agent.to_owned()))
@@ -142,24 +128,8 @@ impl Dispatcher for MemoryDispatcher {
             rec.ticket.node = ticket.node;
             return current(&st, &ticket.session);
         }
-        let seq = st.next_seq();
-        let score = queue_score(ticket.priority, seq, false);
         let (session, group) = (ticket.session.clone(), ticket.group.clone());
-        let queued_at = if ticket.enqueued_at_ms == 0 {
-            now
-        } else {
-            ticket.enqueued_at_ms
-        };
-        st.groups.insert(group.clone());
-        st.tickets.insert(
-            session.clone(),
-            Rec {
-                ticket,
-                seq,
-                queued_at,
-                at: Where::Queued { score },
-            },
-        );
+        let score = st.take_ticket(ticket, now);
         st.queues
             .entry(group.clone())
             .or_default()

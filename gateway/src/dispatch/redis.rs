@@ -123,6 +123,32 @@ impl RedisDispatcher {
         Ok(inv.invoke_async(&mut self.conn.clone()).await?)
     }
 
+    /// Runs `script` (enqueue, or the offer to `agent`) for `ticket`: the session, group,
+    /// priority, node and time, then the agent if there is one.
+    async fn place(
+        &self,
+        script: &Script,
+        ticket: &Ticket,
+        agent: Option<&str>,
+    ) -> Result<Reply, DispatchError> {
+        check_id("session", &ticket.session)?;
+        check_id("group", &ticket.group)?;
+        let (prio, at) = (
+            ticket.priority.to_string(),
+            ticket.enqueued_at_ms.to_string(),
+        );
+        let mut args = vec![
+            ticket.session.as_str(),
+            &ticket.group,
+            &prio,
+            &ticket.node,
+            &at,
+        ];
+        args.extend(agent);
+        self.mutate(script, &args, agent.unwrap_or(""), &ticket.session)
+            .await
+    }
+
     /// Runs a mutating script and maps its status; `agent`/`session` name the error.
     async fn mutate(
         &self,
@@ -185,43 +211,14 @@ impl Dispatcher for RedisDispatcher {
     }
 
     async fn enqueue(&self, ticket: Ticket) -> Result<Enqueued, DispatchError> {
-        check_id("session", &ticket.session)?;
-        check_id("group", &ticket.group)?;
-        let (prio, at) = (
-            ticket.priority.to_string(),
-            ticket.enqueued_at_ms.to_string(),
-        );
-        let args = [
-            ticket.session.as_str(),
-            &ticket.group,
-            &prio,
-            &ticket.node,
-            &at,
-        ];
-        let r = self
-            .mutate(&self.scripts.enqueue, &args, "", &ticket.session)
-            .await?;
+        let r = self.place(&self.scripts.enqueue, &ticket, None).await?;
         parse_enqueued(&r.result)
     }
 
     async fn offer(&self, ticket: Ticket, agent: &str) -> Result<Offered, DispatchError> {
-        check_id("session", &ticket.session)?;
-        check_id("group", &ticket.group)?;
         check_id("agent", agent)?;
-        let (prio, at) = (
-            ticket.priority.to_string(),
-            ticket.enqueued_at_ms.to_string(),
-        );
-        let args = [
-            ticket.session.as_str(),
-            &ticket.group,
-            &prio,
-            &ticket.node,
-            &at,
-            agent,
-        ];
         let r = self
-            .mutate(&self.scripts.prefer, &args, agent, &ticket.session)
+            .place(&self.scripts.prefer, &ticket, Some(agent))
             .await?;
         reply::parse_offered(&r.result)
     }

@@ -19,33 +19,108 @@ use crate::telemetry::metric;
 /// Sessions taken back at most after a restart.
 const MAX_RESTORED: usize = 200_000;
 
-/// After a session came here from the log.
-pub async fn adopt(
-    relay: &Relay,
-    session: &Arc<Session>,
-    undelivered: Vec<PendingAgentMessage>,
-    cursor: Option<String>,
-) {
-    for m in undelivered {
-        let said = Said {
-            id: m.id,
-            text: m.text,
-            rich: m.rich,
-        };
-        deliver_agent_message(relay, session, &m.agent, &m.name, said, false);
-    }
-    match session.state() {
-        SessionState::Queued { group } => {
-            let priority = session.complaint_level();
-            super::enqueue(relay, session, &group, priority).await;
+impl Relay {
+    /// After a session came here from the log.
+    pub async fn adopt(
+        &self,
+        session: &Arc<Session>,
+        undelivered: Vec<PendingAgentMessage>,
+        cursor: Option<String>,
+    ) {
+        for m in undelivered {
+            let said = Said {
+                id: m.id,
+                text: m.text,
+                rich: m.rich,
+            };
+            deliver_agent_message(self, session, &m.agent, &m.name, said, false);
         }
-        SessionState::WithAgent { agent, group, .. } => {
-            reattach_agent(relay, session, agent, group).await;
+        match session.state() {
+            SessionState::Queued { group } => {
+                let priority = session.complaint_level();
+                self.enqueue(session, &group, priority).await;
+            }
+            SessionState::WithAgent { agent, group, .. } => {
+                reattach_agent(self, session, agent, group).await;
+            }
+            _ => {}
         }
-        _ => {}
+        if let Some(cursor) = cursor {
+            tokio::spawn(catch_up(self.clone(), session.clone(), cursor));
+        }
     }
-    if let Some(cursor) = cursor {
-        tokio::spawn(catch_up(relay.clone(), session.clone(), cursor));
+
+    /// At start, one node with its log in the store: every session that was live before the
+    /// restart comes back, detached (its customer has the grace period, counted from now, to
+    /// resume), its queue place or its agent with it.
+    pub async fn restore_logged(&self) {
+        let ids = self.journal.logged_sessions(MAX_RESTORED).await;
+        if ids.is_empty() {
+            return;
+        }
+        let mut restored = 0usize;
+        for id in ids {
+            let Ok(Some(loaded)) = self.journal.load(&id).await else {
+                continue;
+            };
+            let log = SessionLog {
+                journal: self.journal.clone(),
+                epoch: 1,
+            };
+            let limits = self.sessions.limits().clone();
+            match rebuild(&id, loaded.entries, limits, log, None) {
+                Ok(rebuilt) => {
+                    let (session, adopted) = self.sessions.adopt(rebuilt.session);
+                    if adopted {
+                        self.adopt(&session, rebuilt.undelivered, None).await;
+                        restored += 1;
+                    }
+                }
+                // Ended before the restart: its record is stored; the log can go.
+                Err(_) => self.journal.forget_later(&id),
+            }
+        }
+        tracing::info!(restored, "sessions taken back from the conversation log");
+    }
+
+    /// Shared log: takes over the sessions of nodes that died (and, at start, those this node's
+    /// id held before a restart), so they end here and their records reach the store even if
+    /// their customers never come back.
+    pub async fn take_orphans(&self, own_leftovers: bool) {
+        let taken = self
+            .journal
+            .take_orphans(MAX_ORPHANS_PER_ROUND, own_leftovers)
+            .await;
+        if taken.is_empty() {
+            return;
+        }
+        let mut adopted_count = 0usize;
+        for (id, epoch) in taken {
+            let Ok(Some(loaded)) = self.journal.load(&id).await else {
+                continue;
+            };
+            let log = SessionLog {
+                journal: self.journal.clone(),
+                epoch,
+            };
+            let limits = self.sessions.limits().clone();
+            match rebuild(&id, loaded.entries, limits, log, None) {
+                Ok(rebuilt) => {
+                    let (session, adopted) = self.sessions.adopt(rebuilt.session);
+                    if adopted {
+                        self.adopt(&session, rebuilt.undelivered, loaded.cursor)
+                            .await;
+                        adopted_count += 1;
+                    }
+                }
+                Err(_) => self.journal.forget_later(&id),
+            }
+        }
+        metrics::counter!(metric::SESSIONS_TAKEN_OVER_TOTAL).increment(adopted_count as u64);
+        tracing::info!(
+            adopted = adopted_count,
+            "sessions taken over from nodes that are gone"
+        );
     }
 }
 
@@ -173,78 +248,6 @@ async fn catch_up(relay: Relay, session: Arc<Session>, mut cursor: String) {
             cursor = next;
         }
     }
-}
-
-/// At start, one node with its log in the store: every session that was live before the
-/// restart comes back, detached (its customer has the grace period, counted from now, to
-/// resume), its queue place or its agent with it.
-pub async fn restore_logged(relay: &Relay) {
-    let ids = relay.journal.logged_sessions(MAX_RESTORED).await;
-    if ids.is_empty() {
-        return;
-    }
-    let mut restored = 0usize;
-    for id in ids {
-        let Ok(Some(loaded)) = relay.journal.load(&id).await else {
-            continue;
-        };
-        let log = SessionLog {
-            journal: relay.journal.clone(),
-            epoch: 1,
-        };
-        let limits = relay.sessions.limits().clone();
-        match rebuild(&id, loaded.entries, limits, log, None) {
-            Ok(rebuilt) => {
-                let (session, adopted) = relay.sessions.adopt(rebuilt.session);
-                if adopted {
-                    adopt(relay, &session, rebuilt.undelivered, None).await;
-                    restored += 1;
-                }
-            }
-            // Ended before the restart: its record is stored; the log can go.
-            Err(_) => relay.journal.forget_later(&id),
-        }
-    }
-    tracing::info!(restored, "sessions taken back from the conversation log");
-}
-
-/// Shared log: takes over the sessions of nodes that died (and, at start, those this node's
-/// id held before a restart), so they end here and their records reach the store even if
-/// their customers never come back.
-pub async fn take_orphans(relay: &Relay, own_leftovers: bool) {
-    let taken = relay
-        .journal
-        .take_orphans(MAX_ORPHANS_PER_ROUND, own_leftovers)
-        .await;
-    if taken.is_empty() {
-        return;
-    }
-    let mut adopted_count = 0usize;
-    for (id, epoch) in taken {
-        let Ok(Some(loaded)) = relay.journal.load(&id).await else {
-            continue;
-        };
-        let log = SessionLog {
-            journal: relay.journal.clone(),
-            epoch,
-        };
-        let limits = relay.sessions.limits().clone();
-        match rebuild(&id, loaded.entries, limits, log, None) {
-            Ok(rebuilt) => {
-                let (session, adopted) = relay.sessions.adopt(rebuilt.session);
-                if adopted {
-                    adopt(relay, &session, rebuilt.undelivered, loaded.cursor).await;
-                    adopted_count += 1;
-                }
-            }
-            Err(_) => relay.journal.forget_later(&id),
-        }
-    }
-    metrics::counter!(metric::SESSIONS_TAKEN_OVER_TOTAL).increment(adopted_count as u64);
-    tracing::info!(
-        adopted = adopted_count,
-        "sessions taken over from nodes that are gone"
-    );
 }
 
 /// Sessions taken over from dead nodes per round at most (a round every few seconds).

@@ -8,7 +8,7 @@
 //! one `assigned` with `resumed` and the full history, and each customer's node learns where
 //! the agent is now.
 
-use super::{announce, assigned_frame, CustomerEvent, NodeEvent, Relay};
+use super::{assigned_frame, CustomerEvent, NodeEvent, Relay};
 use crate::agents::AgentSession;
 use crate::dispatch::{AgentSpec, DispatchError, Enqueued, TransferTarget};
 use crate::protocol::AgentServerFrame;
@@ -36,7 +36,7 @@ impl Relay {
         capacity: Option<u32>,
     ) -> Result<(), DispatchError> {
         let assignments = self.dispatcher.agent_ready(agent, capacity).await?;
-        announce(self, assignments).await;
+        self.announce(assignments).await;
         Ok(())
     }
 
@@ -67,7 +67,7 @@ impl Relay {
             session,
             reason: "closed".into(),
         });
-        announce(self, assignments).await;
+        self.announce(assignments).await;
         Ok(())
     }
 
@@ -103,7 +103,7 @@ impl Relay {
                     .await;
             }
         }
-        announce(self, transferred.assignments).await;
+        self.announce(transferred.assignments).await;
         Ok(())
     }
 

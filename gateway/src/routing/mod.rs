@@ -18,9 +18,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-pub use adopt::{adopt, restore_logged, take_orphans};
 pub use bus::{Bus, CustomerEvent, NodeEvent};
-pub use periodic::tick;
 use positions::tell_position;
 pub use relay::{Parts, Relay};
 
@@ -34,21 +32,119 @@ use crate::telemetry::metric;
 /// session keeps its place), so a retry after a timeout cannot queue a customer twice.
 const ENQUEUE_ATTEMPTS: u32 = 3;
 
-/// Puts a session that asked for a human into its group's queue (or straight to an agent).
-/// If the dispatcher cannot be reached even after retries, the customer is told so and stays
-/// with the bot, free to ask again, rather than waiting in a queue that does not hold them.
-pub async fn enqueue(relay: &Relay, session: &Arc<Session>, group: &str, priority: u8) {
-    let ticket = Ticket {
-        session: session.id.to_string(),
-        group: group.to_string(),
-        priority,
-        node: relay.node_id.clone(),
-        enqueued_at_ms: crate::session::now_ms(),
-    };
-    if let prefer::Preferred::Handled = prefer::offer(relay, session, &ticket).await {
-        return;
+impl Relay {
+    /// Puts a session that asked for a human into its group's queue (or straight to an agent).
+    /// If the dispatcher cannot be reached even after retries, the customer is told so and stays
+    /// with the bot, free to ask again, rather than waiting in a queue that does not hold them.
+    pub async fn enqueue(&self, session: &Arc<Session>, group: &str, priority: u8) {
+        let ticket = Ticket {
+            session: session.id.to_string(),
+            group: group.to_string(),
+            priority,
+            node: self.node_id.clone(),
+            enqueued_at_ms: crate::session::now_ms(),
+        };
+        if let prefer::Preferred::Handled = prefer::offer(self, session, &ticket).await {
+            return;
+        }
+        enqueue_now(self, session, ticket).await;
     }
-    enqueue_now(relay, session, ticket).await;
+
+    /// Handles one event on this node's event task.
+    pub async fn handle(&self, event: NodeEvent) {
+        match event {
+            NodeEvent::Assigned { assignment } => on_assigned(self, assignment).await,
+            NodeEvent::Requeued { ticket, reason } => on_requeued(self, ticket, &reason).await,
+            NodeEvent::ToCustomer {
+                session,
+                event: CustomerEvent::Resync { agent, agent_node },
+            } => resync(self, &session, &agent, &agent_node).await,
+            NodeEvent::ToCustomer { session, event } => {
+                on_customer_event(self, &session, event).await
+            }
+            NodeEvent::ToAgent {
+                agent,
+                frame,
+                customer_node,
+            } => self.to_agent_here(&agent, frame, customer_node),
+        }
+    }
+
+    /// A customer message or typing while with an agent: forward it to the agent of `state`, the
+    /// state the frame was accepted in. An agent closing the chat at that moment still gets a
+    /// message the customer was acknowledged for while the chat was theirs.
+    pub async fn forward_to_agent(
+        &self,
+        session: &Session,
+        state: SessionState,
+        frame: AgentServerFrame,
+    ) {
+        let SessionState::WithAgent {
+            agent, agent_node, ..
+        } = state
+        else {
+            return;
+        };
+        if matches!(frame, AgentServerFrame::Message { .. }) {
+            session.with_service(|c| {
+                c.awaiting_since.get_or_insert_with(Instant::now);
+            });
+        }
+        let event = NodeEvent::ToAgent {
+            agent,
+            frame,
+            customer_node: None,
+        };
+        self.bus.send(&agent_node, event).await;
+    }
+
+    /// Ends the chat for `reason`, on every path that ends one (the customer closed it, the
+    /// survey was answered, the session expired): closed, its queue place or its agent given
+    /// back, its final record saved. `farewell`: the customer, who is there, is told `closed`.
+    pub async fn end_chat(&self, session: &Session, reason: &str, farewell: bool) {
+        let before = session.close(reason);
+        if before.holds_a_place() {
+            self.cancel(&session.id, Some(before)).await;
+        }
+        if farewell {
+            session.emit(&ServerFrame::Closed {
+                reason: reason.to_string(),
+            });
+        }
+        self.recorder.save(session, Some(reason)).await;
+    }
+
+    /// The customer is gone (closed, or expired): leave the queue or free the agent.
+    pub async fn cancel(&self, session_id: &str, state: Option<SessionState>) {
+        if let Some(SessionState::WithAgent {
+            agent, agent_node, ..
+        }) = state
+        {
+            let frame = AgentServerFrame::CustomerLeft {
+                session: session_id.to_string(),
+            };
+            let event = NodeEvent::ToAgent {
+                agent,
+                frame,
+                customer_node: None,
+            };
+            self.bus.send_confirmed(&agent_node, event).await;
+        }
+        match self.dispatcher.cancel(session_id).await {
+            Ok(assignments) => self.announce(assignments).await,
+            Err(err) => tracing::error!(error = %err, "cannot cancel a chat"),
+        }
+    }
+
+    /// Sends each assignment to its customer's node.
+    pub async fn announce(&self, assignments: Vec<Assignment>) {
+        for assignment in assignments {
+            let node = assignment.customer_node.clone();
+            self.bus
+                .send(&node, NodeEvent::Assigned { assignment })
+                .await;
+        }
+    }
 }
 
 /// [`enqueue`] without the last-agent preference, with retries.
@@ -90,24 +186,6 @@ async fn enqueue_now(relay: &Relay, session: &Arc<Session>, ticket: Ticket) {
     }
 }
 
-/// Handles one event on this node's event task.
-pub async fn handle(relay: &Relay, event: NodeEvent) {
-    match event {
-        NodeEvent::Assigned { assignment } => on_assigned(relay, assignment).await,
-        NodeEvent::Requeued { ticket, reason } => on_requeued(relay, ticket, &reason).await,
-        NodeEvent::ToCustomer {
-            session,
-            event: CustomerEvent::Resync { agent, agent_node },
-        } => resync(relay, &session, &agent, &agent_node).await,
-        NodeEvent::ToCustomer { session, event } => on_customer_event(relay, &session, event).await,
-        NodeEvent::ToAgent {
-            agent,
-            frame,
-            customer_node,
-        } => relay.to_agent_here(&agent, frame, customer_node),
-    }
-}
-
 /// On the customer's node: the session has an agent now.
 async fn on_assigned(relay: &Relay, a: Assignment) {
     let Some(session) = relay.sessions.get_live(&a.session) else {
@@ -117,7 +195,7 @@ async fn on_assigned(relay: &Relay, a: Assignment) {
             return;
         }
         // The customer left meanwhile: free the slot (and fill it with the next customer).
-        return cancel(relay, &id, None).await;
+        return relay.cancel(&id, None).await;
     };
     let name = relay.agent_name(&a.agent);
     metrics::histogram!(metric::QUEUE_WAIT_SECONDS).record(a.waited_ms as f64 / 1000.0);
@@ -368,82 +446,5 @@ async fn on_customer_event(relay: &Relay, session_id: &str, event: CustomerEvent
             state = ?session.state(),
             "agent event dropped: the session is no longer with that agent"
         ),
-    }
-}
-
-/// A customer message or typing while with an agent: forward it to the agent of `state`, the
-/// state the frame was accepted in. An agent closing the chat at that moment still gets a
-/// message the customer was acknowledged for while the chat was theirs.
-pub async fn forward_to_agent(
-    relay: &Relay,
-    session: &Session,
-    state: SessionState,
-    frame: AgentServerFrame,
-) {
-    let SessionState::WithAgent {
-        agent, agent_node, ..
-    } = state
-    else {
-        return;
-    };
-    if matches!(frame, AgentServerFrame::Message { .. }) {
-        session.with_service(|c| {
-            c.awaiting_since.get_or_insert_with(Instant::now);
-        });
-    }
-    let event = NodeEvent::ToAgent {
-        agent,
-        frame,
-        customer_node: None,
-    };
-    relay.bus.send(&agent_node, event).await;
-}
-
-/// Ends the chat for `reason`, on every path that ends one (the customer closed it, the
-/// survey was answered, the session expired): closed, its queue place or its agent given
-/// back, its final record saved. `farewell`: the customer, who is there, is told `closed`.
-pub async fn end_chat(relay: &Relay, session: &Session, reason: &str, farewell: bool) {
-    let before = session.close(reason);
-    if before.holds_a_place() {
-        cancel(relay, &session.id, Some(before)).await;
-    }
-    if farewell {
-        session.emit(&ServerFrame::Closed {
-            reason: reason.to_string(),
-        });
-    }
-    relay.recorder.save(session, Some(reason)).await;
-}
-
-/// The customer is gone (closed, or expired): leave the queue or free the agent.
-pub async fn cancel(relay: &Relay, session_id: &str, state: Option<SessionState>) {
-    if let Some(SessionState::WithAgent {
-        agent, agent_node, ..
-    }) = state
-    {
-        let frame = AgentServerFrame::CustomerLeft {
-            session: session_id.to_string(),
-        };
-        let event = NodeEvent::ToAgent {
-            agent,
-            frame,
-            customer_node: None,
-        };
-        relay.bus.send_confirmed(&agent_node, event).await;
-    }
-    match relay.dispatcher.cancel(session_id).await {
-        Ok(assignments) => announce(relay, assignments).await,
-        Err(err) => tracing::error!(error = %err, "cannot cancel a chat"),
-    }
-}
-
-/// Sends each assignment to its customer's node.
-pub async fn announce(relay: &Relay, assignments: Vec<Assignment>) {
-    for assignment in assignments {
-        let node = assignment.customer_node.clone();
-        relay
-            .bus
-            .send(&node, NodeEvent::Assigned { assignment })
-            .await;
     }
 }

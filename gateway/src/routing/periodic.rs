@@ -3,33 +3,35 @@
 use std::time::Duration;
 
 use super::positions::tell_position;
+use super::NodeEvent;
 use super::Relay;
-use super::{announce, NodeEvent};
 use crate::dispatch::AgentStatus;
 use crate::protocol::AgentServerFrame;
 use crate::session::SessionState;
 use crate::telemetry::metric;
 
-/// Once a second: requeue the chats of agents (or nodes) gone past the grace period,
-/// refresh queue positions, raise first-response SLA warnings.
-pub async fn tick(relay: &Relay) {
-    match relay.dispatcher.reap(relay.agent_grace_ms).await {
-        Ok(requeued) => {
-            for ticket in requeued.tickets {
-                let node = ticket.node.clone();
-                let event = NodeEvent::Requeued {
-                    ticket,
-                    reason: "agent_disconnected".into(),
-                };
-                relay.bus.send(&node, event).await;
+impl Relay {
+    /// Once a second: requeue the chats of agents (or nodes) gone past the grace period,
+    /// refresh queue positions, raise first-response SLA warnings.
+    pub async fn tick(&self) {
+        match self.dispatcher.reap(self.agent_grace_ms).await {
+            Ok(requeued) => {
+                for ticket in requeued.tickets {
+                    let node = ticket.node.clone();
+                    let event = NodeEvent::Requeued {
+                        ticket,
+                        reason: "agent_disconnected".into(),
+                    };
+                    self.bus.send(&node, event).await;
+                }
+                self.announce(requeued.assignments).await;
             }
-            announce(relay, requeued.assignments).await;
+            Err(err) => tracing::error!(error = %err, "reap failed"),
         }
-        Err(err) => tracing::error!(error = %err, "reap failed"),
+        refresh_capacity(self).await;
+        refresh_positions(self).await;
+        check_sla(self).await;
     }
-    refresh_capacity(relay).await;
-    refresh_positions(relay).await;
-    check_sla(relay).await;
 }
 
 /// Ready capacity per group (for estimated waits) and queue lengths (for metrics).

@@ -4,6 +4,7 @@
 //! bounded), so a customer who reconnects within the grace period resumes where they were.
 
 mod conversation;
+mod intake;
 mod rebuild;
 mod registry;
 pub mod token;
@@ -163,27 +164,7 @@ impl Inner {
 }
 
 impl Session {
-    pub fn new(
-        id: Arc<str>,
-        visitor: Option<String>,
-        channel: Channel,
-        lang: Lang,
-        limits: SessionLimits,
-        token_hash: [u8; 32],
-    ) -> Self {
-        Self::with_log(
-            id,
-            visitor,
-            channel,
-            lang,
-            limits,
-            token_hash,
-            None,
-            now_ms(),
-        )
-    }
-
-    /// A session whose events go to the durable `log`.
+    /// A session whose events go to the durable `log` (none: nothing durable).
     #[allow(clippy::too_many_arguments)]
     pub fn with_log(
         id: Arc<str>,

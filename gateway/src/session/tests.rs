@@ -1,7 +1,7 @@
 use super::*;
 
 fn session() -> Session {
-    Session::new(
+    Session::with_log(
         "s1".into(),
         None,
         Channel::Web,
@@ -17,6 +17,8 @@ fn session() -> Session {
             transcript_bytes: 10_000,
         },
         token::hash("t"),
+        None,
+        now_ms(),
     )
 }
 

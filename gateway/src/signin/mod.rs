@@ -48,7 +48,7 @@ impl RosterKeys {
         let key_file = if store.key_file.as_os_str().is_empty() {
             PathBuf::new()
         } else {
-            crate::config::resolve_path(&store.key_file)
+            crate::files::resolve_path(&store.key_file)
         };
         Self(Arc::new(
             KeyRing::load(&store.key, &key_file).map_err(|e| e.to_string()),
@@ -258,7 +258,7 @@ pub fn enroll(keys: &RosterKeys, id: &str) -> Result<String, String> {
 /// `check-config`: the agent roster and the operators roster load, enrolled entries open.
 pub fn check_rosters(settings: &crate::Settings) -> Result<(), String> {
     let keys = RosterKeys::load(&settings.store);
-    let agents = crate::config::resolve_path(&settings.agents.file);
+    let agents = crate::files::resolve_path(&settings.agents.file);
     crate::roster::Roster::load(&agents, &keys).map_err(|e| e.to_string())?;
     crate::operators::Operators::load(&settings.server.operators_file, &keys)
         .map_err(|e| format!("operators roster (server.operators_file): {e}"))?;

@@ -22,7 +22,7 @@ use base64::Engine;
 use blake2::digest::Mac;
 use rand::Rng;
 
-use crate::config::Secret;
+use crate::redact::Secret;
 
 /// Environment variable with the base64 of a 32-byte key.
 pub const KEY_ENV: &str = "KEFU_ENCRYPTION_KEY";
@@ -204,22 +204,24 @@ impl KeyRing {
     /// `v2.keyid:base64(nonce || ciphertext)` of `plain` under the current key, bound to
     /// `aad` (what [`Self::decrypt_field`] must be given to open it).
     pub fn encrypt_field(&self, plain: &str, aad: Aad<'_>) -> Result<String, CryptoError> {
+        self.seal(V2, plain.as_bytes(), &aad.bytes())
+    }
+
+    /// `{format}keyid:base64(nonce || ciphertext)` of `plain` under the current key with a
+    /// fresh random nonce, bound to `aad` (empty: none, as AES-GCM defines it).
+    fn seal(&self, format: &str, plain: &[u8], aad: &[u8]) -> Result<String, CryptoError> {
         let (id, cipher, _) = self.keys.first().ok_or(CryptoError::NoKey)?;
         let mut nonce = [0u8; 12];
         rand::rng().fill(&mut nonce);
         let n = aes_gcm::Nonce::try_from(&nonce[..]).map_err(|_| CryptoError::Encrypt)?;
-        let aad = aad.bytes();
-        let payload = aes_gcm::aead::Payload {
-            msg: plain.as_bytes(),
-            aad: &aad,
-        };
+        let payload = aes_gcm::aead::Payload { msg: plain, aad };
         let sealed = cipher
             .encrypt(&n, payload)
             .map_err(|_| CryptoError::Encrypt)?;
         let mut out = Vec::with_capacity(12 + sealed.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
-        Ok(format!("{V2}{id}:{}", B64.encode(out)))
+        Ok(format!("{format}{id}:{}", B64.encode(out)))
     }
 
     /// The plain text of a field: format 2 must have been written for `aad`; a field of the
@@ -234,17 +236,7 @@ impl KeyRing {
     /// `keyid:base64(nonce || ciphertext)` of `plain` under the current key, without
     /// associated data (the earlier format; new rows use [`Self::encrypt_field`]).
     pub fn encrypt(&self, plain: &str) -> Result<String, CryptoError> {
-        let (id, cipher, _) = self.keys.first().ok_or(CryptoError::NoKey)?;
-        let mut nonce = [0u8; 12];
-        rand::rng().fill(&mut nonce);
-        let n = aes_gcm::Nonce::try_from(&nonce[..]).map_err(|_| CryptoError::Encrypt)?;
-        let sealed = cipher
-            .encrypt(&n, plain.as_bytes())
-            .map_err(|_| CryptoError::Encrypt)?;
-        let mut out = Vec::with_capacity(12 + sealed.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        Ok(format!("{id}:{}", B64.encode(out)))
+        self.seal("", plain.as_bytes(), b"")
     }
 
     /// The plain text of a field written by [`Self::encrypt`] with any key of the ring.
@@ -254,22 +246,7 @@ impl KeyRing {
 
     /// As [`Self::encrypt_field`] for bytes (attachment chunks): the same format and key.
     pub fn encrypt_bytes(&self, plain: &[u8], aad: Aad<'_>) -> Result<String, CryptoError> {
-        let (id, cipher, _) = self.keys.first().ok_or(CryptoError::NoKey)?;
-        let mut nonce = [0u8; 12];
-        rand::rng().fill(&mut nonce);
-        let n = aes_gcm::Nonce::try_from(&nonce[..]).map_err(|_| CryptoError::Encrypt)?;
-        let aad = aad.bytes();
-        let payload = aes_gcm::aead::Payload {
-            msg: plain,
-            aad: &aad,
-        };
-        let sealed = cipher
-            .encrypt(&n, payload)
-            .map_err(|_| CryptoError::Encrypt)?;
-        let mut out = Vec::with_capacity(12 + sealed.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        Ok(format!("{V2}{id}:{}", B64.encode(out)))
+        self.seal(V2, plain, &aad.bytes())
     }
 
     /// The bytes sealed by [`Self::encrypt_bytes`] for `aad`.

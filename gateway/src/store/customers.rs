@@ -7,9 +7,9 @@
 use sqlx::Row;
 
 use super::crypto::Aad;
+use super::ConversationRecord;
 use super::{writer_ms, Store, StoreError};
 use crate::identity::Identity;
-use crate::records::ConversationRecord;
 
 /// Created if missing (see [`super::schema::migrate`]).
 pub(super) const STATEMENTS: &[&str] = &[

@@ -199,18 +199,7 @@ pub(super) async fn open_log_pool(
     let log_file = file.with_file_name(name);
     super::private_files(&log_file, true)?;
     let url = format!("sqlite://{}?mode=rwc", log_file.display());
-    let pool = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .after_connect(move |conn, _| {
-            Box::pin(async move {
-                if let Some(pragma) = sync {
-                    sqlx::query(pragma).execute(&mut *conn).await?;
-                }
-                Ok(())
-            })
-        })
-        .connect(&url)
-        .await?;
+    let pool = super::connect(&url, 1, sync).await?;
     sqlx::query("PRAGMA journal_mode=WAL")
         .fetch_all(&pool)
         .await?;

@@ -14,6 +14,7 @@ mod customers;
 mod kb;
 mod log;
 mod queries;
+mod record;
 mod schema;
 mod sign_ins;
 mod tickets;
@@ -31,9 +32,9 @@ pub use crypto::{CryptoError, KeyRing, KeySource};
 pub use kb::{EditRow, MissRow, StatsRow};
 pub use log::LogRow;
 pub use queries::{AuditEntry, ComplaintRecord, ConversationSummary};
+pub use record::ConversationRecord;
 pub use tickets::{NewTicket, TicketRow};
 
-use crate::records::ConversationRecord;
 use crate::telemetry::metric;
 
 /// The shortest retention the gateway accepts (days).
@@ -155,7 +156,7 @@ impl Store {
         let key_file = if settings.key_file.as_os_str().is_empty() {
             PathBuf::new()
         } else {
-            crate::config::resolve_path(&settings.key_file)
+            crate::files::resolve_path(&settings.key_file)
         };
         let keys = tokio::task::spawn_blocking(move || KeyRing::load(&source, &key_file))
             .await
@@ -174,18 +175,7 @@ impl Store {
         let sync = file
             .is_some()
             .then_some(settings.sqlite_synchronous.pragma());
-        let pool = AnyPoolOptions::new()
-            .max_connections(settings.max_connections.max(1))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if let Some(pragma) = sync {
-                        sqlx::query(pragma).execute(&mut *conn).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(&url)
-            .await?;
+        let pool = connect(&url, settings.max_connections.max(1), sync).await?;
         if file.is_some() {
             // Write-ahead logging: a commit is one append to the WAL (flushed as
             // `sqlite_synchronous` says) and readers never wait for the writer. The rollback
@@ -323,6 +313,27 @@ fn sqlite_file(url: &str) -> Option<PathBuf> {
 
 /// The database file and its `-wal`/`-shm` companions readable by the gateway's user only
 /// (0600; transcripts are encrypted, but the facts and indexes are not). `create` makes the
+/// A pool of `max` connections to `url`, each set up with `pragma` first (SQLite's
+/// `synchronous`, which is per connection).
+async fn connect(
+    url: &str,
+    max: u32,
+    pragma: Option<&'static str>,
+) -> Result<sqlx::AnyPool, sqlx::Error> {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if let Some(pragma) = pragma {
+                    sqlx::query(pragma).execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await
+}
+
 /// main file with that mode before SQLite opens it, so it is never briefly world-readable.
 fn private_files(file: &std::path::Path, create: bool) -> Result<(), StoreError> {
     #[cfg(unix)]

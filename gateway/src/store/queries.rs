@@ -7,8 +7,8 @@ use sqlx::{AssertSqlSafe, Row};
 // Dynamic SQL here is built only from constants and numbered placeholders (`$n`); every value
 // is bound, so `AssertSqlSafe` holds.
 
+use super::ConversationRecord;
 use super::{Store, StoreError};
-use crate::records::ConversationRecord;
 use crate::session::TranscriptEntry;
 
 /// A conversation without its text, for search results and reports.

@@ -9,8 +9,8 @@ use sqlx::AnyPool;
 use tokio::sync::mpsc;
 
 use super::crypto::Aad;
+use super::ConversationRecord;
 use super::{Command, KeyRing, StoreError};
-use crate::records::ConversationRecord;
 use crate::session::now_ms;
 use crate::telemetry::metric;
 

@@ -54,6 +54,28 @@ impl State {
         self.seq
     }
 
+    /// Keeps a new ticket as waiting (at the back of its priority) and returns its queue
+    /// score; the caller puts it in the queue or straight with an agent.
+    pub fn take_ticket(&mut self, ticket: Ticket, now: u64) -> u64 {
+        let seq = self.next_seq();
+        let score = queue_score(ticket.priority, seq, false);
+        let queued_at = if ticket.enqueued_at_ms == 0 {
+            now
+        } else {
+            ticket.enqueued_at_ms
+        };
+        self.groups.insert(ticket.group.clone());
+        let session = ticket.session.clone();
+        let rec = Rec {
+            ticket,
+            seq,
+            queued_at,
+            at: Where::Queued { score },
+        };
+        self.tickets.insert(session, rec);
+        score
+    }
+
     pub fn agent_online(&mut self, spec: &AgentSpec, node: &str) {
         if let Some(old) = self.agents.get(&spec.id) {
             for g in &old.groups {
