@@ -1,8 +1,9 @@
 //! The gate of the admin API and what handlers read from it.
 //!
-//! Every `/admin/*` route sits behind [`gate`], mounted as a `route_layer` per permission
-//! group (see [`super::routes`]): so a handler cannot forget to authorize, and an unknown
-//! path (404) or method (405) is answered before any token is looked at, as it always was.
+//! Every `/admin/*` route sits behind [`gate`], mounted as a `route_layer` on the methods of
+//! each route of a permission group (see [`super::routes`]): so a handler cannot forget to
+//! authorize, and an unknown path (404) or method (405) is answered before any token is
+//! looked at, as it always was.
 //! The gate leaves the [`Caller`] in the request's extensions; handlers take it, or the
 //! named reader ([`Operator`]) or the store ([`Records`]), as extractors.
 

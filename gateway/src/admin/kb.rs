@@ -9,8 +9,8 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
-use axum::{Json, Router};
+use axum::routing::{get, patch, post, MethodRouter};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -22,15 +22,16 @@ use crate::server::AppState;
 const TRY_MAX_CHARS: usize = 2000;
 
 /// The routes, mounted by [`super::routes`] behind the `edit_kb` gate.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/kb/entries", get(list).post(create))
-        .route("/admin/kb/entries/{id}", patch(update).delete(remove))
-        .route("/admin/kb/entries/{id}/history", get(history))
-        .route("/admin/kb/export", get(export))
-        .route("/admin/kb/try", post(try_question))
-        .route("/admin/kb/misses", get(super::kb_figures::misses))
-        .route("/admin/kb/stats", get(super::kb_figures::stats))
+pub(super) fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/admin/kb/entries", get(list).post(create)),
+        ("/admin/kb/entries/{id}", patch(update).delete(remove)),
+        ("/admin/kb/entries/{id}/history", get(history)),
+        ("/admin/kb/export", get(export)),
+        ("/admin/kb/try", post(try_question)),
+        ("/admin/kb/misses", get(super::kb_figures::misses)),
+        ("/admin/kb/stats", get(super::kb_figures::stats)),
+    ]
 }
 
 /// The store of the knowledge-base tools, or 503 without one.

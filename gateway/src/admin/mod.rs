@@ -19,7 +19,7 @@ pub mod records;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
@@ -28,39 +28,63 @@ pub use self::error::AdminError;
 pub use crate::operators::Permission;
 use crate::server::AppState;
 
-/// Every `/admin/*` route, each group behind the gate for its permission. A `route_layer`
-/// runs only for a matched route, so unknown paths and methods keep their plain 404/405.
+/// Every `/admin/*` route, each group behind the gate for its permission.
 pub fn routes(state: &AppState) -> Router<AppState> {
-    let gated = |need: Permission, routes: Router<AppState>| {
-        routes.route_layer(axum::middleware::from_fn_with_state(
-            (state.clone(), need),
-            auth::gate,
-        ))
-    };
-    let read_records = Router::new()
-        .route("/admin/conversations", get(records::search))
-        .route("/admin/conversations/{id}", get(records::conversation))
-        .route("/admin/customers/{visitor}/export", get(records::export))
-        .route(
+    let read_records = vec![
+        ("/admin/conversations", get(records::search)),
+        ("/admin/conversations/{id}", get(records::conversation)),
+        ("/admin/customers/{visitor}/export", get(records::export)),
+        (
             "/admin/customers/{visitor}",
             delete(records::delete_customer),
-        )
-        .route("/admin/tickets", get(records::tickets));
-    let audit = Router::new().route("/admin/audit", get(records::audit_log));
-    let reports = Router::new()
-        .route("/admin/reports/complaints", get(records::complaints))
-        .route("/admin/reports/summary", get(records::summary));
-    let supervise = Router::new().route("/admin/supervisor", get(supervisor));
-    let sign_in = Router::new().route("/admin/otp-session", post(otp_session));
-    let reload = Router::new().route("/admin/kb/reload", post(reload_kb));
-    Router::new()
-        .merge(gated(Permission::ReadRecords, read_records))
-        .merge(gated(Permission::ReadAudit, audit))
-        .merge(gated(Permission::Reports, reports))
-        .merge(gated(Permission::Supervise, supervise))
-        .merge(gated(Permission::SignIn, sign_in))
-        .merge(gated(Permission::ReloadKb, reload))
-        .merge(gated(Permission::EditKb, kb::routes()))
+        ),
+        ("/admin/tickets", get(records::tickets)),
+    ];
+    let reports = vec![
+        ("/admin/reports/complaints", get(records::complaints)),
+        ("/admin/reports/summary", get(records::summary)),
+    ];
+    [
+        (Permission::ReadRecords, read_records),
+        (
+            Permission::ReadAudit,
+            vec![("/admin/audit", get(records::audit_log))],
+        ),
+        (Permission::Reports, reports),
+        (
+            Permission::Supervise,
+            vec![("/admin/supervisor", get(supervisor))],
+        ),
+        (
+            Permission::SignIn,
+            vec![("/admin/otp-session", post(otp_session))],
+        ),
+        (
+            Permission::ReloadKb,
+            vec![("/admin/kb/reload", post(reload_kb))],
+        ),
+        (Permission::EditKb, kb::routes()),
+    ]
+    .into_iter()
+    .fold(Router::new(), |router, (need, group)| {
+        gated(router, state, need, group)
+    })
+}
+
+/// Adds `group` to `router`, each route's methods behind the gate for `need`. The layer goes
+/// on each method router, not on the router: a router's `route_layer` also wraps the 405
+/// answer, and an unknown path (404) or method (405) is answered before any token is looked
+/// at, as it always was.
+fn gated(
+    router: Router<AppState>,
+    state: &AppState,
+    need: Permission,
+    group: Vec<(&'static str, MethodRouter<AppState>)>,
+) -> Router<AppState> {
+    let gate = axum::middleware::from_fn_with_state((state.clone(), need), auth::gate);
+    group.into_iter().fold(router, |router, (path, methods)| {
+        router.route(path, methods.route_layer(gate.clone()))
+    })
 }
 
 /// `POST /admin/otp-session`: an operator's sign-in with a code (`X-Kefu-OTP`) answered with
