@@ -34,7 +34,7 @@ pub struct Caller {
     /// The reader named in `X-Kefu-Operator`; only counts for the break-glass token, since
     /// an operator is named by their own token whatever header they send.
     pub named: Option<String>,
-    /// A sign-in pass, when this call gave a good code (see [`super::otp_session`]).
+    /// A sign-in pass, when this call gave a good code (`POST /admin/otp-session` hands it out).
     pub pass: Option<(String, u64)>,
 }
 
