@@ -11,15 +11,14 @@
 //!   sessions;
 //! - [`customer`]: the customer socket's connection loop (greeting first, resume, limits);
 //! - [`bot`]: the knowledge-base bot, searched on the blocking pool, reloadable;
-//! - [`kb`]: what the bot missed, editing the knowledge base without a restart, answer
-//!   statistics, the `/admin/kb/*` API;
 //! - [`kb`]: what the bot missed, KB edits without a restart (a store overlay), answer figures;
 //! - [`limits`]: connection budgets and per-session rate limits;
 //! - [`attachments`]: photos and files (`POST /upload`, signed `/files/…` links), cards;
 //! - [`dispatch`]: routing of waiting customers to agents (in-memory or Redis);
+//! - [`admin`]: the admin HTTP API `/admin/*` behind one authorizing layer per permission;
 //! - [`server`]: binding, routes, readiness, chores and the drain on shutdown;
 //! - [`store`], [`records`]: the encrypted conversation store, survey and complaints,
-//!   retention, the records admin API and reports;
+//!   retention and reports;
 //! - [`signin`]: two-step sign-in (TOTP) for agents and operators, sign-in history and
 //!   `new_sign_in` alerts, the supervisors' alert socket `/ws/supervisor`;
 //! - [`identity`], [`continuity`], [`hours`], [`tickets`]: identified customers across

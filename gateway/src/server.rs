@@ -319,36 +319,13 @@ fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/admin/kb/reload", axum::routing::post(admin::reload_kb))
-        .route("/admin/conversations", get(records::http::search))
-        .route(
-            "/admin/conversations/{id}",
-            get(records::http::conversation),
-        )
-        .route(
-            "/admin/customers/{visitor}/export",
-            get(records::http::export),
-        )
-        .route(
-            "/admin/customers/{visitor}",
-            axum::routing::delete(records::http::delete_customer),
-        )
-        .route("/admin/audit", get(records::http::audit_log))
-        .route("/admin/tickets", get(records::http::tickets))
-        .route("/admin/reports/complaints", get(records::http::complaints))
-        .route("/admin/reports/summary", get(records::http::summary))
-        .route("/admin/supervisor", get(admin::supervisor))
-        .route(
-            "/admin/otp-session",
-            axum::routing::post(admin::otp_session),
-        )
         .route(
             "/upload",
             axum::routing::post(crate::attachments::upload::upload)
                 .options(crate::attachments::upload::preflight),
         )
         .route("/files/{id}", get(crate::attachments::files::file))
-        .merge(crate::kb::http::routes())
+        .merge(admin::routes(&state))
         .merge(crate::web::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

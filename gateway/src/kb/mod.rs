@@ -9,15 +9,14 @@
 //! - [`edits`]: validated, versioned, audited edits kept in the store as an overlay on the KB
 //!   files ([`crate::bot::Overlay`]); every node polls the version and rebuilds (≤ 1-2 s);
 //! - [`clarify`]: `handoff.first_miss = "clarify"`, asking to rephrase before handing off;
-//! - [`http`], [`figures`]: `/admin/kb/*` (mounted with one `merge` in the server's router).
+//!
+//! The `/admin/kb/*` HTTP side lives with the rest of the admin API, in [`crate::admin`].
 //!
 //! The customer path only calls the hooks of [`Kb`]: each takes a lock for a map insert or an
 //! add, or a `try_send`; nothing waits on the store. No question text is logged.
 
 pub mod clarify;
 pub mod edits;
-pub mod figures;
-pub mod http;
 pub mod misses;
 pub mod recent;
 pub mod stats;

@@ -1,13 +1,12 @@
 //! Conversation records: what is kept of a chat once it ends (or when the node stops with it
-//! still open), the satisfaction survey and its complaint escalation, retention, the admin
-//! API over the store, and the supervisor reports.
+//! still open), the satisfaction survey and its complaint escalation, retention and the
+//! supervisor reports (their admin HTTP side is [`crate::admin`]).
 //!
 //! A record is built from the session in one lock-free snapshot (transcript plus the
 //! conversation facts) and handed to the store's bounded batch writer; encryption and the
 //! database work happen there, off the connection tasks.
 
 pub mod dates;
-pub mod http;
 pub mod reports;
 pub mod retention;
 pub mod survey;

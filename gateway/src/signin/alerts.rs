@@ -80,7 +80,7 @@ pub async fn upgrade(
         }
     }
     if let Err(refused) = crate::admin::authorize(&app, &headers, Permission::Supervise).await {
-        return *refused;
+        return refused.into_response();
     }
     let permit = match crate::connection::admit(&app, peer.ip()) {
         Ok(p) => p,

@@ -128,3 +128,41 @@ async fn a_bad_operators_roster_stops_the_gateway() {
     };
     assert!(err.contains("token_hash"), "{err}");
 }
+
+/// The status and the `error` of the JSON answer to a break-glass `GET path`.
+async fn refusal(app: &TestApp, path: &str) -> (u16, String) {
+    let (status, body) = call(app, "GET", path, BREAK_GLASS, "").await;
+    let body: Value = serde_json::from_str(&body).unwrap_or_default();
+    (status, body["error"].as_str().unwrap_or("").to_string())
+}
+
+/// The admin gate's answers, pinned: what is not a route is 404/405 before any token is
+/// looked at, and each refusal keeps its exact status and body.
+#[tokio::test]
+async fn the_admin_gate_keeps_its_answers() {
+    let app = spawn_app_with(&[("KEFU__SERVER__ADMIN_TOKEN", BREAK_GLASS)]).await;
+    assert_eq!(app.request("GET", "/admin/nothing-here", "").await.0, 404);
+    assert_eq!(app.request("GET", "/admin/customers/v1", "").await.0, 405);
+    let (status, body) = app.request("GET", "/admin/audit", "").await;
+    assert_eq!((status, body.as_str()), (401, "bad or missing admin token"));
+    let why = "reads of conversations must name the reader in the X-Kefu-Operator header";
+    assert_eq!(
+        refusal(&app, "/admin/conversations/c-1").await,
+        (400, why.into())
+    );
+
+    let app = spawn_app_with(&[
+        ("KEFU__SERVER__ADMIN_TOKEN", BREAK_GLASS),
+        ("KEFU__STORE__URL", ""),
+    ])
+    .await;
+    let why = "the conversation store is disabled (store.url is empty)";
+    assert_eq!(refusal(&app, "/admin/audit").await, (503, why.into()));
+    let why = "the knowledge-base tools need the store (store.url is empty)";
+    assert_eq!(refusal(&app, "/admin/kb/misses").await, (503, why.into()));
+
+    let app = spawn_app_with(&[("KEFU__SERVER__ADMIN_TOKEN", "")]).await;
+    let (status, body) = app.request("GET", "/admin/supervisor", "").await;
+    assert_eq!(status, 403);
+    assert!(body.starts_with("the admin API is disabled"), "{body}");
+}

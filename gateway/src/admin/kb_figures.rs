@@ -1,16 +1,18 @@
 //! `GET /admin/kb/misses` and `GET /admin/kb/stats`: what the bot missed, grouped by meaning,
-//! and the per-entry answer figures (see [`super::http`] for the shared auth and errors).
+//! and the per-entry answer figures (behind the same `edit_kb` gate as [`super::kb`]).
 
 use std::collections::BTreeMap;
 
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::http::{caller, edit_failed, error, no_store};
+use super::kb::kb_store;
+use super::AdminError;
+use crate::kb::edits::EditError;
 use crate::server::AppState;
 use crate::session::now_ms;
 use crate::store::StatsRow;
@@ -25,57 +27,42 @@ pub struct MissesQuery {
 }
 
 /// `since` as ms since the epoch or a day `YYYY-MM-DD` (default: the last 7 days).
-fn since_ms(since: Option<&str>) -> Result<u64, Box<Response>> {
+fn since_ms(since: Option<&str>) -> Result<u64, AdminError> {
     match since.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(now_ms().saturating_sub(7 * 86_400_000)),
         Some(s) => s
             .parse::<u64>()
             .or_else(|_| crate::records::dates::parse_day(s))
-            .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, e, Some("since".into())))),
+            .map_err(|e| AdminError::field(StatusCode::BAD_REQUEST, e, "since")),
     }
 }
 
 /// `GET /admin/kb/misses?since=…&lang=…`: missed questions grouped by meaning, biggest first.
 pub async fn misses(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(q): Query<MissesQuery>,
-) -> Response {
-    if let Err(refused) = caller(&state, &headers).await {
-        return *refused;
-    }
-    let Some(store) = state.kb.store().cloned() else {
-        return no_store();
-    };
-    let since = match since_ms(q.since.as_deref()) {
-        Ok(s) => s,
-        Err(refused) => return *refused,
-    };
+) -> Result<impl IntoResponse, AdminError> {
+    let store = kb_store(&state)?;
+    let since = since_ms(q.since.as_deref())?;
     let lang = q.lang.filter(|l| !l.is_empty());
-    let rows = match store
+    let rows = store
         .misses_since(since, lang.as_deref(), MISSES_READ)
         .await
-    {
-        Ok(rows) => rows,
-        Err(err) => return edit_failed(err.into()),
-    };
+        .map_err(EditError::from)?;
     let total = rows.len();
-    match tokio::task::spawn_blocking(move || super::misses::clusters(&rows)).await {
-        Ok(clusters) => (
-            [(header::CACHE_CONTROL, "no-store")],
-            Json(json!({
-                "since_ms": since,
-                "misses": total,
-                "clusters": clusters,
-            })),
-        )
-            .into_response(),
-        Err(_) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the blocking pool is gone",
-            None,
-        ),
-    }
+    let clusters = tokio::task::spawn_blocking(move || crate::kb::misses::clusters(&rows))
+        .await
+        .map_err(|_| {
+            AdminError::refused(StatusCode::SERVICE_UNAVAILABLE, "the blocking pool is gone")
+        })?;
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({
+            "since_ms": since,
+            "misses": total,
+            "clusters": clusters,
+        })),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,34 +75,19 @@ pub struct StatsQuery {
 /// entry the totals and the helpful rate, and the per-day rows.
 pub async fn stats(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(q): Query<StatsQuery>,
-) -> Response {
-    if let Err(refused) = caller(&state, &headers).await {
-        return *refused;
-    }
-    let Some(store) = state.kb.store().cloned() else {
-        return no_store();
-    };
+) -> Result<impl IntoResponse, AdminError> {
+    let store = kb_store(&state)?;
     let today = now_ms();
-    let day = |given: Option<String>, default_ms: u64, field: &str| match given {
+    let day = |given: Option<String>, default_ms: u64, field: &'static str| match given {
         Some(d) if !d.is_empty() => crate::records::dates::parse_day(&d)
             .map(|_| d)
-            .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, e, Some(field.into())))),
-        _ => Ok(super::stats::day_of(default_ms)),
+            .map_err(|e| AdminError::field(StatusCode::BAD_REQUEST, e, field)),
+        _ => Ok(crate::kb::stats::day_of(default_ms)),
     };
-    let from = match day(q.from, today.saturating_sub(29 * 86_400_000), "from") {
-        Ok(d) => d,
-        Err(refused) => return *refused,
-    };
-    let to = match day(q.to, today, "to") {
-        Ok(d) => d,
-        Err(refused) => return *refused,
-    };
-    let days = match store.kb_stats(&from, &to).await {
-        Ok(rows) => rows,
-        Err(err) => return edit_failed(err.into()),
-    };
+    let from = day(q.from, today.saturating_sub(29 * 86_400_000), "from")?;
+    let to = day(q.to, today, "to")?;
+    let days = store.kb_stats(&from, &to).await.map_err(EditError::from)?;
     let mut totals: BTreeMap<String, StatsRow> = BTreeMap::new();
     for r in &days {
         let t = totals.entry(r.entry_id.clone()).or_default();
@@ -144,7 +116,7 @@ pub async fn stats(
             })
         })
         .collect();
-    (
+    Ok((
         [(header::CACHE_CONTROL, "no-store")],
         Json(json!({
             "from": from,
@@ -152,6 +124,5 @@ pub async fn stats(
             "entries": entries,
             "days": days,
         })),
-    )
-        .into_response()
+    ))
 }
