@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::agent::AgentSession;
+use crate::app::AppState;
 use crate::identity::Identity;
 use crate::protocol::{
     AgentServerFrame, ErrorCode, PastConversation, PreviousConversation, ServerFrame,
 };
 use crate::records::ConversationRecord;
 use crate::roster::RosterStore;
-use crate::server::AppState;
 use crate::session::{Session, Speaker};
 use crate::store::{AuditEntry, Store};
 use crate::telemetry::metric;

@@ -11,8 +11,8 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::app::AppState;
 use crate::limits::FailureThrottle;
-use crate::server::AppState;
 use crate::telemetry::metric;
 
 tokio::task_local! {

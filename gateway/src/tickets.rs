@@ -9,9 +9,9 @@
 use std::sync::Arc;
 
 use crate::agent::AgentSession;
+use crate::app::AppState;
 use crate::hours::Open;
 use crate::protocol::{AgentServerFrame, ErrorCode, Rich, ServerFrame, TicketItem};
-use crate::server::AppState;
 use crate::session::{now_ms, Session, Speaker};
 use crate::store::{NewTicket, TicketRow};
 use crate::telemetry::metric;

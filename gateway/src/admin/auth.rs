@@ -16,8 +16,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::AdminError;
+use crate::app::AppState;
 use crate::operators::Permission;
-use crate::server::AppState;
 use crate::store::Store;
 use crate::telemetry::metric;
 

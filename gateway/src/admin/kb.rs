@@ -15,8 +15,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{AdminError, Caller};
+use crate::app::AppState;
 use crate::kb::edits::{self, Change, EditError, Patch};
-use crate::server::AppState;
 
 /// Longest try-box question, as for customer messages.
 const TRY_MAX_CHARS: usize = 2000;

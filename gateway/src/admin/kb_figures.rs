@@ -12,8 +12,8 @@ use serde_json::json;
 
 use super::kb::kb_store;
 use super::AdminError;
+use crate::app::AppState;
 use crate::kb::edits::EditError;
-use crate::server::AppState;
 use crate::session::now_ms;
 use crate::store::StatsRow;
 

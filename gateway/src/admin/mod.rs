@@ -23,10 +23,10 @@ use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-pub use self::auth::{authorize, constant_time_eq, Caller, Operator, Records, OPERATOR_HEADER};
+pub use self::auth::{authorize, constant_time_eq, Caller, Operator, Records};
 pub use self::error::AdminError;
+use crate::app::AppState;
 pub use crate::operators::Permission;
-use crate::server::AppState;
 
 /// Every `/admin/*` route, each group behind the gate for its permission.
 pub fn routes(state: &AppState) -> Router<AppState> {

@@ -15,8 +15,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{AdminError, Operator, Records};
+use crate::app::AppState;
 use crate::records::{dates, reports};
-use crate::server::AppState;
 use crate::session::now_ms;
 use crate::store::{AuditEntry, Store};
 

@@ -2,8 +2,8 @@
 //! log, the metrics and the supervisors are told.
 
 use super::AgentSession;
+use crate::app::AppState;
 use crate::protocol::ErrorCode;
-use crate::server::AppState;
 use crate::telemetry::metric;
 
 /// An agent message broke leak rule `rule`: not delivered, the agent told which rule, the

@@ -19,12 +19,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tracing::Instrument;
 
+use crate::app::AppState;
 use crate::connection::{self, FrameHandler};
 use crate::dispatch::{AgentSpec, DispatchError, TransferTarget};
 use crate::limits::{ConnectionPermit, FrameVerdict};
 use crate::protocol::{parse_agent_frame, AgentFrame, AgentServerFrame, ErrorCode};
 use crate::routing::CustomerEvent;
-use crate::server::AppState;
 use crate::signin::agent_step::SecondStep;
 use crate::telemetry::metric;
 

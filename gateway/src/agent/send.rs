@@ -2,11 +2,11 @@
 //! `[leaks]` rules), written to the durable log before the `ack`, then relayed.
 
 use super::{leak, not_yours, AgentSession};
+use crate::app::AppState;
 use crate::attachments::UseError;
 use crate::journal::JournalError;
 use crate::protocol::{AgentServerFrame, Card, ErrorCode, Rich};
 use crate::routing::CustomerEvent;
-use crate::server::AppState;
 
 /// An agent's message (text, an attachment, a card) for the customer of `session`: checked,
 /// made durable, acknowledged, then relayed to the customer's node.

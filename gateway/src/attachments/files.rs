@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::links::{now_s, LinkError, Part};
-use crate::server::AppState;
+use crate::app::AppState;
 use crate::store::{AuditEntry, Store};
 use crate::telemetry::metric;
 

@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use super::picture::{self, Caps, PictureError};
 use super::sniff::{self, Sniffed};
-use crate::server::AppState;
+use crate::app::AppState;
 use crate::store::attachments::{AttachmentMetaRow, CHUNK};
 use crate::store::Store;
 use crate::telemetry::metric;

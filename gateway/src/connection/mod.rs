@@ -14,10 +14,10 @@ use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::time::Instant;
 
+use crate::app::AppState;
 use crate::limits::FrameVerdict;
 use crate::outbox::{Attachment, Kicked};
 use crate::protocol::ErrorCode;
-use crate::server::AppState;
 use crate::shutdown::ShutdownListener;
 use crate::telemetry::metric;
 

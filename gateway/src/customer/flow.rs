@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use crate::app::AppState;
 use crate::mask::mask_text;
 use crate::protocol::{
     parse_customer_frame, AgentServerFrame, CustomerFrame, ErrorCode, Rich, ServerFrame, Suggestion,
 };
-use crate::server::AppState;
 use crate::session::{Milestone, Session, SessionState, Speaker};
 use crate::telemetry::metric;
 

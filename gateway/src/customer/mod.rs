@@ -20,10 +20,10 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::app::AppState;
 use crate::connection::{self, End, FrameHandler};
 use crate::limits::{ConnectionPermit, FrameVerdict, Refusal};
 use crate::protocol::{Channel, Envelope, ErrorCode, Lang, ServerFrame};
-use crate::server::AppState;
 use crate::session::{Resolved, Session};
 use crate::telemetry::metric;
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::server::AppState;
+use crate::app::AppState;
 use crate::session::{rebuild, RebuildError, Session, SessionLog};
 use crate::telemetry::metric;
 

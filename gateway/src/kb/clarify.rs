@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use crate::app::AppState;
 use crate::config::FirstMiss;
 use crate::protocol::{Lang, ServerFrame, Suggestion};
-use crate::server::AppState;
 use crate::session::{Session, Speaker};
 use crate::telemetry::metric;
 

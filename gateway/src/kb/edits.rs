@@ -8,7 +8,7 @@ use faq_index::Entry;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::server::AppState;
+use crate::app::AppState;
 use crate::session::now_ms;
 use crate::store::{AuditEntry, EditRow, StoreError};
 

@@ -28,8 +28,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::app::AppState;
 use crate::protocol::{Channel, Lang};
-use crate::server::AppState;
 use crate::session::{now_ms, Session};
 use crate::store::{MissRow, Store};
 use crate::telemetry::metric;

@@ -15,8 +15,8 @@ use axum::http::{header, HeaderMap};
 use serde_json::json;
 
 use super::{Account, OtpError};
+use crate::app::AppState;
 use crate::roster::AgentEntry;
-use crate::server::AppState;
 use crate::telemetry::metric;
 
 /// What the upgrade request brought for the second step (and for the sign-in history).

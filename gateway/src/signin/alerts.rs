@@ -20,8 +20,8 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::admin::Permission;
+use crate::app::AppState;
 use crate::limits::ConnectionPermit;
-use crate::server::AppState;
 use crate::shutdown::ShutdownListener;
 use crate::telemetry::metric;
 

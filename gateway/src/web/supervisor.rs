@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::server::AppState;
+use crate::app::AppState;
 use crate::session::{now_ms, Milestone, SessionState};
 
 /// The whole report, as JSON.

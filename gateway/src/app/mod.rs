@@ -1,4 +1,9 @@
-//! The HTTP side: binding, routes, readiness, background chores and the drain on shutdown.
+//! The node: the one module that sees every part. It builds them from the settings, hands
+//! each the narrow handles it uses (the relay, the recorder, the store, the bot), serves the
+//! routes ([`routes`]), runs the chores ([`chores`]) and drains on shutdown.
+
+mod chores;
+mod routes;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -6,11 +11,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
@@ -22,8 +22,7 @@ use crate::roster::RosterStore;
 use crate::routing::{Bus, NodeEvent, Relay};
 use crate::session::{SessionLimits, Sessions};
 use crate::shutdown::Shutdown;
-use crate::telemetry::metric;
-use crate::{admin, agent, customer, records, routing, telemetry};
+use crate::{routing, telemetry};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -251,9 +250,9 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let state = self.state;
-        let chores = tokio::spawn(run_chores(state.clone()));
+        let chores = tokio::spawn(chores::run_chores(state.clone()));
         let lag_probe = tokio::spawn(crate::telemetry::probe_runtime_lag());
-        let events = tokio::spawn(run_events(state.clone(), self.events));
+        let events = tokio::spawn(chores::run_events(state.clone(), self.events));
         if state.journal.is_shared() {
             // What this node's id held before a restart comes back here first.
             state.relay.take_orphans(true).await;
@@ -261,7 +260,7 @@ impl Application {
             // One node with its log in the store: take back what was live before a restart.
             state.relay.restore_logged().await;
         }
-        let app = router(state.clone());
+        let app = routes::router(state.clone());
         state.ready.store(true, Ordering::Release);
         tracing::info!(addr = %self.listener.local_addr()?, node = %state.node_id, "gateway listening");
 
@@ -308,122 +307,5 @@ impl Application {
             .await;
         tracing::info!("gateway stopped");
         result
-    }
-}
-
-fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/ws/customer", get(customer::upgrade))
-        .route("/ws/agent", get(agent::upgrade))
-        .route("/ws/supervisor", get(crate::signin::alerts::upgrade))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route(
-            "/upload",
-            axum::routing::post(crate::attachments::upload::upload)
-                .options(crate::attachments::upload::preflight),
-        )
-        .route("/files/{id}", get(crate::attachments::files::file))
-        .merge(admin::routes(&state))
-        .merge(crate::web::routes())
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::guard::guard,
-        ))
-        .with_state(state)
-}
-
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
-    }
-}
-
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    if let Some(rss) = resident_memory_bytes() {
-        metrics::gauge!(metric::PROCESS_RESIDENT_MEMORY_BYTES).set(rss as f64);
-    }
-    metrics::gauge!(metric::CONNECTIONS_ACTIVE).set(state.limits.in_use() as f64);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-}
-
-/// The process's resident memory from `/proc/self/status` (Linux only).
-fn resident_memory_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-/// This node's routing events, one at a time, in arrival order.
-async fn run_events(state: AppState, mut events: tokio::sync::mpsc::Receiver<NodeEvent>) {
-    while let Some(event) = events.recv().await {
-        let kind = event.kind();
-        let started = std::time::Instant::now();
-        state.relay.handle(event).await;
-        metrics::histogram!(metric::NODE_EVENT_SECONDS, "kind" => kind)
-            .record(started.elapsed().as_secs_f64());
-    }
-}
-
-/// Periodic work: forget sessions past their grace period (leaving queues and agents),
-/// routing upkeep, liveness, noticing knowledge-base and roster edits, tidy histograms.
-async fn run_chores(state: AppState) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let ttl = state.settings.dispatch.node_ttl_ms;
-    let heartbeat_every = Duration::from_millis((ttl / 3).max(100));
-    let mut last_heartbeat: Option<tokio::time::Instant> = None;
-    let mut n: u64 = 0;
-    loop {
-        tick.tick().await;
-        n += 1;
-        if last_heartbeat.is_none_or(|t| t.elapsed() >= heartbeat_every) {
-            last_heartbeat = Some(tokio::time::Instant::now());
-            if let Err(err) = state.relay.dispatcher.heartbeat(&state.node_id, ttl).await {
-                tracing::error!(error = %err, "heartbeat failed");
-            }
-        }
-        if n.is_multiple_of(5) {
-            let app = state.clone();
-            tokio::spawn(async move { app.journal.forget_due(app.store.as_deref()).await });
-        }
-        if n.is_multiple_of(3) && state.journal.is_shared() {
-            let app = state.clone();
-            tokio::spawn(async move { app.relay.take_orphans(false).await });
-        }
-        for session in state.sessions.reap_expired() {
-            state.relay.end_chat(&session, "expired", false).await;
-        }
-        state.relay.tick().await;
-        state.agents.reap(Duration::from_millis(
-            state.settings.dispatch.agent_grace_ms,
-        ));
-        if n.is_multiple_of(5) {
-            state.roster.reload_if_changed().await;
-        }
-        if n.is_multiple_of(5) {
-            state.metrics.run_upkeep();
-        }
-        let retention_every = state.settings.store.retention_interval_s.max(1);
-        if n == 1 || n.is_multiple_of(retention_every) {
-            let app = state.clone();
-            tokio::spawn(async move {
-                if let Some(store) = &app.store {
-                    records::retention::run_once(store, app.settings.store.retention_days).await;
-                }
-                app.sign_in.prune().await;
-            });
-        }
-        let watch = state.settings.kb.watch_interval_s;
-        if watch > 0 && n.is_multiple_of(watch) {
-            state.bot.reload_if_changed().await;
-        }
     }
 }
