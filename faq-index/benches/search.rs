@@ -167,6 +167,7 @@ fn synthetic_kb(n: usize) -> KnowledgeBase {
                 lang: lang.into(),
                 keywords: vec![],
                 quick_replies: vec![],
+                needs: None,
             }
         })
         .collect();

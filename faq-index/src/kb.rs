@@ -49,7 +49,15 @@ pub struct Entry {
     /// send the question).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quick_replies: Vec<String>,
+    /// Live data the answer is about, which the gateway fills in when it can: `"order_status"`
+    /// (the customer's latest order, from the shop's order endpoint). Without it, or when the
+    /// data cannot be had, the bot sends `answer` as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs: Option<String>,
 }
+
+/// Values of [`Entry::needs`] the gateway knows how to fill.
+pub const NEEDS: &[&str] = &["order_status"];
 
 /// Where an entry came from, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -361,6 +369,14 @@ fn validate(entry: &Entry, at: &Location, strict_category: bool) -> Result<(), K
                 "at most {MAX_QUICK_REPLIES} non-empty questions of at most {MAX_QUICK_REPLY_CHARS} characters"
             ),
         ));
+    }
+    if let Some(needs) = &entry.needs {
+        if !NEEDS.contains(&needs.as_str()) {
+            return Err(invalid(
+                "needs",
+                &format!("unknown value, expected one of {}", NEEDS.join(", ")),
+            ));
+        }
     }
     if strict_category && !CATEGORIES.contains(&entry.category.as_str()) {
         return Err(invalid(

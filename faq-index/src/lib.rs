@@ -43,4 +43,4 @@ mod vectors;
 
 pub use confidence::{Decision, Thresholds};
 pub use index::{Index, IndexError, Match, Outcome};
-pub use kb::{validate_entry, Entry, KbError, KnowledgeBase, Location, CATEGORIES};
+pub use kb::{validate_entry, Entry, KbError, KnowledgeBase, Location, CATEGORIES, NEEDS};

@@ -58,6 +58,9 @@ pub struct Settings {
     /// Business hours per skill group (issue #17); none: always open.
     #[serde(default)]
     pub hours: crate::hours::HoursSettings,
+    /// The shop's own services the gateway asks (issue #18): its order endpoint.
+    #[serde(default)]
+    pub integrations: crate::orders::IntegrationSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -307,6 +310,10 @@ impl Settings {
         settings.store.key = crate::store::KeySource::from_env(env);
         settings.identity.secret = env
             .get(crate::identity::SECRET_ENV)
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| Secret::new(v.trim()));
+        settings.integrations.orders_secret = env
+            .get(crate::orders::SECRET_ENV)
             .filter(|v| !v.trim().is_empty())
             .map(|v| Secret::new(v.trim()));
         settings

@@ -200,6 +200,7 @@ pub fn customer_fields(session: &Session, info: &mut crate::protocol::CustomerIn
         .with_past(|c| c.previous.clone())
         .unwrap_or_default();
     info.returning = !previous.is_empty();
+    info.identified = true;
     info.previous = previous.as_ref().clone();
     info.name = identity.name.clone();
     info.tier = identity.tier.clone();
@@ -235,14 +236,8 @@ pub async fn history_request(app: &AppState, agent: &AgentSession, session: Stri
         agent.outbox.emit(&frame);
         return;
     };
-    let audit = AuditEntry {
-        at_ms: crate::session::now_ms(),
-        operator: format!("agent:{}", agent.id()),
-        action: "read_history".into(),
-        target: format!("session:{session}"),
-        peer: "agent_socket".into(),
-        detail: format!("page {page}"),
-    };
+    let audit =
+        AuditEntry::agent_read(agent.id(), "read_history", &session, format!("page {page}"));
     if let Err(err) = store.audit(&audit).await {
         tracing::error!(error = %err, "cannot audit a history read; refused");
         return agent.error(ErrorCode::Internal, "history unavailable", None);

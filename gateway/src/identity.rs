@@ -68,6 +68,11 @@ pub struct Identity {
     pub tier: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
+    /// The shop's own id (`sub`), for asking the shop's order endpoint about this customer
+    /// (issue #18). Kept like the personal fields: sealed with the store key in the session's
+    /// log and in the store's link of the chat, never in records, frames or logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shop_id: Option<String>,
 }
 
 crate::redacted_debug!(Identity);
@@ -160,6 +165,7 @@ impl Verifier {
         let clean = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
         Ok(Identity {
             customer: self.customer_hash(&c.sub),
+            shop_id: Some(c.sub),
             name: clean(c.name),
             tier: clean(c.tier),
             phone: clean(c.phone),

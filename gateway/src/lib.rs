@@ -23,6 +23,7 @@
 //! - `tickets`: messages left when nobody is there, claimed and answered by agents.
 //! - `hours`: business hours per skill group.
 //! - `identity`: identity tokens (HS256) from the shop's backend, hashed customer ids.
+//! - `orders`: the shop's order endpoint (signed, bounded, cached) for agents and the bot.
 //! - `bot`: the knowledge-base bot, searched on the blocking pool, reloadable.
 //! - `kb`: what the bot missed, edits without a restart (a store overlay), answer figures.
 //! - `leaks`: interception of agent messages that would take a customer off the platform.
@@ -64,6 +65,7 @@ pub(crate) mod limits;
 pub(crate) mod listener;
 pub mod mask;
 pub(crate) mod operators;
+pub mod orders;
 pub mod outbox;
 pub mod protocol;
 pub mod records;

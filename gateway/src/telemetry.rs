@@ -34,8 +34,15 @@ pub fn init_logs(format: LogFormat) -> LogGuard {
         .lossy(true)
         .thread_name("kefu-log")
         .finish(std::io::stderr());
-    let filter =
+    let mut filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tantivy=warn"));
+    // The HTTP client's own debug lines may name the shop's order URL with the customer's id
+    // in it: at most its warnings, whatever RUST_LOG asks for.
+    for quiet in ["reqwest=warn", "hyper_util=warn", "hyper=warn"] {
+        if let Ok(directive) = quiet.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let builder = fmt().with_env_filter(filter).with_writer(writer);
     let result = match format {
         LogFormat::Text => builder.try_init(),

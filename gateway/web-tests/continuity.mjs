@@ -6,6 +6,7 @@
 
 import { createHmac } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startGateway } from './gateway.mjs';
@@ -28,6 +29,24 @@ function closedRange() {
   const local = (Math.floor(Date.now() / 60_000) + 8 * 60) % 1440;
   const hhmm = (m) => `${String(Math.floor(m / 60)).padStart(2, '0')}:${String(m % 60).padStart(2, '0')}`;
   return `${hhmm((local + 120) % 1440)}-${hhmm((local + 180) % 1440)}`;
+}
+
+const ORDERS_SECRET = 'web-tests-orders-secret-0123456789';
+
+/** The shop's order endpoint: checks the gateway's signature, answers one order. */
+async function startShop() {
+  const server = createServer((req, res) => {
+    const ts = req.headers['x-kefu-timestamp'] || '';
+    const expected = `v1=${createHmac('sha256', ORDERS_SECRET).update(`${ts}\nGET\n${req.url}`).digest('hex')}`;
+    if (req.headers['x-kefu-signature'] !== expected) {
+      res.writeHead(401).end();
+      return;
+    }
+    const orders = [{ order_no: 'E20261111888', status: '运输中', amount: '118.00', placed_at: '2026-11-11 00:05', logistics: '顺丰 已到达杭州转运中心', items: [{ title: '保温杯', quantity: 2 }] }];
+    res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ orders }));
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${server.address().port}/orders`, stop: () => server.close() };
 }
 
 async function gatewayWith(bin, extra) {
@@ -56,7 +75,8 @@ export async function continuityPages(context, bin, { step, assert, shot }) {
 }
 
 async function historyPanel(context, bin, { step, assert, shot }) {
-  const { gateway, dir } = await gatewayWith(bin, {});
+  const shop = await startShop();
+  const { gateway, dir } = await gatewayWith(bin, { KEFU__INTEGRATIONS__ORDERS_URL: shop.url, KEFU_ORDERS_SECRET: ORDERS_SECRET });
   const base = gateway.base;
   const token = identity('web-shopper-1');
   const agent = await context.newPage();
@@ -107,9 +127,20 @@ async function historyPanel(context, bin, { step, assert, shot }) {
       await full.locator('.msg.customer', { hasText: '订单改地址' }).waitFor();
       assert(!(await full.innerText()).includes(PHONE), 'full transcript masked');
       await shot(agent, '20-console-history-panel');
+
+      // The shop's orders beside the chat; one goes to the customer as an order card.
+      const orders = chat.locator('.orders');
+      const order = orders.locator('.order', { hasText: 'E20261111888' });
+      await order.waitFor();
+      assert((await orders.innerText()).includes('已到达杭州转运中心'), 'the logistics news');
+      await shot(agent, '23-console-orders');
+      await order.getByRole('button', { name: '发送订单卡片' }).click();
+      await second.locator('.kefu-card-order', { hasText: 'E20261111888' }).waitFor();
+      await chat.locator('.msg.agent .card-order', { hasText: 'E20261111888' }).waitFor();
       await second.close();
     });
   } finally {
+    shop.stop();
     await agent.close();
     await gateway.stop();
     rmSync(dir, { recursive: true, force: true });

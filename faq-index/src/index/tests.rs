@@ -9,6 +9,7 @@ fn entry(id: &str, questions: &[&str], lang: &str) -> Entry {
         lang: lang.into(),
         keywords: vec![],
         quick_replies: vec![],
+        needs: None,
     }
 }
 

@@ -126,6 +126,7 @@ fn from_entries_rejects_duplicates() {
         lang: "en".into(),
         keywords: vec![],
         quick_replies: vec![],
+        needs: None,
     };
     let err = KnowledgeBase::from_entries(vec![e.clone(), e]).unwrap_err();
     assert!(matches!(err, KbError::DuplicateId { .. }));

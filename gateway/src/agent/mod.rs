@@ -229,7 +229,7 @@ impl FrameHandler for AgentHandler {
     }
 }
 
-async fn on_frame(app: &AppState, agent: &AgentSession, frame: AgentFrame) {
+async fn on_frame(app: &AppState, agent: &Arc<AgentSession>, frame: AgentFrame) {
     let id = agent.id();
     match frame {
         AgentFrame::Ready { capacity } => match app.relay.agent_ready(id, capacity).await {
@@ -238,6 +238,14 @@ async fn on_frame(app: &AppState, agent: &AgentSession, frame: AgentFrame) {
         },
         AgentFrame::HistoryRequest { session, page } => {
             crate::continuity::history_request(app, agent, session, page.unwrap_or(0)).await
+        }
+        AgentFrame::OrdersRequest { session } => {
+            // Its own task: the shop may take up to its timeout, the agent's chats may not.
+            tokio::spawn(crate::orders::agent_request(
+                app.clone(),
+                agent.clone(),
+                session,
+            ));
         }
         AgentFrame::TicketClaim { ticket } => crate::tickets::claim(app, agent, ticket).await,
         AgentFrame::TicketReply { ticket, text } => {

@@ -43,6 +43,8 @@ pub enum StartError {
     Journal(#[from] crate::journal::JournalError),
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
+    #[error(transparent)]
+    Orders(#[from] crate::orders::OrdersError),
     #[error("cannot bind {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -82,6 +84,8 @@ pub struct Shared {
     pub attachments: crate::attachments::Attachments,
     /// Checks customers' identity tokens (`None`: no secret configured, tokens refused).
     pub identity: Option<Arc<crate::identity::Verifier>>,
+    /// The shop's order endpoint (`None`: `integrations.orders_url` is empty).
+    pub orders: Option<Arc<crate::orders::Orders>>,
     next_conn: AtomicU64,
 }
 
@@ -139,6 +143,14 @@ impl Application {
         let ring = store.as_ref().map(|s| s.key_ring());
         let identity = tokio::task::spawn_blocking(move || {
             crate::identity::Verifier::load(&identity_settings, ring.as_deref())
+        })
+        .await
+        .map_err(|_| crate::bot::BotError::PoolClosed)??
+        .map(Arc::new);
+        let (integrations, identity_settings) =
+            (settings.integrations.clone(), settings.identity.clone());
+        let orders = tokio::task::spawn_blocking(move || {
+            crate::orders::Orders::load(&integrations, &identity_settings)
         })
         .await
         .map_err(|_| crate::bot::BotError::PoolClosed)??
@@ -226,6 +238,7 @@ impl Application {
             kb: crate::kb::Kb::new(store_for_kb),
             attachments,
             identity,
+            orders,
             next_conn: AtomicU64::new(1),
             settings,
         });

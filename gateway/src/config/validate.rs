@@ -87,6 +87,7 @@ impl Settings {
                 }
             }
         }
+        self.validate_integrations(&origin_of)?;
         let mut dispatch = self.dispatch.clone();
         if dispatch.redis_url.as_deref() == Some("") {
             dispatch.redis_url = None;
@@ -97,6 +98,44 @@ impl Settings {
                 origin: String::new(),
                 message: err.to_string(),
             });
+        }
+        Ok(())
+    }
+
+    /// The order endpoint: a URL the client can use, limits that let a lookup happen, and a
+    /// secret to sign with (a file's is checked when it is read, at start).
+    fn validate_integrations(&self, origin_of: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+        let orders = &self.integrations;
+        if orders.orders_url.trim().is_empty() {
+            return Ok(());
+        }
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: key.into(),
+            origin: origin_of(key),
+            message,
+        };
+        if let Err(err) = crate::orders::parse_url(&orders.orders_url) {
+            return Err(invalid("integrations.orders_url", err.to_string()));
+        }
+        if !(1..=30_000).contains(&orders.orders_timeout_ms) {
+            let message = "must be 1 to 30000 (ms); the default is 800".to_string();
+            return Err(invalid("integrations.orders_timeout_ms", message));
+        }
+        if orders.orders_concurrency == 0 {
+            let message = "must be at least 1".to_string();
+            return Err(invalid("integrations.orders_concurrency", message));
+        }
+        let from_files = !orders.orders_secret_file.as_os_str().is_empty()
+            || !self.identity.secret_file.as_os_str().is_empty();
+        let from_env = orders
+            .orders_secret
+            .as_ref()
+            .or(self.identity.secret.as_ref())
+            .map(|s| s.expose().len());
+        let short = from_env.is_some_and(|n| n < crate::orders::MIN_SECRET_BYTES);
+        if (from_env.is_none() && !from_files) || (short && orders.orders_secret.is_some()) {
+            let err = crate::orders::OrdersError::NoSecret;
+            return Err(invalid("integrations.orders_url", err.to_string()));
         }
         Ok(())
     }
@@ -129,6 +168,41 @@ mod tests {
             ("KEFU__STORE__RETENTION_DAYS", "30"),
         ]);
         assert!(Settings::load(None, &ok).is_ok());
+    }
+
+    #[test]
+    fn the_order_endpoint_is_checked_at_load() {
+        let url = (
+            "KEFU__INTEGRATIONS__ORDERS_URL",
+            "http://127.0.0.1:9/orders",
+        );
+        let secret = (crate::orders::SECRET_ENV, "0123456789abcdef");
+        let err = Settings::load(None, &env(&[url])).unwrap_err().to_string();
+        assert!(err.contains("signing secret"), "{err}");
+        assert!(Settings::load(None, &env(&[url, secret])).is_ok());
+        let short = (crate::orders::SECRET_ENV, "short");
+        let err = Settings::load(None, &env(&[url, short]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("signing secret"), "{err}");
+        let identity = (crate::identity::SECRET_ENV, "0123456789abcdef0123");
+        assert!(Settings::load(None, &env(&[url, identity])).is_ok());
+        for bad in ["ftp://shop/orders", "not a url", "http://"] {
+            let url = ("KEFU__INTEGRATIONS__ORDERS_URL", bad);
+            let err = Settings::load(None, &env(&[url, secret]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("integrations.orders_url"), "{bad}: {err}");
+            assert!(
+                err.contains("KEFU__INTEGRATIONS__ORDERS_URL"),
+                "{bad}: {err}"
+            );
+        }
+        let slow = ("KEFU__INTEGRATIONS__ORDERS_TIMEOUT_MS", "0");
+        let err = Settings::load(None, &env(&[url, secret, slow]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("orders_timeout_ms"), "{err}");
     }
 
     #[test]

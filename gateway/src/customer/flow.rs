@@ -89,7 +89,7 @@ pub async fn on_text(app: &AppState, session: &Arc<Session>, text: &str) -> Opti
                 hand_off(app, session, group, Trigger::NotHelpful, 0).await;
             }
         }
-        CustomerFrame::Pick { entry_id } => pick(app, session, entry_id),
+        CustomerFrame::Pick { entry_id } => pick(app, session, entry_id).await,
         CustomerFrame::Close {} => {
             app.relay.end_chat(session, "customer_closed", true).await;
             return Some("customer_closed".into());
@@ -257,15 +257,15 @@ async fn bot_reply(
             session.with_bot(|c| c.unanswered = 0);
             app.kb.answered(session, &text, outcome, &entry.id); // kb: figures, misses
             session.offer([entry.id.as_str()]);
-            let frame = ServerFrame::BotAnswer {
-                reply_to: Some(id),
-                entry_id: entry.id.clone(),
-                text: entry.answer.clone(),
-                score: best.score,
-                confidence: outcome.confidence,
-                quick_replies: entry.quick_replies.clone(),
-            };
-            session.emit_recorded(&frame, Speaker::Bot, &entry.answer, Some(entry.id.clone()));
+            answer(
+                app,
+                session,
+                entry,
+                Some(id),
+                best.score,
+                outcome.confidence,
+            )
+            .await;
         }
         _ if queued => return,
         (faq_index::Decision::Suggest, Some(_)) => {
@@ -317,8 +317,29 @@ async fn bot_reply(
     metrics::histogram!(metric::BOT_LATENCY_SECONDS).record(started.elapsed().as_secs_f64());
 }
 
+/// Sends `entry`'s answer (with the customer's live order status where the entry asks for it).
+async fn answer(
+    app: &AppState,
+    session: &Session,
+    entry: &faq_index::Entry,
+    reply_to: Option<String>,
+    score: f32,
+    confidence: f32,
+) {
+    let text = crate::orders::bot_text(app.orders.as_deref(), session, entry).await;
+    let frame = ServerFrame::BotAnswer {
+        reply_to,
+        entry_id: entry.id.clone(),
+        text: text.clone(),
+        score,
+        confidence,
+        quick_replies: entry.quick_replies.clone(),
+    };
+    session.emit_recorded(&frame, Speaker::Bot, &text, Some(entry.id.clone()));
+}
+
 /// The customer picked a suggestion (or any entry): send its answer.
-fn pick(app: &AppState, session: &Session, entry_id: String) {
+async fn pick(app: &AppState, session: &Session, entry_id: String) {
     let index = app.bot.index();
     let Some(entry) = index.entry(&entry_id) else {
         let message = "that knowledge-base entry is no longer available";
@@ -329,15 +350,7 @@ fn pick(app: &AppState, session: &Session, entry_id: String) {
         c.last_category = Some(entry.category.clone());
     });
     app.kb.picked(session, &entry.id); // kb: figures
-    let frame = ServerFrame::BotAnswer {
-        reply_to: None,
-        entry_id: entry.id.clone(),
-        text: entry.answer.clone(),
-        score: 1.0,
-        confidence: 1.0,
-        quick_replies: entry.quick_replies.clone(),
-    };
-    session.emit_recorded(&frame, Speaker::Bot, &entry.answer, Some(entry.id.clone()));
+    answer(app, session, entry, None, 1.0, 1.0).await;
 }
 
 /// Moves the session to the queue for a human of `group` and tells the customer.

@@ -52,6 +52,8 @@ pub struct Patch {
     pub lang: Option<String>,
     pub keywords: Option<Vec<String>>,
     pub quick_replies: Option<Vec<String>>,
+    /// `"order_status"`, or `""` to clear it.
+    pub needs: Option<String>,
 }
 
 /// Parses a JSON body; the error names the field where serde stopped.
@@ -149,6 +151,9 @@ impl Patch {
         }
         if let Some(q) = self.quick_replies {
             entry.quick_replies = q;
+        }
+        if let Some(n) = self.needs {
+            entry.needs = Some(n).filter(|n| !n.is_empty());
         }
         entry
     }

@@ -56,6 +56,10 @@ pub enum AgentFrame {
         ticket: String,
         text: String,
     },
+    /// The chat's customer's recent orders from the shop (`integrations.orders_url`).
+    OrdersRequest {
+        session: String,
+    },
 }
 
 const AGENT_TYPES: &[&str] = &[
@@ -69,6 +73,7 @@ const AGENT_TYPES: &[&str] = &[
     "history_request",
     "ticket_claim",
     "ticket_reply",
+    "orders_request",
 ];
 
 pub fn parse_agent_frame(text: &str) -> Result<AgentFrame, FrameError> {
@@ -98,7 +103,8 @@ pub fn parse_agent_frame(text: &str) -> Result<AgentFrame, FrameError> {
         }
         AgentFrame::Typing { session }
         | AgentFrame::Close { session }
-        | AgentFrame::HistoryRequest { session, .. } => cap("session", session, MAX_ID_BYTES)?,
+        | AgentFrame::HistoryRequest { session, .. }
+        | AgentFrame::OrdersRequest { session } => cap("session", session, MAX_ID_BYTES)?,
         AgentFrame::TicketClaim { ticket } | AgentFrame::TicketReply { ticket, .. } => {
             cap("ticket", ticket, MAX_ID_BYTES)?
         }
@@ -135,6 +141,10 @@ pub struct CustomerInfo {
     /// An identified customer with earlier conversations (issue #17).
     #[serde(default)]
     pub returning: bool,
+    /// The shop vouched for this customer (an identity token): their orders can be asked
+    /// for (`orders_request`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub identified: bool,
     /// Their last conversations, newest first (at most 5), masked.
     #[serde(default)]
     pub previous: Vec<super::PreviousConversation>,
@@ -215,6 +225,16 @@ pub enum AgentServerFrame {
     /// Open left messages of your groups (sent on `ready`).
     Tickets {
         items: Vec<super::TicketItem>,
+    },
+    /// The answer to `orders_request`: the customer's recent orders, newest first, each an
+    /// order card the console can send as it is. `available: false` with a `reason`
+    /// (`not_identified`, `not_configured`, `timeout`, `unavailable`) when there are none to show.
+    Orders {
+        session: String,
+        available: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        orders: Vec<super::ShopOrder>,
     },
     /// You claimed this ticket; answer it with `ticket_reply`.
     TicketClaimed {
@@ -301,6 +321,17 @@ impl AgentServerFrame {
             },
             AgentServerFrame::Tickets { items } => AgentServerFrame::Tickets {
                 items: items.into_iter().map(super::TicketItem::masked).collect(),
+            },
+            AgentServerFrame::Orders {
+                session,
+                available,
+                reason,
+                orders,
+            } => AgentServerFrame::Orders {
+                session,
+                available,
+                reason,
+                orders: orders.into_iter().map(super::ShopOrder::masked).collect(),
             },
             other => other,
         }

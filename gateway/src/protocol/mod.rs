@@ -12,7 +12,8 @@ pub use agent::{parse_agent_frame, AgentFrame, AgentServerFrame, CustomerInfo};
 pub use continuity::{
     EarlierConversation, EarlierLine, PastConversation, PreviousConversation, TicketItem,
 };
-pub use rich::{AttachmentInfo, Card, OrderItem, Rich};
+pub(crate) use rich::text_or_number;
+pub use rich::{AttachmentInfo, Card, OrderItem, Rich, ShopOrder};
 pub use transcript::{Milestone, Speaker, TranscriptEntry};
 
 use serde::{Deserialize, Serialize};

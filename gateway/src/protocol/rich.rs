@@ -75,7 +75,33 @@ pub struct Rich {
     pub card: Option<Box<Card>>,
 }
 
-crate::redacted_debug!(Card, OrderItem, Rich);
+/// An order as the shop's endpoint reports it (`integrations.orders_url`), shown to the agent
+/// beside the chat: an order card, sendable as it is, and what the card does not carry.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShopOrder {
+    /// Always `kind: "order"`.
+    pub card: Card,
+    /// When it was placed, as the shop writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placed_at: Option<String>,
+    /// The latest logistics news (carrier, tracking, last scan), as the shop writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logistics: Option<String>,
+}
+
+impl ShopOrder {
+    /// Personal data masked (toward an agent): the card's words and the logistics line,
+    /// which may hold an address or a courier's phone number.
+    pub fn masked(mut self) -> Self {
+        self.card.mask();
+        self.logistics = self
+            .logistics
+            .map(|l| crate::mask::mask_text(&l).into_owned());
+        self
+    }
+}
+
+crate::redacted_debug!(Card, OrderItem, Rich, ShopOrder);
 
 impl Rich {
     pub fn is_empty(&self) -> bool {
@@ -111,7 +137,9 @@ const URL: usize = 2048;
 const ITEMS: usize = 50;
 
 /// Prices and amounts may come as `"59.00"` or `59`.
-fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+pub(crate) fn text_or_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
     match Option::<serde_json::Value>::deserialize(d)? {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::String(s)) => Ok(Some(s)),

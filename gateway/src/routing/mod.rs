@@ -232,6 +232,7 @@ pub(crate) fn assigned_frame(
         lang: session.lang,
         complaint_level: session.complaint_level(),
         returning: false,
+        identified: false,
         previous: Vec::new(),
         name: None,
         tier: None,

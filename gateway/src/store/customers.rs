@@ -41,6 +41,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let profile = serde_json::json!({
             "name": identity.name, "tier": identity.tier, "phone": identity.phone,
+            "shop_id": identity.shop_id,
         })
         .to_string();
         let keys = self.keys.clone();
@@ -70,6 +71,31 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(row.map(|r| r.try_get("customer_idx")).transpose()?)
+    }
+
+    /// The shop's id of `session`'s customer (from the sealed link), if it was an identified
+    /// chat: how a node that does not hold the session asks the shop about the customer.
+    pub async fn shop_id_of(&self, session: &str) -> Result<Option<String>, StoreError> {
+        let row =
+            sqlx::query("SELECT profile_enc FROM kefu_customer_sessions WHERE session_id = $1")
+                .bind(session.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(sealed) = row
+            .map(|r| r.try_get::<Option<String>, _>("profile_enc"))
+            .transpose()?
+            .flatten()
+        else {
+            return Ok(None);
+        };
+        let keys = self.keys.clone();
+        let id = session.to_string();
+        let profile =
+            tokio::task::spawn_blocking(move || keys.decrypt_field(&sealed, profile_aad(&id)))
+                .await
+                .map_err(|_| StoreError::PoolClosed)??;
+        let profile: serde_json::Value = serde_json::from_str(&profile).unwrap_or_default();
+        Ok(profile["shop_id"].as_str().map(str::to_string))
     }
 
     /// The customer's stored conversations other than `except`, newest first, decrypted

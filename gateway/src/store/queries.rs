@@ -51,6 +51,20 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+impl AuditEntry {
+    /// An agent's read of a chat's customer data over its socket (history, orders).
+    pub fn agent_read(agent: &str, action: &str, session: &str, detail: String) -> Self {
+        AuditEntry {
+            at_ms: crate::session::now_ms(),
+            operator: format!("agent:{agent}"),
+            action: action.into(),
+            target: format!("session:{session}"),
+            peer: "agent_socket".into(),
+            detail,
+        }
+    }
+}
+
 const FACT_COLUMNS: &str = "id, channel, lang, groups_list, agents_list, category, created_ms,
     handoff_ms, assigned_ms, first_response_ms, closed_ms, end_reason, survey_score,
     complaint_level, complaint_ms, escalated, transfers, greeting_sla_met";

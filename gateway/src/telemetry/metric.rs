@@ -203,6 +203,15 @@ metrics! {
     /// attachment chunks sealed and written together
     histogram(Count) ATTACHMENT_CHUNK_BATCH = "kefu_attachment_chunk_batch";
 
+    // The shop's order data (integrations.orders_url).
+    /// order lookups at the shop's endpoint, by outcome (ok, cached, timeout, error, refused,
+    /// bad_answer)
+    counter ORDER_LOOKUPS_TOTAL = "kefu_order_lookups_total";
+    /// time the shop's order endpoint took to answer (or to time out)
+    histogram(Seconds) ORDER_LOOKUP_SECONDS = "kefu_order_lookup_seconds";
+    /// bot answers about an order, by source (live: the shop's status; general: the KB's text)
+    counter ORDER_ANSWERS_TOTAL = "kefu_order_answers_total";
+
     // Conversation log (journal).
     /// time to commit one batch of the conversation log
     histogram(Seconds) JOURNAL_COMMIT_SECONDS = "kefu_journal_commit_seconds";

@@ -15,9 +15,20 @@ const ADMIN: &str = "admin-secret-of-24-characters";
 
 /// One admin call with a JSON body; returns the status and the parsed body (`Null` if none).
 pub async fn call(app: &TestApp, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    call_with(app, ADMIN, method, path, body).await
+}
+
+/// [`call`] with another admin token.
+pub async fn call_with(
+    app: &TestApp,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let request = format!(
-        "{method} {path} HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\
+        "{method} {path} HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
          X-Kefu-Operator: editor-anna\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\n\r\n{body}",
         body.len()

@@ -14,6 +14,7 @@ mod helpers;
 mod kb;
 mod operations;
 mod operators;
+mod orders;
 mod privacy;
 mod privacy_logs;
 mod privacy_store;

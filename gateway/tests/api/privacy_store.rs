@@ -46,7 +46,7 @@ async fn the_gateway_creates_its_database_files_mode_0600() {
     assert_eq!(mode(&db), 0o600, "{db}");
 }
 
-fn ring() -> KeyRing {
+pub fn ring() -> KeyRing {
     use base64::Engine;
     let raw = base64::engine::general_purpose::STANDARD
         .decode(TEST_KEY)

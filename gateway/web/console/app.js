@@ -216,6 +216,15 @@ function sendMessage(session, text) {
   socket.sendReliable({ type: 'message', session, id, text });
 }
 
+/** Sends one of the customer's orders as an order card (re-sent until acknowledged). */
+function sendCard(session, card) {
+  const id = newId('a');
+  const entry = { k: 'out', session, id, text: `[订单 ${card.order_no}]`, card, state: 'sending' };
+  journal.append(entry);
+  draw(entry);
+  socket.sendReliable({ type: 'card', session, id, card });
+}
+
 function redraw() {
   chats.forEach((c) => c.el.remove());
   $('tabs').replaceChildren();
@@ -231,7 +240,7 @@ function draw(entry) {
   if (entry.k === 'out') {
     const card = chats.get(entry.session);
     const label = entry.file ? `📎 ${entry.file.name}` : entry.text;
-    const item = card?.line('agent', label, { id: entry.id });
+    const item = card?.line('agent', label, { id: entry.id, rich: entry.card ? { card: entry.card } : undefined });
     if (item && entry.state !== 'sending') card.settle(entry.id, entry.state);
     return;
   }
@@ -263,6 +272,9 @@ function draw(entry) {
     case 'history':
       card?.showHistory(f, (page) => socket.send({ type: 'history_request', session: f.session, page }));
       break;
+    case 'orders':
+      card?.showOrders(f, (c) => sendCard(f.session, c));
+      break;
     case 'chat_ended':
       card?.end(f.reason === 'transferred' ? '已转接 · transferred' : '会话已结束 · closed');
       break;
@@ -293,6 +305,7 @@ function addChat(f) {
     onTransfer: (group) => socket.send({ type: 'transfer', session, group }),
     onClose: () => socket.send({ type: 'close', session }),
     onHistory: (page) => socket.send({ type: 'history_request', session, page }),
+    onOrders: () => socket.send({ type: 'orders_request', session }),
     onDismiss: () => {
       removeChat(session);
       // Nothing of an ended chat is needed any more: keep the journal small.
@@ -304,6 +317,8 @@ function addChat(f) {
   $('chats').append(card.el);
   $('tabs').append(card.tab);
   if (!replaying) card.bump();
+  // The shop's orders beside the chat (each read is audited; a reload redraws the answer).
+  if (!replaying && f.customer?.identified) socket.send({ type: 'orders_request', session });
 }
 
 function removeChat(session) {

@@ -10,7 +10,7 @@ export class ChatCard {
   /**
    * @param {object} assigned the `assigned` frame
    * @param {object} o canned (strings), groups (strings), and the callbacks onSend(text),
-   *   onTyping(), onTransfer(group), onClose(), onDismiss(), onHistory(page)
+   *   onTyping(), onTransfer(group), onClose(), onDismiss(), onHistory(page), onOrders()
    */
   constructor(assigned, o) {
     this.session = assigned.session;
@@ -92,6 +92,7 @@ export class ChatCard {
       this.sla,
       this.state,
       this.earlier = earlierPanel(c, () => o.onHistory?.(0)),
+      this.orders = ordersPanel(c, () => o.onOrders?.()),
       this.log,
       this.typingLine,
       this.canned,
@@ -137,6 +138,36 @@ export class ChatCard {
     if (f.more) {
       panel.append(el('button', { class: 'btn earlier-more', type: 'button', text: '更早 · older', onclick: () => onMore(f.page + 1) }));
     }
+  }
+
+  /** The `orders` answer: the customer's recent orders from the shop (masked by the server),
+   * each with a button that sends it to the customer as an order card. */
+  showOrders(f, onSendCard) {
+    const panel = this.orders;
+    if (!panel) return;
+    const list = panel.querySelector('.orders-list');
+    const note = panel.querySelector('.orders-note');
+    list.replaceChildren();
+    const why = {
+      timeout: '商城订单接口超时 · the shop did not answer in time',
+      unavailable: '订单暂不可用 · orders unavailable',
+      not_configured: '未接入商城订单 · no order endpoint configured',
+      not_identified: '匿名访客，无订单 · an anonymous visitor',
+    };
+    note.textContent = f.available ? (f.orders?.length ? '' : '暂无订单 · no recent orders') : why[f.reason] || f.reason || '';
+    for (const order of f.orders || []) {
+      const meta = [order.placed_at, order.logistics].filter(Boolean).join(' · ');
+      list.append(
+        el(
+          'li',
+          { class: 'order', 'data-order': order.card?.order_no },
+          cardNode(order.card),
+          meta ? el('small', { class: 'order-meta', text: meta }) : null,
+          el('button', { class: 'btn order-send', type: 'button', text: '发送订单卡片 · send as card', onclick: () => !this.ended && onSendCard(order.card) }),
+        ),
+      );
+    }
+    panel.hidden = false;
   }
 
   submit(onSend) {
@@ -250,6 +281,19 @@ function viewable(link) {
     viewer.focus();
   });
   return link;
+}
+
+/** The panel of an identified customer's orders (filled by `orders`), with a refresh. */
+function ordersPanel(c, onOrders) {
+  if (!c.identified) return null;
+  return el(
+    'details',
+    { class: 'orders', open: true },
+    el('summary', { text: '客户订单 · orders' }),
+    el('p', { class: 'orders-note', role: 'status', text: '正在查询… · loading' }),
+    el('ol', { class: 'orders-list' }),
+    el('button', { class: 'btn orders-refresh', type: 'button', text: '刷新 · refresh', onclick: onOrders }),
+  );
 }
 
 /** The side panel of a returning customer: their last chats in brief, and a button that asks
