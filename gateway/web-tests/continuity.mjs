@@ -122,6 +122,10 @@ async function historyPanel(context, bin, { step, assert, shot }) {
       assert(text.includes('138****5678'), `masked phone in the panel: ${text}`);
       assert(!text.includes(PHONE), 'no phone number in the panel');
       assert((await chat.locator('.chat-meta').innerText()).includes('王'), 'the vouched-for name, masked');
+      // The shop's orders come in beside it (the panel's one line shows the latest).
+      const orders = chat.locator('.orders');
+      const latest = orders.locator('summary', { hasText: 'E20261111888 运输中' });
+      await latest.waitFor();
       await panel.getByRole('button', { name: '查看完整记录' }).click();
       const full = panel.locator('.earlier-conv');
       await full.locator('.msg.customer', { hasText: '订单改地址' }).waitFor();
@@ -129,7 +133,7 @@ async function historyPanel(context, bin, { step, assert, shot }) {
       await shot(agent, '20-console-history-panel');
 
       // The shop's orders beside the chat; one goes to the customer as an order card.
-      const orders = chat.locator('.orders');
+      await latest.click();
       const order = orders.locator('.order', { hasText: 'E20261111888' });
       await order.waitFor();
       assert((await orders.innerText()).includes('已到达杭州转运中心'), 'the logistics news');

@@ -100,6 +100,13 @@ export class ChatCard {
       this.tools,
     );
     this.headBadge = this.el.querySelector('h2 .badge');
+    // One side panel open at a time: the chat itself keeps its room.
+    const panels = [this.earlier, this.orders].filter(Boolean);
+    for (const panel of panels) {
+      panel.addEventListener('toggle', () => {
+        if (panel.open) for (const other of panels) if (other !== panel) other.open = false;
+      });
+    }
     this.form.addEventListener('submit', (e) => {
       e.preventDefault();
       this.submit(o.onSend);
@@ -155,6 +162,9 @@ export class ChatCard {
       not_identified: '匿名访客，无订单 · an anonymous visitor',
     };
     note.textContent = f.available ? (f.orders?.length ? '' : '暂无订单 · no recent orders') : why[f.reason] || f.reason || '';
+    // The latest order in the one-line summary: seen at a glance, the chat keeps its room.
+    const latest = f.orders?.[0]?.card;
+    panel.querySelector('summary').textContent = `客户订单 · orders${f.orders?.length ? ` (${f.orders.length})` : ''}${latest ? ` · ${latest.order_no} ${latest.status}` : ''}`;
     for (const order of f.orders || []) {
       const meta = [order.placed_at, order.logistics].filter(Boolean).join(' · ');
       list.append(
@@ -283,12 +293,13 @@ function viewable(link) {
   return link;
 }
 
-/** The panel of an identified customer's orders (filled by `orders`), with a refresh. */
+/** The panel of an identified customer's orders (filled by `orders`), with a refresh; closed,
+ * its summary line shows the latest order. */
 function ordersPanel(c, onOrders) {
   if (!c.identified) return null;
   return el(
     'details',
-    { class: 'orders', open: true },
+    { class: 'orders' },
     el('summary', { text: '客户订单 · orders' }),
     el('p', { class: 'orders-note', role: 'status', text: '正在查询… · loading' }),
     el('ol', { class: 'orders-list' }),
