@@ -60,6 +60,10 @@ enum Cmd {
         /// Worker processes for customers (overrides the profile).
         #[arg(long)]
         workers: Option<u32>,
+        /// Override one key of the profile, KEY=VALUE (repeat), e.g.
+        /// `--set customer.returning_share=0.1`.
+        #[arg(long = "set")]
+        overrides: Vec<String>,
         /// Seed for every random choice of the run.
         #[arg(long, default_value_t = 11_11)]
         seed: u64,
@@ -148,6 +152,8 @@ enum Cmd {
         /// Source addresses per worker.
         #[arg(long)]
         sources: u32,
+        #[arg(long = "set")]
+        overrides: Vec<String>,
     },
 }
 
@@ -182,10 +188,11 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             report,
             svg,
             workers,
+            overrides,
             seed,
             quiet,
         } => {
-            let p = load_tests::profile::Profile::load(&profile)?;
+            let p = load_tests::profile::Profile::load_with(&profile, &overrides)?;
             let plan = p
                 .faults
                 .plan(&faults, restart_after.as_deref())
@@ -201,6 +208,7 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 profile: profile.clone(),
                 targets,
                 workers,
+                overrides,
                 seed,
                 agent_tokens: None,
                 exe: None,
@@ -383,11 +391,13 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             start_us,
             seed,
             sources,
+            overrides,
         } => {
             let opts = run::RunOptions {
                 profile,
                 targets,
                 workers: Some(workers),
+                overrides,
                 seed,
                 agent_tokens: Some(Vec::new()),
                 exe: None,

@@ -28,6 +28,34 @@ pub enum ProfileError {
     Questions { path: PathBuf, reason: String },
 }
 
+/// Sets `a.b.c=value` in `table`, making the tables on the way.
+fn set_key(table: &mut toml::Table, assignment: &str) -> Result<(), String> {
+    let (key, raw) = assignment
+        .split_once('=')
+        .ok_or("an override is KEY=VALUE, e.g. customer.returning_share=0.1")?;
+    let path: Vec<&str> = key.trim().split('.').collect();
+    if path.iter().any(|p| p.is_empty()) {
+        return Err("empty key segment".into());
+    }
+    let value = format!("v = {}", raw.trim())
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
+    let (last, parents) = path.split_last().ok_or("empty key")?;
+    let mut at = table;
+    for part in parents {
+        let next = at
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        at = next
+            .as_table_mut()
+            .ok_or_else(|| format!("`{part}` is not a table"))?;
+    }
+    at.insert(last.to_string(), value);
+    Ok(())
+}
+
 fn invalid(key: &str, reason: impl Into<String>) -> ProfileError {
     ProfileError::Invalid {
         key: key.to_owned(),
@@ -369,11 +397,17 @@ pub const LATENCY_METRICS: &[&str] = &[
 impl Profile {
     /// Reads and validates a profile; relative paths inside it are resolved against its folder.
     pub fn load(path: &Path) -> Result<Profile, ProfileError> {
+        Profile::load_with(path, &[])
+    }
+
+    /// [`Profile::load`] with `KEY=VALUE` overrides (`--set customer.returning_share=0.1`)
+    /// applied before the profile is checked, so a run can vary one key of a committed profile.
+    pub fn load_with(path: &Path, overrides: &[String]) -> Result<Profile, ProfileError> {
         let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
             path: path.to_owned(),
             source,
         })?;
-        let mut p = Profile::parse(&text).map_err(|e| match e {
+        let mut p = Profile::parse_with(&text, overrides).map_err(|e| match e {
             ProfileError::Parse { message, .. } => ProfileError::Parse {
                 path: path.to_owned(),
                 message,
@@ -394,10 +428,25 @@ impl Profile {
 
     /// Parses and validates profile text (paths are left as written).
     pub fn parse(text: &str) -> Result<Profile, ProfileError> {
-        let p: Profile = toml::from_str(text).map_err(|e| ProfileError::Parse {
+        Profile::parse_with(text, &[])
+    }
+
+    /// [`Profile::parse`] with `KEY=VALUE` overrides; a value is read as TOML (`0.1`, `true`,
+    /// `[1, 3]`), else as a string.
+    pub fn parse_with(text: &str, overrides: &[String]) -> Result<Profile, ProfileError> {
+        let parse_error = |message: String| ProfileError::Parse {
             path: PathBuf::from("<text>"),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| parse_error(e.to_string()))?;
+        for o in overrides {
+            set_key(&mut table, o).map_err(|reason| invalid(o, reason))?;
+        }
+        let p: Profile = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| parse_error(e.to_string()))?;
         p.validate()?;
         Ok(p)
     }

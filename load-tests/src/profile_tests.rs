@@ -196,3 +196,36 @@ fn bad_fault_in_a_profile_names_it() {
     let e = err(&format!("{GOOD}\n[faults]\nrestart_after = \"soon\"\n"));
     assert!(e.contains("faults.restart_after"), "{e}");
 }
+
+#[test]
+fn set_overrides_one_key_and_is_checked_like_the_file() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/load");
+    let sale = dir.join("sale-day.toml");
+    let set = |o: &[&str]| {
+        let o: Vec<String> = o.iter().map(|s| s.to_string()).collect();
+        Profile::load_with(&sale, &o)
+    };
+    assert_eq!(Profile::load(&sale).unwrap().customer.returning_share, 0.0);
+    let p = set(&[
+        "customer.returning_share=0.1",
+        "customer.returning_pool=500",
+    ])
+    .unwrap();
+    assert_eq!(p.customer.returning_share, 0.1);
+    assert_eq!(p.customer.returning_pool, 500);
+    // Relative paths still resolve against the profile's directory.
+    assert!(p.questions_file.starts_with(&dir));
+    // Unknown keys, bad types and malformed overrides are refused, naming the override.
+    let unknown = set(&["customer.no_such_key=1"]).unwrap_err().to_string();
+    assert!(unknown.contains("no_such_key"), "{unknown}");
+    let typed = set(&["customer.returning_pool=many"])
+        .unwrap_err()
+        .to_string();
+    assert!(typed.contains("returning_pool"), "{typed}");
+    let bare = set(&["customer.returning_share"]).unwrap_err().to_string();
+    assert!(bare.contains("KEY=VALUE"), "{bare}");
+    let range = set(&["customer.returning_share=2"])
+        .unwrap_err()
+        .to_string();
+    assert!(range.contains("returning_share"), "{range}");
+}

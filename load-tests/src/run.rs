@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub targets: Vec<Target>,
     /// Overrides the profile's `workers`.
     pub workers: Option<u32>,
+    /// `KEY=VALUE` overrides of the profile (`--set`), passed on to the workers.
+    pub overrides: Vec<String>,
     pub seed: u64,
     /// Agent tokens; when `None` they come from the profile (`token_prefix` / `tokens_file`).
     pub agent_tokens: Option<Vec<String>>,
@@ -72,7 +74,7 @@ async fn run_inner(
     opts: RunOptions,
     faults: Option<(&mut Cluster, &FaultPlan)>,
 ) -> anyhow::Result<Report> {
-    let profile = Arc::new(Profile::load(&opts.profile)?);
+    let profile = Arc::new(Profile::load_with(&opts.profile, &opts.overrides)?);
     let questions = Arc::new(Questions::load(&profile.questions_file)?);
     if opts.targets.is_empty() {
         bail!("no target: give --target ws://127.0.0.1:PORT (or --spawn N)");
@@ -356,6 +358,9 @@ fn spawn_worker(
             &opts.seed.to_string(),
         ])
         .args(["--sources", &sources_per_worker.to_string()]);
+    for o in &opts.overrides {
+        cmd.arg("--set").arg(o);
+    }
     for t in &opts.targets {
         cmd.arg("--target").arg(t.to_string());
     }
@@ -420,7 +425,7 @@ pub async fn worker_main(
     sources_per_worker: u32,
 ) -> anyhow::Result<()> {
     use std::io::Write as _;
-    let profile = Arc::new(Profile::load(&opts.profile)?);
+    let profile = Arc::new(Profile::load_with(&opts.profile, &opts.overrides)?);
     let questions = Arc::new(Questions::load(&profile.questions_file)?);
     let wait = Duration::from_micros(start_us.saturating_sub(now_us()));
     let start = Instant::now() + wait;

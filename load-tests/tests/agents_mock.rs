@@ -69,6 +69,7 @@ require = ["relay_ms", "queue_wait_ms", "assign_ms"]
 async fn run_against_mock(name: &str, faults: Faults) -> Report {
     let addr = mock::start(faults).await;
     let opts = RunOptions {
+        overrides: Vec::new(),
         profile: profile(name),
         targets: vec![Target(addr)],
         workers: Some(1),

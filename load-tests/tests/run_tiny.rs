@@ -91,6 +91,7 @@ async fn start_gateway(
 
 async fn run_profile(profile: PathBuf, target: Target, tokens: Option<Vec<String>>) -> Report {
     let opts = RunOptions {
+        overrides: Vec::new(),
         profile,
         targets: vec![target],
         workers: Some(1),
