@@ -137,16 +137,14 @@ async fn whose(app: &AppState, session: &str) -> Option<(String, String)> {
     {
         return identity.shop_id.map(|id| (id, identity.customer));
     }
-    let store = app.store.as_ref()?;
-    let customer = store.customer_of(session).await.ok().flatten()?;
-    let shop_id = match store.shop_id_of(session).await {
-        Ok(id) => id?,
+    match app.store.as_ref()?.customer_link(session).await {
+        Ok(Some((customer, Some(shop_id)))) => Some((shop_id, customer)),
+        Ok(_) => None,
         Err(err) => {
             tracing::error!(error = %err, "cannot read whose chat this is");
-            return None;
+            None
         }
-    };
-    Some((shop_id, customer))
+    }
 }
 
 #[cfg(test)]

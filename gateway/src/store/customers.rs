@@ -76,17 +76,29 @@ impl Store {
     /// The shop's id of `session`'s customer (from the sealed link), if it was an identified
     /// chat: how a node that does not hold the session asks the shop about the customer.
     pub async fn shop_id_of(&self, session: &str) -> Result<Option<String>, StoreError> {
-        let row =
-            sqlx::query("SELECT profile_enc FROM kefu_customer_sessions WHERE session_id = $1")
-                .bind(session.to_string())
-                .fetch_optional(&self.pool)
-                .await?;
-        let Some(sealed) = row
-            .map(|r| r.try_get::<Option<String>, _>("profile_enc"))
-            .transpose()?
-            .flatten()
-        else {
+        Ok(self
+            .customer_link(session)
+            .await?
+            .and_then(|(_, shop)| shop))
+    }
+
+    /// The customer hash of `session` and the shop's id from its sealed profile, in one read.
+    pub async fn customer_link(
+        &self,
+        session: &str,
+    ) -> Result<Option<(String, Option<String>)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT customer_idx, profile_enc FROM kefu_customer_sessions WHERE session_id = $1",
+        )
+        .bind(session.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
             return Ok(None);
+        };
+        let customer: String = row.try_get("customer_idx")?;
+        let Some(sealed) = row.try_get::<Option<String>, _>("profile_enc")? else {
+            return Ok(Some((customer, None)));
         };
         let keys = self.keys.clone();
         let id = session.to_string();
@@ -95,7 +107,8 @@ impl Store {
                 .await
                 .map_err(|_| StoreError::PoolClosed)??;
         let profile: serde_json::Value = serde_json::from_str(&profile).unwrap_or_default();
-        Ok(profile["shop_id"].as_str().map(str::to_string))
+        let shop_id = profile["shop_id"].as_str().map(str::to_string);
+        Ok(Some((customer, shop_id)))
     }
 
     /// The customer's stored conversations other than `except`, newest first, decrypted
