@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
-use super::crypto::Aad;
-use super::{KeyRing, Store, StoreError};
+use super::log_file::{aad, LogFile};
+use super::{KeyRing, SqliteSync, Store, StoreError};
 
 /// One entry to append: the session, its number (unique and increasing per node), the plain
 /// JSON.
@@ -18,12 +18,12 @@ pub struct LogRow {
     pub body: String,
 }
 
-fn aad<'a>(session: &'a str, n: &'a str) -> Aad<'a> {
-    Aad {
-        table: "kefu_log",
-        row: session,
-        field: n,
-    }
+/// Where the log's rows live: with SQLite a file of its own, written by its own thread
+/// ([`LogFile`]); with PostgreSQL (or SQLite in memory, in tests) the store's pool.
+#[derive(Clone)]
+pub(super) enum LogDb {
+    File(LogFile),
+    Pool(AnyPool),
 }
 
 fn ms(v: u64) -> i64 {
@@ -31,17 +31,21 @@ fn ms(v: u64) -> i64 {
 }
 
 impl Store {
-    /// Encrypts (on the blocking pool) and appends `rows` in one transaction: the group
-    /// commit of every entry that arrived while the previous one was being written.
+    /// Encrypts and appends `rows` in one transaction: the group commit of every entry that
+    /// arrived while the previous one was being written.
     pub async fn append_log(&self, rows: Vec<LogRow>) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }
+        let pool = match &self.log {
+            LogDb::File(file) => return file.append(rows).await,
+            LogDb::Pool(pool) => pool,
+        };
         let ring = self.keys.clone();
         let sealed = tokio::task::spawn_blocking(move || seal(&ring, rows))
             .await
             .map_err(|_| StoreError::PoolClosed)??;
-        let mut tx = self.log_pool.begin().await?;
+        let mut tx = pool.begin().await?;
         insert_rows(&mut tx, &sealed).await?;
         tx.commit().await?;
         Ok(())
@@ -49,9 +53,13 @@ impl Store {
 
     /// Every entry of `session`, decrypted, in append order.
     pub async fn load_log(&self, session: &str) -> Result<Vec<String>, StoreError> {
+        let pool = match &self.log {
+            LogDb::File(file) => return file.load(session).await,
+            LogDb::Pool(pool) => pool,
+        };
         let rows = sqlx::query("SELECT n, body_enc FROM kefu_log WHERE session = $1 ORDER BY n")
             .bind(session.to_string())
-            .fetch_all(&self.log_pool)
+            .fetch_all(pool)
             .await?;
         let mut sealed = Vec::with_capacity(rows.len());
         for row in rows {
@@ -77,9 +85,13 @@ impl Store {
 
     /// Sessions that have a log (at most `limit`), for the restart of a single node.
     pub async fn logged_sessions(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let pool = match &self.log {
+            LogDb::File(file) => return file.sessions(limit).await,
+            LogDb::Pool(pool) => pool,
+        };
         let rows = sqlx::query("SELECT DISTINCT session FROM kefu_log LIMIT $1")
             .bind(ms(limit as u64))
-            .fetch_all(&self.log_pool)
+            .fetch_all(pool)
             .await?;
         rows.iter()
             .map(|r| r.try_get::<String, _>(0).map_err(StoreError::from))
@@ -88,8 +100,12 @@ impl Store {
 
     /// The highest entry number in the log (0 when empty): numbering goes on after a restart.
     pub async fn last_log_number(&self) -> Result<u64, StoreError> {
+        let pool = match &self.log {
+            LogDb::File(file) => return file.last_number().await,
+            LogDb::Pool(pool) => pool,
+        };
         let row = sqlx::query("SELECT COALESCE(MAX(n), 0) FROM kefu_log")
-            .fetch_one(&self.log_pool)
+            .fetch_one(pool)
             .await?;
         let n: i64 = row.try_get(0)?;
         Ok(u64::try_from(n).unwrap_or(0))
@@ -97,14 +113,18 @@ impl Store {
 
     /// Forgets a session's log: its record is stored (ended, or expired).
     pub async fn delete_log(&self, session: &str) -> Result<(), StoreError> {
-        delete(&self.log_pool, session).await
+        self.delete_logs(&[session.to_string()]).await
     }
 
     /// Forgets the logs of many ended sessions in one transaction: one commit (one fsync)
     /// instead of one per session, which at a thousand endings a second kept the log's own
     /// appends waiting for the database.
     pub async fn delete_logs(&self, sessions: &[String]) -> Result<(), StoreError> {
-        let mut tx = self.log_pool.begin().await?;
+        let pool = match &self.log {
+            LogDb::File(file) => return file.delete(sessions.to_vec()).await,
+            LogDb::Pool(pool) => pool,
+        };
+        let mut tx = pool.begin().await?;
         for chunk in sessions.chunks(ROWS_PER_STATEMENT) {
             let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
@@ -122,7 +142,6 @@ impl Store {
         Ok(())
     }
 }
-
 /// Inserts sealed rows, many per statement: a statement is a trip to the database's worker,
 /// and at a peak a commit holds hundreds of entries.
 async fn insert_rows(
@@ -154,14 +173,6 @@ async fn insert_rows(
 /// Rows (or sessions) per statement: well under SQLite's and PostgreSQL's bind limits.
 const ROWS_PER_STATEMENT: usize = 200;
 
-async fn delete(pool: &AnyPool, session: &str) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM kefu_log WHERE session = $1")
-        .bind(session.to_string())
-        .execute(pool)
-        .await?;
-    Ok(())
-}
-
 fn seal(ring: &KeyRing, rows: Vec<LogRow>) -> Result<Vec<(Arc<str>, u64, String)>, StoreError> {
     rows.into_iter()
         .map(|row| {
@@ -172,25 +183,18 @@ fn seal(ring: &KeyRing, rows: Vec<LogRow>) -> Result<Vec<(Arc<str>, u64, String)
         .collect()
 }
 
-/// The schema of a separate log database (see [`open_log_pool`]).
-const LOG_TABLE: &str = "CREATE TABLE IF NOT EXISTS kefu_log (
-    session TEXT NOT NULL,
-    n BIGINT NOT NULL,
-    body_enc TEXT NOT NULL,
-    PRIMARY KEY (session, n)
-)";
-
 /// With SQLite the log lives in a database file of its own beside the store's
 /// (`kefu.db` -> `kefu-log.db`), written through one connection: its group commits then
 /// never wait on the store's other writers (records, KB figures), whose locks SQLite makes a
 /// waiter poll for in growing sleeps (that was the one-node ack tail), and a checkpoint of
 /// one file does not stall the other. Rows an earlier version kept in the store's own
 /// `kefu_log` move over at start.
-pub(super) async fn open_log_pool(
+pub(super) async fn open_log_file(
     main: &AnyPool,
     file: &std::path::Path,
-    sync: Option<&'static str>,
-) -> Result<AnyPool, StoreError> {
+    sync: SqliteSync,
+    keys: Arc<KeyRing>,
+) -> Result<LogFile, StoreError> {
     let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("kefu");
     let name = match file.extension().and_then(|e| e.to_str()) {
         Some(ext) => format!("{stem}-log.{ext}"),
@@ -198,12 +202,7 @@ pub(super) async fn open_log_pool(
     };
     let log_file = file.with_file_name(name);
     super::private_files(&log_file, true)?;
-    let url = format!("sqlite://{}?mode=rwc", log_file.display());
-    let pool = super::connect(&url, 1, sync).await?;
-    sqlx::query("PRAGMA journal_mode=WAL")
-        .fetch_all(&pool)
-        .await?;
-    sqlx::query(LOG_TABLE).execute(&pool).await?;
+    let log = LogFile::open(log_file.clone(), sync, keys).await?;
     super::private_files(&log_file, false)?;
     let old = sqlx::query("SELECT session, n, body_enc FROM kefu_log")
         .fetch_all(main)
@@ -220,14 +219,13 @@ pub(super) async fn open_log_pool(
                 body,
             ));
         }
-        let mut tx = pool.begin().await?;
-        insert_rows(&mut tx, &rows).await?;
-        tx.commit().await?;
+        let moved = rows.len();
+        log.import(rows).await?;
         sqlx::query("DELETE FROM kefu_log").execute(main).await?;
         tracing::info!(
-            rows = rows.len(),
+            rows = moved,
             "conversation log moved to its own database file"
         );
     }
-    Ok(pool)
+    Ok(log)
 }

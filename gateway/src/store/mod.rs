@@ -13,6 +13,7 @@ pub mod crypto;
 mod customers;
 mod kb;
 mod log;
+mod log_file;
 mod queries;
 mod record;
 mod schema;
@@ -118,6 +119,10 @@ pub enum StoreError {
     PoolClosed,
     #[error("writing attachment chunks failed: {0}")]
     Chunks(String),
+    #[error("conversation log file: {0}")]
+    LogFile(#[from] rusqlite::Error),
+    #[error("conversation log: {0}")]
+    Log(String),
 }
 
 enum Command {
@@ -129,7 +134,7 @@ enum Command {
 pub struct Store {
     pool: AnyPool,
     /// Where the conversation log's rows live (a file of its own with SQLite).
-    log_pool: AnyPool,
+    log: log::LogDb,
     keys: Arc<KeyRing>,
     tx: mpsc::Sender<Command>,
     /// Attachment chunks to the group-commit writer (`chunks`).
@@ -190,11 +195,13 @@ impl Store {
             // SQLite gives -wal and -shm the main file's mode; made sure of here too.
             private_files(file, false)?;
         }
-        let log_pool = match &file {
-            Some(file) => log::open_log_pool(&pool, file, sync).await?,
-            None => pool.clone(),
-        };
         let keys = Arc::new(keys);
+        let log = match &file {
+            Some(file) => log::LogDb::File(
+                log::open_log_file(&pool, file, settings.sqlite_synchronous, keys.clone()).await?,
+            ),
+            None => log::LogDb::Pool(pool.clone()),
+        };
         let (tx, rx) = mpsc::channel(settings.queue);
         tokio::spawn(writer::run(pool.clone(), keys.clone(), rx, settings.batch));
         let (chunk_tx, chunk_rx) = mpsc::channel(chunks::QUEUE);
@@ -206,7 +213,7 @@ impl Store {
         );
         Ok(Store {
             pool,
-            log_pool,
+            log,
             keys,
             tx,
             chunks: chunk_tx,
@@ -264,7 +271,9 @@ impl Store {
     /// Closes the connections (after [`Self::flush`]).
     pub async fn close(&self) {
         self.pool.close().await;
-        self.log_pool.close().await;
+        if let log::LogDb::File(file) = &self.log {
+            file.close().await;
+        }
     }
 }
 
