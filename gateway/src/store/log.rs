@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
-use super::log_file::{aad, LogFile};
+use super::log_file::{aad, seal, LogFile};
 use super::{KeyRing, SqliteSync, Store, StoreError};
 
 /// One entry to append: the session, its number (unique and increasing per node), the plain
@@ -20,7 +20,6 @@ pub struct LogRow {
 
 /// Where the log's rows live: with SQLite a file of its own, written by its own thread
 /// ([`LogFile`]); with PostgreSQL (or SQLite in memory, in tests) the store's pool.
-#[derive(Clone)]
 pub(super) enum LogDb {
     File(LogFile),
     Pool(AnyPool),
@@ -172,16 +171,6 @@ async fn insert_rows(
 
 /// Rows (or sessions) per statement: well under SQLite's and PostgreSQL's bind limits.
 const ROWS_PER_STATEMENT: usize = 200;
-
-fn seal(ring: &KeyRing, rows: Vec<LogRow>) -> Result<Vec<(Arc<str>, u64, String)>, StoreError> {
-    rows.into_iter()
-        .map(|row| {
-            let n = row.n.to_string();
-            let body = ring.encrypt_field(&row.body, aad(&row.session, &n))?;
-            Ok((row.session, row.n, body))
-        })
-        .collect()
-}
 
 /// With SQLite the log lives in a database file of its own beside the store's
 /// (`kefu.db` -> `kefu-log.db`), written through one connection: its group commits then

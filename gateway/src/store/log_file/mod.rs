@@ -63,8 +63,7 @@ enum Job {
     Close(Reply<()>),
 }
 
-/// The handle: cheap to clone, every call one job for the thread.
-#[derive(Clone)]
+/// The handle: every call one job for the thread.
 pub(super) struct LogFile {
     jobs: mpsc::Sender<Job>,
 }
@@ -226,9 +225,8 @@ impl Writer {
     fn run(
         mut self,
         mut jobs: mpsc::Receiver<Job>,
-        checkpoints: Option<std::sync::mpsc::Sender<()>>,
+        mut checkpoints: Option<std::sync::mpsc::Sender<()>>,
     ) {
-        let mut checkpoints = checkpoints;
         loop {
             let job = if self.forget.is_empty() {
                 jobs.blocking_recv()
@@ -237,9 +235,11 @@ impl Writer {
                     Ok(job) => Some(job),
                     // Nothing waits: a group of deletes on its own.
                     Err(mpsc::error::TryRecvError::Empty) => {
-                        self.dirty = true;
-                        if let Err(err) = self.commit_with_deletes(&[], IDLE_DELETES) {
-                            tracing::warn!(%err, "cannot delete ended sessions' logs");
+                        match self.commit_with_deletes(&[], IDLE_DELETES) {
+                            Ok(()) => self.dirty = true,
+                            Err(err) => {
+                                tracing::warn!(%err, "cannot delete ended sessions' logs")
+                            }
                         }
                         continue;
                     }
@@ -449,7 +449,11 @@ impl Writer {
     }
 }
 
-fn seal(keys: &KeyRing, rows: Vec<LogRow>) -> Result<Vec<(Arc<str>, u64, String)>, StoreError> {
+/// Seals each row's body, bound to its session and number (the pool path uses it too).
+pub(super) fn seal(
+    keys: &KeyRing,
+    rows: Vec<LogRow>,
+) -> Result<Vec<(Arc<str>, u64, String)>, StoreError> {
     rows.into_iter()
         .map(|row| {
             let n = row.n.to_string();

@@ -6,6 +6,16 @@ fn ring() -> Arc<KeyRing> {
     Arc::new(KeyRing::from_keys(&[("k1", [7u8; 32])]).expect("key ring"))
 }
 
+/// Neither loaded nor listed.
+async fn assert_gone(log: &LogFile, session: &str) {
+    assert!(log.load(session).await.expect("load").is_empty());
+    let sessions = log.sessions(10_000).await.expect("sessions");
+    assert!(
+        !sessions.iter().any(|s| s == session),
+        "{session} is listed"
+    );
+}
+
 fn row(session: &str, n: u64, body: &str) -> LogRow {
     LogRow {
         session: session.into(),
@@ -77,23 +87,13 @@ async fn rows_are_sealed_kept_in_order_deleted_and_the_wal_starts_over() {
         .expect("reopen");
     assert_eq!(log.load("a").await.expect("load"), ["first", "second"]);
     log.delete(vec!["a".into()]).await.expect("delete");
-    assert!(log.load("a").await.expect("load").is_empty());
-    assert!(!log
-        .sessions(10_000)
-        .await
-        .expect("sessions")
-        .contains(&"a".to_string()));
+    assert_gone(&log, "a").await;
     log.close().await;
     // The queued delete was done by the time the file closed.
     let log = LogFile::open(dir.join("kefu-log.db"), SqliteSync::Normal, ring())
         .await
         .expect("reopen");
-    assert!(log.load("a").await.expect("load").is_empty());
-    assert!(!log
-        .sessions(10_000)
-        .await
-        .expect("sessions")
-        .contains(&"a".to_string()));
+    assert_gone(&log, "a").await;
     log.close().await;
     assert!(matches!(log.load("a").await, Err(StoreError::WriterGone)));
     let _ = std::fs::remove_dir_all(&dir);
