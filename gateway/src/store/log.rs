@@ -173,7 +173,7 @@ async fn insert_rows(
 const ROWS_PER_STATEMENT: usize = 200;
 
 /// With SQLite the log lives in a database file of its own beside the store's
-/// (`kefu.db` -> `kefu-log.db`), written through one connection: its group commits then
+/// (`kefu.db` -> `kefu-log.db` and `kefu-log-2.db`), written through one connection: its group commits then
 /// never wait on the store's other writers (records, KB figures), whose locks SQLite makes a
 /// waiter poll for in growing sleeps (that was the one-node ack tail), and a checkpoint of
 /// one file does not stall the other. Rows an earlier version kept in the store's own
@@ -190,9 +190,14 @@ pub(super) async fn open_log_file(
         None => format!("{stem}-log"),
     };
     let log_file = file.with_file_name(name);
-    super::private_files(&log_file, true)?;
-    let log = LogFile::open(log_file.clone(), sync, keys).await?;
-    super::private_files(&log_file, false)?;
+    let halves = LogFile::halves(&log_file);
+    for half in &halves {
+        super::private_files(half, true)?;
+    }
+    let log = LogFile::open(log_file, sync, keys).await?;
+    for half in &halves {
+        super::private_files(half, false)?;
+    }
     let old = sqlx::query("SELECT session, n, body_enc FROM kefu_log")
         .fetch_all(main)
         .await?;

@@ -225,11 +225,12 @@ metrics! {
     counter JOURNAL_BAD_ENTRIES_TOTAL = "kefu_journal_bad_entries_total";
     /// ended sessions whose log is left to expire (the list to delete was full)
     counter JOURNAL_FORGET_DROPPED_TOTAL = "kefu_journal_forget_dropped_total";
-    /// time of one checkpoint of the SQLite log file, by the thread that ran it
+    /// time of one checkpoint of the SQLite log: readying a half (by="checkpointer"), or the
+    /// writer copying the half it writes itself (by="writer", only when nobody else does)
     histogram(Seconds) JOURNAL_CHECKPOINT_SECONDS = "kefu_journal_checkpoint_seconds";
     /// time to delete one group of ended sessions' logs from the SQLite log file
     histogram(Seconds) JOURNAL_FORGET_SECONDS = "kefu_journal_forget_seconds";
-    /// frames in the SQLite log file's WAL at its last checkpoint by the writer
+    /// frames a half of the SQLite conversation log had in its WAL when it was last copied whole
     gauge JOURNAL_WAL_FRAMES = "kefu_journal_wal_frames";
 
     // Conversation store and records.

@@ -34,12 +34,20 @@ async fn the_gateway_creates_its_database_files_mode_0600() {
     c.send(serde_json::json!({"type":"close"})).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     // While the gateway runs, with whatever journal files SQLite keeps beside the database.
+    // The conversation log's two halves beside it too (`x.db` -> `x-log.db`, `x-log-2.db`).
     let db = db_path(&url);
-    assert_eq!(mode(&db), 0o600, "{db}");
-    for suffix in ["-wal", "-shm", "-journal"] {
-        let path = format!("{db}{suffix}");
-        if std::path::Path::new(&path).exists() {
-            assert_eq!(mode(&path), 0o600, "{path}");
+    let stem = db.strip_suffix(".db").unwrap_or(&db);
+    for file in [
+        db.clone(),
+        format!("{stem}-log.db"),
+        format!("{stem}-log-2.db"),
+    ] {
+        assert_eq!(mode(&file), 0o600, "{file}");
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let path = format!("{file}{suffix}");
+            if std::path::Path::new(&path).exists() {
+                assert_eq!(mode(&path), 0o600, "{path}");
+            }
         }
     }
     app.stop().await.unwrap();

@@ -1,72 +1,117 @@
-//! The second connection that copies the WAL into the database (see the parent module).
+//! The second connection, on a thread of its own, that readies the half nobody writes (see
+//! the parent module): copies its WAL into its database whole, then rewrites the half's
+//! mark row, the write that starts the WAL over and flushes its new header, so that the
+//! writer's first commit to it after the swap flushes nothing.
 
-use std::path::Path;
-use std::time::Instant;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, TrySendError};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use tokio::sync::mpsc;
+use tokio::sync::mpsc as tokio_mpsc;
 
-use super::{connect, Job, CAUGHT_UP_FRAMES, MAX_ROUNDS};
+use super::{connect, Job, HALVES};
 use crate::store::SqliteSync;
 use crate::telemetry::metric;
 
-/// Starts the checkpointing thread on a second connection. Each signal starts one cycle:
-/// copying rounds (a passive checkpoint never holds the writer up) until a round finds
-/// little new, then `CaughtUp` to the writer. None when it cannot start: the writer then
-/// checkpoints itself.
-pub(super) fn checkpointer(
-    file: &Path,
+/// A round that could not copy the WAL whole (a read holds an older snapshot) waits this
+/// long before the next.
+const RETRY_PAUSE: Duration = Duration::from_millis(2);
+/// Rounds at most for one half; then it is handed over as it is (the next readying copies
+/// what is left).
+const MAX_ROUNDS: usize = 50;
+
+/// The writer's side: asks for a half to be readied.
+pub(super) struct Handle {
+    halves: mpsc::SyncSender<usize>,
+}
+
+impl Handle {
+    /// Ready `half` (the writer no longer writes it). False once the checkpointer stopped.
+    pub(super) fn ready(&self, half: usize) -> bool {
+        !matches!(
+            self.halves.try_send(half),
+            Err(TrySendError::Disconnected(_))
+        )
+    }
+}
+
+/// Starts the checkpointing thread on a second connection; None when it cannot start (the
+/// writer then checkpoints itself).
+pub(super) fn start(
+    files: &[PathBuf; 2],
     sync: SqliteSync,
-    writer: mpsc::WeakSender<Job>,
-) -> Option<std::sync::mpsc::Sender<()>> {
-    let conn = match connect(file, sync) {
+    writer: tokio_mpsc::WeakSender<Job>,
+) -> Option<Handle> {
+    let conn = match connect(files, sync) {
         Ok(conn) => conn,
         Err(err) => {
             tracing::warn!(%err, "conversation log checkpointer cannot open; the writer checkpoints");
             return None;
         }
     };
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    // The writer asks for one half at a time (it swaps only to a ready half).
+    let (halves, rx) = mpsc::sync_channel::<usize>(2);
     let started = std::thread::Builder::new()
         .name("kefu-log-ckpt".into())
         .spawn(move || {
-            while rx.recv().is_ok() {
-                let frames = copy_rounds(&conn);
+            let mut restarts = 0i64;
+            while let Ok(half) = rx.recv() {
+                let started = Instant::now();
+                restarts += 1;
+                ready_half(&conn, half, restarts);
+                metrics::histogram!(metric::JOURNAL_CHECKPOINT_SECONDS, "by" => "checkpointer")
+                    .record(started.elapsed().as_secs_f64());
                 let Some(writer) = writer.upgrade() else {
                     return;
                 };
-                if writer.blocking_send(Job::CaughtUp(frames)).is_err() {
+                if writer.blocking_send(Job::Ready(half)).is_err() {
                     return;
                 }
             }
         });
-    started.ok().map(|_| tx)
+    match started {
+        Ok(_) => Some(Handle { halves }),
+        Err(err) => {
+            tracing::warn!(%err, "conversation log checkpointer cannot start; the writer checkpoints");
+            None
+        }
+    }
 }
 
-/// Copies until caught up; the WAL's length in frames (`i64::MAX` after a failure, so that
-/// the writer tries itself).
-fn copy_rounds(conn: &Connection) -> i64 {
-    let mut last_log = 0i64;
+/// Copies the half whole (in rounds while a read stands in the way), then starts its WAL
+/// over. A failure is logged; the half is handed over all the same (the writer never
+/// needs it copied, only its WAL kept short).
+fn ready_half(conn: &Connection, half: usize, restarts: i64) {
+    let schema = HALVES[half];
+    let checkpoint = format!("PRAGMA {schema}.wal_checkpoint(PASSIVE)");
     for _ in 0..MAX_ROUNDS {
-        let started = Instant::now();
-        let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        let result = conn.query_row(&checkpoint, [], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
         });
-        metrics::histogram!(metric::JOURNAL_CHECKPOINT_SECONDS, "by" => "checkpointer")
-            .record(started.elapsed().as_secs_f64());
         match result {
-            Ok((log, _done)) => {
-                let new = log - last_log;
-                last_log = log;
-                if new < CAUGHT_UP_FRAMES {
+            Ok((busy, frames, copied)) => {
+                if busy == 0 && frames == copied {
+                    metrics::gauge!(metric::JOURNAL_WAL_FRAMES).set(frames as f64);
                     break;
                 }
+                std::thread::sleep(RETRY_PAUSE);
             }
             Err(err) => {
                 tracing::warn!(%err, "conversation log checkpoint failed");
-                return i64::MAX;
+                return;
             }
         }
     }
-    last_log
+    let mark = format!(
+        "INSERT INTO {schema}.kefu_log_mark (k, restarts) VALUES (1, ?1) \
+         ON CONFLICT (k) DO UPDATE SET restarts = excluded.restarts"
+    );
+    if let Err(err) = conn.execute(&mark, [restarts]) {
+        tracing::warn!(%err, "conversation log: cannot start a WAL over");
+    }
 }

@@ -1,6 +1,7 @@
 //! The log file against a real SQLite file on disk.
 
 use super::*;
+use std::time::Instant;
 
 fn ring() -> Arc<KeyRing> {
     Arc::new(KeyRing::from_keys(&[("k1", [7u8; 32])]).expect("key ring"))
@@ -30,9 +31,14 @@ async fn rows_are_sealed_kept_in_order_deleted_and_the_wal_starts_over() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
     let file = dir.join("kefu-log.db");
-    let log = LogFile::open_restarting_at(file.clone(), SqliteSync::Normal, ring(), 256)
+    let log = LogFile::open(file.clone(), SqliteSync::Normal, ring())
         .await
         .expect("open");
+    let wals = LogFile::halves(&file).map(|half| {
+        let mut name = half.into_os_string();
+        name.push("-wal");
+        std::path::PathBuf::from(name)
+    });
 
     // Commits of many sessions, as a busy node makes them, for longer than a few cycles.
     let body = "x".repeat(600);
@@ -40,25 +46,41 @@ async fn rows_are_sealed_kept_in_order_deleted_and_the_wal_starts_over() {
     let mut written = 0u64;
     let started = Instant::now();
     let mut wal_max = 0u64;
+    // What each session was sent, over many commits and swaps.
+    let mut sent: std::collections::HashMap<String, Vec<String>> = Default::default();
     while written < 8 << 20 && started.elapsed() < Duration::from_secs(30) {
         let rows: Vec<LogRow> = (0..16)
             .map(|i| {
                 n += 1;
-                row(&format!("s{}", (n * 7 + i) % 500), n, &body)
+                let session = format!("s{}", (n * 7 + i) % 500);
+                let body = format!("{n}:{body}");
+                sent.entry(session.clone()).or_default().push(body.clone());
+                row(&session, n, &body)
             })
             .collect();
         written += rows.iter().map(|r| r.body.len() as u64).sum::<u64>();
         log.append(rows).await.expect("append");
-        let wal = std::fs::metadata(dir.join("kefu-log.db-wal")).map_or(0, |m| m.len());
+        let wal: u64 = wals
+            .iter()
+            .map(|w| std::fs::metadata(w).map_or(0, |m| m.len()))
+            .sum();
         wal_max = wal_max.max(wal);
     }
     assert!(written >= 8 << 20, "enough was written: {written} bytes");
-    // Without checkpoints the WAL holds every byte written and more (its pages: ~1.9 times
-    // here); started over at 1 MB it stays far below (slack for a loaded machine).
+    // Without checkpoints a WAL holds every byte written and more (its pages: ~1.9 times
+    // here); the halves' WALs, started over at every swap, stay far below (slack for a
+    // loaded machine).
     assert!(
         wal_max < written,
-        "the WAL started over: at most {wal_max} bytes for {written} written"
+        "the WALs started over: at most {wal_max} bytes for {written} written"
     );
+    // A session written over many commits reads back whole and in order from both halves.
+    let (busiest, bodies) = sent
+        .iter()
+        .max_by_key(|(_, bodies)| bodies.len())
+        .expect("sessions");
+    assert!(bodies.len() > 100, "written often: {}", bodies.len());
+    assert_eq!(&log.load(busiest).await.expect("load"), bodies);
 
     log.append(vec![row("a", n + 1, "first"), row("a", n + 2, "second")])
         .await
@@ -73,7 +95,17 @@ async fn rows_are_sealed_kept_in_order_deleted_and_the_wal_starts_over() {
 
     // Sealed on disk: the plain text is in neither the file nor its WAL.
     log.close().await;
-    for name in ["kefu-log.db", "kefu-log.db-wal"] {
+    // Both halves were written (the halves swapped).
+    for name in ["kefu-log.db", "kefu-log-2.db"] {
+        let len = std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
+        assert!(len > 1 << 20, "{name} holds rows: {len} bytes");
+    }
+    for name in [
+        "kefu-log.db",
+        "kefu-log.db-wal",
+        "kefu-log-2.db",
+        "kefu-log-2.db-wal",
+    ] {
         let bytes = std::fs::read(dir.join(name)).unwrap_or_default();
         assert!(
             !bytes.windows(6).any(|w| w == b"second"),
