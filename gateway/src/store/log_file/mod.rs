@@ -118,6 +118,16 @@ impl LogFile {
         sync: SqliteSync,
         keys: Arc<KeyRing>,
     ) -> Result<LogFile, StoreError> {
+        Self::open_with(file, sync, keys, true).await
+    }
+
+    /// As [`Self::open`]; without a checkpointer (as when it cannot start) if told so.
+    async fn open_with(
+        file: PathBuf,
+        sync: SqliteSync,
+        keys: Arc<KeyRing>,
+        checkpointer: bool,
+    ) -> Result<LogFile, StoreError> {
         let (jobs, rx) = mpsc::channel(JOBS);
         let (ready, opened) = oneshot::channel();
         let to_writer = jobs.downgrade();
@@ -126,7 +136,9 @@ impl LogFile {
             .name("kefu-log".into())
             .spawn(move || match writer::Writer::open(&files, sync, keys) {
                 Ok(mut writer) => {
-                    writer.checkpoints = checkpointer::start(&files, sync, to_writer);
+                    if checkpointer {
+                        writer.checkpoints = checkpointer::start(&files, sync, to_writer);
+                    }
                     let _ = ready.send(Ok(()));
                     writer.run(rx);
                 }

@@ -130,3 +130,49 @@ async fn rows_are_sealed_kept_in_order_deleted_and_the_wal_starts_over() {
     assert!(matches!(log.load("a").await, Err(StoreError::WriterGone)));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_checkpointer_the_writer_still_swaps_halves_and_deletes_from_both() {
+    let dir = std::env::temp_dir().join(format!("kefu-log-alone-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("kefu-log.db");
+    let log = LogFile::open_with(file.clone(), SqliteSync::Normal, ring(), false)
+        .await
+        .expect("open");
+    // Rows of one session over many swaps (the writer swaps every 50 ms on its own).
+    let mut sent = Vec::new();
+    let started = Instant::now();
+    let mut n = 0;
+    while started.elapsed() < Duration::from_millis(400) {
+        n += 1;
+        sent.push(format!("row {n}"));
+        log.append(vec![row("one", n, &format!("row {n}"))])
+            .await
+            .expect("append");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(log.load("one").await.expect("load"), sent);
+    log.close().await;
+    // The writer swapped: both halves hold rows of the session.
+    for half in LogFile::halves(&file) {
+        let conn = Connection::open(&half).expect("half");
+        let rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM kefu_log", [], |r| r.get(0))
+            .expect("count");
+        assert!(rows > 0, "{} holds rows", half.display());
+    }
+    let log = LogFile::open_with(file.clone(), SqliteSync::Normal, ring(), false)
+        .await
+        .expect("reopen");
+    assert_eq!(log.load("one").await.expect("load"), sent);
+    log.delete(vec!["one".into()]).await.expect("delete");
+    assert_gone(&log, "one").await;
+    log.close().await;
+    let log = LogFile::open(file, SqliteSync::Normal, ring())
+        .await
+        .expect("reopen");
+    assert_gone(&log, "one").await;
+    log.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

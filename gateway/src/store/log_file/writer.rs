@@ -21,7 +21,8 @@ pub(super) struct Writer {
     conn: Connection,
     keys: Arc<KeyRing>,
     /// The checkpointer's handle; None when it could not start or has stopped (the writer
-    /// then writes the first half only and copies it itself, at most every [`SWAP_EVERY`]).
+    /// then copies the half it writes itself before each swap, at most every
+    /// [`SWAP_EVERY`]).
     pub(super) checkpoints: Option<checkpointer::Handle>,
     /// The half appended to.
     active: usize,
@@ -174,8 +175,11 @@ impl Writer {
     fn wrote(&mut self, count: u64) {
         self.written += count;
         if self.checkpoints.is_none() {
+            // Nobody readies the other half: copy this one here, and swap all the same so
+            // that both halves get their deletes.
             if self.swapped.elapsed() >= SWAP_EVERY {
                 self.copy_active();
+                self.swap();
             }
             return;
         }
@@ -205,12 +209,17 @@ impl Writer {
         self.ask_ready(old);
     }
 
+    /// Asks the checkpointer to ready `half`; without one the writer copies each half
+    /// itself, so the other half is always ready.
     fn ask_ready(&mut self, half: usize) {
-        if let Some(checkpoints) = &self.checkpoints {
-            if !checkpoints.ready(half) {
+        match &self.checkpoints {
+            Some(checkpoints) if checkpoints.ready(half) => {}
+            Some(_) => {
                 tracing::warn!("conversation log checkpointer stopped; the writer checkpoints");
                 self.checkpoints = None;
+                self.other_ready = true;
             }
+            None => self.other_ready = true,
         }
     }
 
