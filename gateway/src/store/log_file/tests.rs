@@ -17,6 +17,15 @@ async fn assert_gone(log: &LogFile, session: &str) {
     );
 }
 
+/// An empty directory of its own and the log's file name in it.
+fn fresh_dir(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("kefu-log.db");
+    (dir, file)
+}
+
 fn row(session: &str, n: u64, body: &str) -> LogRow {
     LogRow {
         session: session.into(),
@@ -27,10 +36,7 @@ fn row(session: &str, n: u64, body: &str) -> LogRow {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_are_sealed_kept_in_order_deleted_and_the_wal_starts_over() {
-    let dir = std::env::temp_dir().join(format!("kefu-log-file-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    let file = dir.join("kefu-log.db");
+    let (dir, file) = fresh_dir("kefu-log-file");
     let log = LogFile::open(file.clone(), SqliteSync::Normal, ring())
         .await
         .expect("open");
@@ -133,10 +139,7 @@ async fn rows_are_sealed_kept_in_order_deleted_and_the_wal_starts_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_checkpointer_the_writer_still_swaps_halves_and_deletes_from_both() {
-    let dir = std::env::temp_dir().join(format!("kefu-log-alone-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    let file = dir.join("kefu-log.db");
+    let (dir, file) = fresh_dir("kefu-log-alone");
     let log = LogFile::open_with(file.clone(), SqliteSync::Normal, ring(), false)
         .await
         .expect("open");
