@@ -172,11 +172,11 @@ async fn insert_rows(
 /// Rows (or sessions) per statement: well under SQLite's and PostgreSQL's bind limits.
 const ROWS_PER_STATEMENT: usize = 200;
 
-/// With SQLite the log lives in a database file of its own beside the store's
-/// (`kefu.db` -> `kefu-log.db` and `kefu-log-2.db`), written through one connection: its group commits then
-/// never wait on the store's other writers (records, KB figures), whose locks SQLite makes a
-/// waiter poll for in growing sleeps (that was the one-node ack tail), and a checkpoint of
-/// one file does not stall the other. Rows an earlier version kept in the store's own
+/// With SQLite the log lives in database files of its own beside the store's (`kefu.db` ->
+/// `kefu-log.db` and `kefu-log-2.db`, see [`LogFile`]), written through one connection: its
+/// group commits then never wait on the store's other writers (records, KB figures), whose
+/// locks SQLite makes a waiter poll for in growing sleeps (that was the one-node ack tail),
+/// and a checkpoint of one file does not stall the other. Rows an earlier version kept in the store's own
 /// `kefu_log` move over at start.
 pub(super) async fn open_log_file(
     main: &AnyPool,
