@@ -16,6 +16,9 @@ use super::{
 use crate::store::{KeyRing, SqliteSync, StoreError};
 use crate::telemetry::metric;
 
+/// After a failed group of deletes on its own, the next waits this long (or for a job).
+const DELETE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The writing thread's state.
 pub(super) struct Writer {
     conn: Connection,
@@ -35,6 +38,9 @@ pub(super) struct Writer {
     forget: [VecDeque<String>; 2],
     /// ...and the same as a map: session -> the halves (bits) it is still to be deleted from.
     forgetting: HashMap<String, u8>,
+    /// When deleting on its own last failed: deletes then wait a while (a full or broken
+    /// disk must not turn the loop into a spin).
+    delete_failed: Option<Instant>,
 }
 
 impl Writer {
@@ -62,6 +68,7 @@ impl Writer {
             written: 0,
             forget: [VecDeque::new(), VecDeque::new()],
             forgetting: HashMap::new(),
+            delete_failed: None,
         })
     }
 
@@ -79,7 +86,8 @@ impl Writer {
                         match self.commit_with_deletes(&[], IDLE_DELETES) {
                             Ok(taken) => self.wrote(taken as u64),
                             Err(err) => {
-                                tracing::warn!(%err, "cannot delete ended sessions' logs")
+                                tracing::warn!(%err, "cannot delete ended sessions' logs");
+                                self.delete_failed = Some(Instant::now());
                             }
                         }
                         continue;
@@ -100,6 +108,12 @@ impl Writer {
 
     /// Deletes wait for the active half, or for the other one, which is ready to take over.
     fn deletes_waiting(&mut self) -> bool {
+        if self
+            .delete_failed
+            .is_some_and(|at| at.elapsed() < DELETE_RETRY_AFTER)
+        {
+            return false;
+        }
         if !self.forget[self.active].is_empty() {
             return true;
         }
