@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use tokio::sync::mpsc as tokio_mpsc;
 
-use super::{connect, Job, HALVES};
+use super::{checkpoint, connect, Job, HALVES};
 use crate::store::SqliteSync;
 use crate::telemetry::metric;
 
@@ -55,11 +55,9 @@ pub(super) fn start(
     let started = std::thread::Builder::new()
         .name("kefu-log-ckpt".into())
         .spawn(move || {
-            let mut restarts = 0i64;
             while let Ok(half) = rx.recv() {
                 let started = Instant::now();
-                restarts += 1;
-                ready_half(&conn, half, restarts);
+                ready_half(&conn, half);
                 metrics::histogram!(metric::JOURNAL_CHECKPOINT_SECONDS, "by" => "checkpointer")
                     .record(started.elapsed().as_secs_f64());
                 let Some(writer) = writer.upgrade() else {
@@ -82,25 +80,14 @@ pub(super) fn start(
 /// Copies the half whole (in rounds while a read stands in the way), then starts its WAL
 /// over. A failure is logged; the half is handed over all the same (the writer never
 /// needs it copied, only its WAL kept short).
-fn ready_half(conn: &Connection, half: usize, restarts: i64) {
-    let schema = HALVES[half];
-    let checkpoint = format!("PRAGMA {schema}.wal_checkpoint(PASSIVE)");
+fn ready_half(conn: &Connection, half: usize) {
     for _ in 0..MAX_ROUNDS {
-        let result = conn.query_row(&checkpoint, [], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        });
-        match result {
-            Ok((busy, frames, copied)) => {
-                if busy == 0 && frames == copied {
-                    metrics::gauge!(metric::JOURNAL_WAL_FRAMES).set(frames as f64);
-                    break;
-                }
-                std::thread::sleep(RETRY_PAUSE);
+        match checkpoint(conn, half, "PASSIVE") {
+            Ok(done) if done.whole() => {
+                metrics::gauge!(metric::JOURNAL_WAL_FRAMES).set(done.frames as f64);
+                break;
             }
+            Ok(_) => std::thread::sleep(RETRY_PAUSE),
             Err(err) => {
                 tracing::warn!(%err, "conversation log checkpoint failed");
                 return;
@@ -108,10 +95,11 @@ fn ready_half(conn: &Connection, half: usize, restarts: i64) {
         }
     }
     let mark = format!(
-        "INSERT INTO {schema}.kefu_log_mark (k, restarts) VALUES (1, ?1) \
-         ON CONFLICT (k) DO UPDATE SET restarts = excluded.restarts"
+        "INSERT INTO {}.kefu_log_mark (k, restarts) VALUES (1, 1) \
+         ON CONFLICT (k) DO UPDATE SET restarts = restarts + 1",
+        HALVES[half]
     );
-    if let Err(err) = conn.execute(&mark, [restarts]) {
+    if let Err(err) = conn.execute(&mark, []) {
         tracing::warn!(%err, "conversation log: cannot start a WAL over");
     }
 }

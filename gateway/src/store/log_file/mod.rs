@@ -203,7 +203,7 @@ fn connect(files: &[PathBuf; 2], sync: SqliteSync) -> Result<Connection, StoreEr
     let second = files[1]
         .to_str()
         .ok_or_else(|| StoreError::Log("the log's file name is not UTF-8".into()))?;
-    conn.execute("ATTACH DATABASE ?1 AS alt", [second])?;
+    conn.execute(&format!("ATTACH DATABASE ?1 AS {}", HALVES[1]), [second])?;
     let level = match sync {
         SqliteSync::Normal => "NORMAL",
         SqliteSync::Full => "FULL",
@@ -213,6 +213,35 @@ fn connect(files: &[PathBuf; 2], sync: SqliteSync) -> Result<Connection, StoreEr
         conn.pragma_update(Some(half), "synchronous", level)?;
     }
     Ok(conn)
+}
+
+/// What one checkpoint of a half reported.
+struct Checkpoint {
+    /// Another checkpoint or a read stood in the way.
+    busy: bool,
+    /// Frames in the half's WAL, and how many of them are now in its database.
+    frames: i64,
+    copied: i64,
+}
+
+impl Checkpoint {
+    /// The WAL is in the database whole: the half's next write starts it over.
+    fn whole(&self) -> bool {
+        !self.busy && self.frames == self.copied
+    }
+}
+
+/// Runs `PRAGMA <half>.wal_checkpoint(<mode>)` (`PASSIVE` never holds a writer up).
+fn checkpoint(conn: &Connection, half: usize, mode: &str) -> Result<Checkpoint, StoreError> {
+    let pragma = format!("PRAGMA {}.wal_checkpoint({mode})", HALVES[half]);
+    let done = conn.query_row(&pragma, [], |r| {
+        Ok(Checkpoint {
+            busy: r.get::<_, i64>(0)? != 0,
+            frames: r.get(1)?,
+            copied: r.get(2)?,
+        })
+    })?;
+    Ok(done)
 }
 
 /// Seals each row's body, bound to its session and number (the pool path uses it too).

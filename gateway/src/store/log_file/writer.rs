@@ -10,11 +10,22 @@ use tokio::sync::mpsc;
 
 use super::checkpointer;
 use super::{
-    aad, connect, seal, sql_n, Job, DELETES_PER_COMMIT, FORCE_ROWS, HALVES, IDLE_DELETES,
-    LOG_TABLE, MARK_TABLE, MAX_QUEUED_DELETES, SWAP_EVERY,
+    aad, checkpoint, connect, seal, sql_n, Job, DELETES_PER_COMMIT, FORCE_ROWS, HALVES,
+    IDLE_DELETES, LOG_TABLE, MARK_TABLE, MAX_QUEUED_DELETES, SWAP_EVERY,
 };
 use crate::store::{KeyRing, SqliteSync, StoreError};
 use crate::telemetry::metric;
+
+/// Per half (see [`HALVES`]): the statements of every commit, spelled out so that a commit
+/// builds no SQL.
+const INSERT: [&str; 2] = [
+    "INSERT INTO main.kefu_log (session, n, body_enc) VALUES (?, ?, ?)",
+    "INSERT INTO alt.kefu_log (session, n, body_enc) VALUES (?, ?, ?)",
+];
+const DELETE: [&str; 2] = [
+    "DELETE FROM main.kefu_log WHERE session = ?",
+    "DELETE FROM alt.kefu_log WHERE session = ?",
+];
 
 /// After a failed group of deletes on its own, the next waits this long (or for a job).
 const DELETE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
@@ -240,9 +251,8 @@ impl Writer {
     /// The writer's own copy of the active half (it then starts over with the next write).
     fn copy_active(&mut self) {
         let started = Instant::now();
-        let pragma = format!("PRAGMA {}.wal_checkpoint(PASSIVE)", HALVES[self.active]);
-        match self.conn.query_row(&pragma, [], |r| r.get::<_, i64>(1)) {
-            Ok(frames) => metrics::gauge!(metric::JOURNAL_WAL_FRAMES).set(frames as f64),
+        match checkpoint(&self.conn, self.active, "PASSIVE") {
+            Ok(done) => metrics::gauge!(metric::JOURNAL_WAL_FRAMES).set(done.frames as f64),
             Err(err) => tracing::warn!(%err, "conversation log checkpoint failed"),
         }
         metrics::histogram!(metric::JOURNAL_CHECKPOINT_SECONDS, "by" => "writer")
@@ -255,13 +265,12 @@ impl Writer {
     /// empty for the next start.
     fn close(mut self) {
         self.checkpoints = None; // its thread stops after what it is doing
-        for (half, schema) in HALVES.iter().enumerate() {
+        for half in 0..HALVES.len() {
             self.active = half;
             if let Err(err) = self.commit_with_deletes(&[], usize::MAX) {
                 tracing::warn!(%err, "cannot delete ended sessions' logs");
             }
-            let pragma = format!("PRAGMA {schema}.wal_checkpoint(TRUNCATE)");
-            if let Err(err) = self.conn.query_row(&pragma, [], |_| Ok(())) {
+            if let Err(err) = checkpoint(&self.conn, half, "TRUNCATE") {
                 tracing::warn!(%err, "conversation log: last checkpoint failed");
             }
         }
@@ -281,20 +290,14 @@ impl Writer {
         let take = deletes.min(self.forget[half].len());
         let tx = self.conn.transaction()?;
         {
-            let mut statement = tx.prepare_cached(&format!(
-                "INSERT INTO {}.kefu_log (session, n, body_enc) VALUES (?, ?, ?)",
-                HALVES[half]
-            ))?;
+            let mut statement = tx.prepare_cached(INSERT[half])?;
             for (session, n, body) in rows {
                 statement.execute(rusqlite::params![&**session, sql_n(*n), body])?;
             }
         }
         if take > 0 {
             let started = Instant::now();
-            let mut statement = tx.prepare_cached(&format!(
-                "DELETE FROM {}.kefu_log WHERE session = ?",
-                HALVES[half]
-            ))?;
+            let mut statement = tx.prepare_cached(DELETE[half])?;
             for session in self.forget[half].iter().take(take) {
                 statement.execute([session])?;
             }
@@ -361,9 +364,8 @@ impl Writer {
     /// Deletes from both halves at once (the queue is full).
     fn delete_now(&mut self, sessions: &[String]) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
-        for half in HALVES {
-            let mut statement =
-                tx.prepare_cached(&format!("DELETE FROM {half}.kefu_log WHERE session = ?"))?;
+        for delete in DELETE {
+            let mut statement = tx.prepare_cached(delete)?;
             for session in sessions {
                 statement.execute([session])?;
             }
