@@ -9,18 +9,22 @@
 //!
 //! Appends go to one writer task per node, which commits everything that arrived while the
 //! previous commit ran in one go (a group commit: one transaction, or one round trip of
-//! scripts), then marks the frames durable, so that their connection may write them, and
+//! `MULTI`/`EXEC`), then marks the frames durable, so that their connection may write them, and
 //! answers those who wait ([`Journal::barrier`]). A customer's `ack`, a bot answer and an
 //! agent's `ack` therefore reach a client only once they would survive a crash of the node.
 //!
 //! A session is owned by one node at a time through a lease with an epoch (Redis): a node that
 //! resumes a session takes the lease (the epoch goes up) and rebuilds it from the log; the old
-//! owner's appends then fail as [`JournalError::Fenced`], so a paused or partitioned node can no
-//! longer write or deliver anything of that session.
+//! owner's appends then fail as [`JournalError::Fenced`] (on Redis the stream's ids carry the
+//! epoch, so Redis refuses them itself), so a paused or partitioned node can no longer write or
+//! deliver anything of that session.
 
 pub mod entry;
 mod owners;
+mod redis_append;
 mod redis_log;
+#[cfg(test)]
+mod tests;
 mod writer;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -308,7 +312,7 @@ impl Journal {
             }) => {
                 let epoch = log.take_lease(session, node).await?;
                 if epoch.is_some() {
-                    log.note_owner(node, session).await;
+                    log.note_owners(node, &[session]).await;
                 }
                 Ok(epoch)
             }

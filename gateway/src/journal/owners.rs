@@ -17,28 +17,20 @@ use super::JournalError;
 /// How long a node counts as alive after its last refresh.
 pub const ALIVE_FOR: Duration = Duration::from_secs(10);
 
-/// Takes the lease of a session whose owner is `ARGV[2]` (a dead node), or that nobody
-/// holds, if its log exists. Replies the new epoch, 0 when it is not up for taking.
-pub(super) const TAKE_FROM: &str = r"
-if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
-local cur = redis.call('GET', KEYS[1])
-if cur and string.sub(cur, 1, string.len(ARGV[2]) + 1) ~= ARGV[2] .. ':' then return 0 end
-local e = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], ARGV[1] .. ':' .. e, 'PX', ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-return e
-";
-
 impl RedisLog {
     fn owners_key(&self, what: &str) -> String {
         format!("{{{}:j}}:{what}", self.prefix())
     }
 
-    /// Notes that `node` owns `session` now.
-    pub(super) async fn note_owner(&self, node: &str, session: &str) {
+    /// Notes that `node` owns `sessions` now (one command).
+    pub(super) async fn note_owners<S: redis::ToRedisArgs + Send + Sync>(
+        &self,
+        node: &str,
+        sessions: &[S],
+    ) {
         let mut conn = self.conn();
         let key = self.owners_key(&format!("owned:{node}"));
-        let _: Result<(), _> = conn.sadd(key, session).await;
+        let _: Result<(), _> = conn.sadd(key, sessions).await;
     }
 
     /// `session` ended here: no longer in `node`'s index.
@@ -105,17 +97,17 @@ impl RedisLog {
         sessions
     }
 
-    /// Takes `session` from dead `from` (see [`TAKE_FROM`]); moves it in the index.
+    /// Takes `session` from dead `from` (see `RedisLog::take_lease_from`); moves it in the index.
     pub(super) async fn take_from(
         &self,
         session: &str,
         from: &str,
         me: &str,
     ) -> Result<Option<u64>, JournalError> {
-        let epoch = self.take_from_script(session, from, me).await?;
+        let epoch = self.take_lease_from(session, me, Some(from)).await?;
         self.drop_owner(from, session).await;
         if epoch.is_some() {
-            self.note_owner(me, session).await;
+            self.note_owners(me, &[session]).await;
         }
         Ok(epoch)
     }

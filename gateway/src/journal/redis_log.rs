@@ -1,15 +1,31 @@
 //! The log on Redis: per session a stream and its lease, under one hash tag
-//! (`{<prefix>:s:<id>}`), so one script can check the lease and append atomically, and a
-//! Redis Cluster spreads sessions over its shards.
+//! (`{<prefix>:s:<id>}`), so that a session's keys share a slot and a Redis Cluster spreads
+//! sessions over its shards.
 //!
 //! | key | type | content |
 //! |---|---|---|
 //! | `{p:s:<id>}:log` | stream | entries, field `e`: `x` + sealed JSON (store key) or `p` + JSON |
 //! | `{p:s:<id>}:lease` | string | `node:epoch` of the owner |
-//! | `{p:s:<id>}:epoch` | string | the last epoch handed out (INCR) |
+//! | `{p:s:<id>}:epoch` | string | the last epoch handed out by a takeover (INCR) |
 //!
-//! Every key expires `LOG_TTL` after the session's last append: an abandoned log does not
-//! outlive the trade's needs (its record is in the store by then).
+//! **Fencing lives in the stream's ids.** An owner at epoch `E` appends with the id
+//! `<EPOCH_BASE + E>-*` (Redis numbers the entries within the epoch), and taking the lease
+//! moves the stream's last id up to `<EPOCH_BASE + E'>-0` for the new epoch `E'` (`XSETID`, in
+//! the same script that hands out `E'`). From then on Redis itself refuses every `XADD` of an
+//! older epoch ("equal or smaller than the target stream top item"): the check is part of the
+//! append, atomic with it, and an append is a plain `XADD` in a pipeline rather than a script
+//! that reads the lease first. A script call per commit was most of Redis's time at a sale-day
+//! peak. An input from another node (an agent's message) appends with `*`, which Redis numbers
+//! after the top whatever the epoch is, and `NOMKSTREAM`, so it needs the log to exist.
+//! `EPOCH_BASE` (2^43 ms, the year 2248) keeps every epoch's ids above time-based ones.
+//!
+//! A commit's groups go out as one `MULTI`/`EXEC` per call (on one Redis: many sessions per
+//! call; on a Cluster: one session, i.e. one slot, per call), so a call lands whole or not at
+//! all and a retried call cannot leave half a group behind.
+//!
+//! The log expires `LOG_TTL` after the session began (lease and epoch after its last
+//! takeover): an abandoned log does not outlive the trade's needs (its record is in the store
+//! by then).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +34,7 @@ use std::time::Duration;
 use redis::{AsyncCommands, Script};
 
 use super::writer::LogGroup;
-use super::{Fence, JournalError};
+use super::JournalError;
 use crate::dispatch::redis::Conn;
 use crate::dispatch::DispatchSettings;
 use crate::store::crypto::Aad;
@@ -28,76 +44,36 @@ use crate::telemetry::metric;
 /// Entries sealed on the runtime thread at most per commit (see `seal_groups`).
 const INLINE_SEAL: usize = 64;
 
-/// How long a log outlives its last append.
-const LOG_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How long a log outlives its beginning (a lease, its last takeover).
+pub(super) const LOG_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// Appends entries if the caller may: `c` creates the lease (epoch 1) if nobody holds it,
-/// `o` requires the lease to be the caller's, `i` (an input from another node) requires the
-/// log to exist. Replies 1 (appended), 0 (fenced), -1 (no log).
-const APPEND: &str = r"
-local mode = ARGV[1]
-if mode == 'c' then
-  local cur = redis.call('GET', KEYS[2])
-  if not cur then
-    redis.call('SET', KEYS[3], 1, 'PX', ARGV[3])
-    redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-  elseif cur ~= ARGV[2] then
-    return 0
-  end
-elseif mode == 'o' then
-  if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
-else
-  if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-end
-for i = 4, #ARGV do
-  redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
-end
-if mode == 'c' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
-return 1
-";
+/// The millisecond part of epoch 0's stream ids: above any time-based id until the year 2248,
+/// and exact in Lua's doubles for any epoch Redis can count.
+pub(super) const EPOCH_BASE: u64 = 1 << 43;
 
-/// [`APPEND`] for many groups in one call (one Redis, not a Cluster: the keys span slots).
-/// KEYS: log, lease, epoch per group; ARGV: ttl, then per group mode, owner, count, entries.
-/// Replies one status per group, in order.
-const APPEND_MANY: &str = r"
-local ttl = ARGV[1]
-local a = 2
-local out = {}
-for g = 0, (#KEYS / 3) - 1 do
-  local log, lease, epoch = KEYS[3 * g + 1], KEYS[3 * g + 2], KEYS[3 * g + 3]
-  local mode, owner, n = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
-  local first = a + 3
-  a = first + n
-  local ok = 1
-  if mode == 'c' then
-    local cur = redis.call('GET', lease)
-    if not cur then
-      redis.call('SET', epoch, 1, 'PX', ttl)
-      redis.call('SET', lease, owner, 'PX', ttl)
-    elseif cur ~= owner then
-      ok = 0
-    end
-  elseif mode == 'o' then
-    if redis.call('GET', lease) ~= owner then ok = 0 end
-  elseif redis.call('EXISTS', log) == 0 then
-    ok = -1
-  end
-  if ok == 1 then
-    for i = first, first + n - 1 do
-      redis.call('XADD', log, '*', 'e', ARGV[i])
-    end
-    if mode == 'c' then redis.call('PEXPIRE', log, ttl) end
-  end
-  out[g + 1] = ok
-end
-return out
-";
-
-/// Takes the lease for `ARGV[1]` with the next epoch, if the log exists. Replies the epoch,
-/// 0 when there is no log.
+/// Takes the lease for `ARGV[1]` with the next epoch, if the log exists, and moves the log's
+/// last id to that epoch's first so that older epochs can no longer append. With `ARGV[4]`
+/// (a dead node), only if that node or nobody holds the lease. Replies the epoch, 0 when the
+/// session is not up for taking.
 const TAKE: &str = r"
 if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+if ARGV[4] then
+  local cur = redis.call('GET', KEYS[1])
+  if cur and string.sub(cur, 1, string.len(ARGV[4]) + 1) ~= ARGV[4] .. ':' then return 0 end
+end
 local e = redis.call('INCR', KEYS[2])
+local base = tonumber(ARGV[3])
+local info = redis.call('XINFO', 'STREAM', KEYS[3])
+for i = 1, #info, 2 do
+  if info[i] == 'last-generated-id' then
+    local ms = tonumber(string.match(info[i + 1], '^(%d+)-'))
+    if ms and ms >= base + e then
+      e = ms - base + 1
+      redis.call('SET', KEYS[2], e)
+    end
+  end
+end
+redis.call('XSETID', KEYS[3], string.format('%d-0', base + e))
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. e, 'PX', ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return e
@@ -108,16 +84,13 @@ pub(crate) struct RedisLog {
     conn: Conn,
     prefix: Arc<str>,
     keys: Option<Arc<KeyRing>>,
-    append: Arc<Script>,
-    append_many: Arc<Script>,
     take: Arc<Script>,
-    take_from: Arc<Script>,
 }
 
-struct Keys {
-    log: String,
-    lease: String,
-    epoch: String,
+pub(super) struct Keys {
+    pub(super) log: String,
+    pub(super) lease: String,
+    pub(super) epoch: String,
 }
 
 fn aad(session: &str) -> Aad<'_> {
@@ -142,10 +115,7 @@ impl RedisLog {
             conn,
             prefix: settings.key_prefix.as_str().into(),
             keys,
-            append: Arc::new(Script::new(APPEND)),
-            append_many: Arc::new(Script::new(APPEND_MANY)),
             take: Arc::new(Script::new(TAKE)),
-            take_from: Arc::new(Script::new(super::owners::TAKE_FROM)),
         })
     }
 
@@ -157,29 +127,34 @@ impl RedisLog {
         self.conn.clone()
     }
 
-    pub(super) async fn take_from_script(
+    /// Takes the lease for `me` (see [`TAKE`]); with `from`, only from that (dead) node or
+    /// from nobody. `None` when the session is not up for taking.
+    pub(super) async fn take_lease_from(
         &self,
         session: &str,
-        from: &str,
         me: &str,
+        from: Option<&str>,
     ) -> Result<Option<u64>, JournalError> {
         let keys = self.keys(session);
-        let mut conn = self.conn.clone();
-        let epoch: u64 = self
-            .take_from
-            .key(&keys.lease)
+        let mut invocation = self.take.key(&keys.lease);
+        invocation
             .key(&keys.epoch)
             .key(&keys.log)
             .arg(me)
-            .arg(from)
             .arg(LOG_TTL.as_millis() as u64)
+            .arg(EPOCH_BASE);
+        if let Some(from) = from {
+            invocation.arg(from);
+        }
+        let mut conn = self.conn.clone();
+        let epoch: u64 = invocation
             .invoke_async(&mut conn)
             .await
             .map_err(|e| JournalError::Unavailable(e.to_string()))?;
         Ok((epoch > 0).then_some(epoch))
     }
 
-    fn keys(&self, session: &str) -> Keys {
+    pub(super) fn keys(&self, session: &str) -> Keys {
         let tag = format!("{{{}:s:{session}}}", self.prefix);
         Keys {
             log: format!("{tag}:log"),
@@ -267,115 +242,10 @@ impl RedisLog {
         self.keys.as_ref()?.decrypt_field(sealed, aad(session)).ok()
     }
 
-    /// Appends one group, retrying Redis errors (a restart, a failover) until it answers.
-    pub(super) async fn append_with_retry(
-        &self,
-        session: &str,
-        node: &str,
-        fence: Fence,
-        bodies: &[String],
-    ) -> Result<(), JournalError> {
-        let keys = self.keys(session);
-        let (mode, owner) = match fence {
-            Fence::Create => ("c", format!("{node}:1")),
-            Fence::Owner(epoch) => ("o", format!("{node}:{epoch}")),
-            Fence::Input => ("i", String::new()),
-        };
-        let mut delay = Duration::from_millis(20);
-        loop {
-            let mut invocation = self.append.key(&keys.log);
-            invocation
-                .key(&keys.lease)
-                .key(&keys.epoch)
-                .arg(mode)
-                .arg(&owner)
-                .arg(LOG_TTL.as_millis() as u64);
-            for b in bodies {
-                invocation.arg(b);
-            }
-            let mut conn = self.conn.clone();
-            match invocation.invoke_async::<i64>(&mut conn).await {
-                Ok(1) => return Ok(()),
-                Ok(0) => {
-                    metrics::counter!(metric::JOURNAL_FENCED_TOTAL).increment(1);
-                    return Err(JournalError::Fenced);
-                }
-                Ok(_) => return Err(JournalError::NoLog),
-                Err(err) => {
-                    metrics::counter!(metric::JOURNAL_ERRORS_TOTAL).increment(1);
-                    tracing::warn!(%err, "conversation log append failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(1));
-                }
-            }
-        }
-    }
-
-    /// Whether one script may touch every session's keys (one Redis, not a Cluster).
+    /// Whether one call may carry many sessions' groups (one Redis, not a Cluster, where a
+    /// call must stay within one slot, i.e. one session).
     pub(super) fn is_single(&self) -> bool {
         matches!(self.conn, Conn::Single(_))
-    }
-
-    /// Appends many groups in one script call (see [`APPEND_MANY`]), retrying Redis errors.
-    /// On one Redis this costs one call per commit instead of one per session: the per-call
-    /// overhead of a script, not the appends, was most of Redis's time at a sale-day peak.
-    pub(super) async fn append_many_with_retry(
-        &self,
-        node: &str,
-        groups: &[(&str, Fence, &[String])],
-    ) -> Vec<Result<(), JournalError>> {
-        let mut delay = Duration::from_millis(20);
-        loop {
-            let mut invocation = self.append_many.prepare_invoke();
-            invocation.arg(LOG_TTL.as_millis() as u64);
-            for (session, fence, bodies) in groups {
-                let keys = self.keys(session);
-                let (mode, owner) = match fence {
-                    Fence::Create => ("c", format!("{node}:1")),
-                    Fence::Owner(epoch) => ("o", format!("{node}:{epoch}")),
-                    Fence::Input => ("i", String::new()),
-                };
-                invocation
-                    .key(&keys.log)
-                    .key(&keys.lease)
-                    .key(&keys.epoch)
-                    .arg(mode)
-                    .arg(owner)
-                    .arg(bodies.len());
-                for b in bodies.iter() {
-                    invocation.arg(b);
-                }
-            }
-            let mut conn = self.conn.clone();
-            match invocation.invoke_async::<Vec<i64>>(&mut conn).await {
-                Ok(answers) if answers.len() == groups.len() => {
-                    return answers
-                        .into_iter()
-                        .map(|a| match a {
-                            1 => Ok(()),
-                            0 => {
-                                metrics::counter!(metric::JOURNAL_FENCED_TOTAL).increment(1);
-                                Err(JournalError::Fenced)
-                            }
-                            _ => Err(JournalError::NoLog),
-                        })
-                        .collect();
-                }
-                Ok(_) => {
-                    tracing::error!("conversation log script answered the wrong count");
-                    return groups
-                        .iter()
-                        .map(|_| Err(JournalError::Unavailable("bad answer".into())))
-                        .collect();
-                }
-                Err(err) => {
-                    metrics::counter!(metric::JOURNAL_ERRORS_TOTAL).increment(1);
-                    tracing::warn!(%err, "conversation log append failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(1));
-                }
-            }
-        }
     }
 
     /// The entries after `after` (all of them without), opened, and the last stream id.
@@ -417,19 +287,7 @@ impl RedisLog {
         session: &str,
         node: &str,
     ) -> Result<Option<u64>, JournalError> {
-        let keys = self.keys(session);
-        let mut conn = self.conn.clone();
-        let epoch: u64 = self
-            .take
-            .key(&keys.lease)
-            .key(&keys.epoch)
-            .key(&keys.log)
-            .arg(node)
-            .arg(LOG_TTL.as_millis() as u64)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| JournalError::Unavailable(e.to_string()))?;
-        Ok((epoch > 0).then_some(epoch))
+        self.take_lease_from(session, node, None).await
     }
 
     pub(super) async fn owner(&self, session: &str) -> Option<String> {

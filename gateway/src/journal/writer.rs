@@ -28,7 +28,7 @@ use crate::telemetry::metric;
 
 /// Appends taken into one commit at most.
 const MAX_BATCH: usize = 1024;
-/// Groups per script call on one Redis (a call runs alone in Redis: keep it short).
+/// Sessions per call on one Redis (a `MULTI`/`EXEC` runs alone in Redis: keep it short).
 const MANY_PER_CALL: usize = 128;
 /// Commits on their way to Redis at once. Two halve an append's wait at a peak (it no longer
 /// waits for the commit before it to finish); more would mostly split the same work into more
@@ -232,8 +232,8 @@ pub(super) struct Group {
     members: Vec<usize>,
 }
 
-/// Per session, its groups run one after the other (in append order); sessions run at once
-/// on the multiplexed connection (on a Cluster, each to its shard).
+/// Sessions' calls run at once on the multiplexed connection (on a Cluster, each to its
+/// shard).
 async fn commit_redis(
     log: &super::RedisLog,
     batch: &mut [Append],
@@ -251,7 +251,7 @@ async fn commit_redis(
         });
         let fence = append.fence;
         match groups.last_mut() {
-            // A new session's first entries (the opening, its greeting) go in one script: the
+            // A new session's first entries (the opening, its greeting) go in one group: the
             // creating append leaves the lease at epoch 1, which is what they are fenced on.
             Some(g)
                 if g.fence == fence
@@ -282,85 +282,58 @@ async fn commit_redis(
             .map(|_| Err(JournalError::Unavailable("encryption failed".into())))
             .collect();
     }
-    if log.is_single() {
-        let mut calls: Vec<(&str, Fence, &[String])> = Vec::new();
-        let mut members: Vec<&[usize]> = Vec::new();
-        let mut creates: Vec<&str> = Vec::new();
-        for session in &order {
-            for group in by_session.get(session).map(Vec::as_slice).unwrap_or(&[]) {
-                if group.bodies.is_empty() {
-                    continue; // barriers only: nothing to write
-                }
-                if group.fence == Fence::Create {
-                    creates.push(session);
-                }
-                calls.push((session, group.fence, &group.bodies));
-                members.push(&group.members);
+    // One call per session on a Cluster (a call stays within one slot); on one Redis the
+    // sessions share calls of up to MANY_PER_CALL sessions. A session's groups stay in one call,
+    // in order, so a retried call cannot reorder them.
+    let mut calls: Vec<(&str, Fence, &[String])> = Vec::new();
+    let mut members: Vec<&[usize]> = Vec::new();
+    let mut creates: Vec<(&str, usize)> = Vec::new();
+    for session in &order {
+        for group in by_session.get(session).map(Vec::as_slice).unwrap_or(&[]) {
+            if group.bodies.is_empty() {
+                continue; // barriers only: nothing to write
             }
+            if group.fence == Fence::Create {
+                creates.push((session, calls.len()));
+            }
+            calls.push((session, group.fence, &group.bodies));
+            members.push(&group.members);
         }
-        // The calls of one commit go out together (pipelined on the connection, answered in
-        // order). A session's groups stay in one call, so a retried call cannot reorder them.
-        let mut chunks: Vec<&[(&str, Fence, &[String])]> = Vec::new();
-        let mut from = 0;
-        for i in 1..=calls.len() {
-            let cut =
-                i == calls.len() || (i - from >= MANY_PER_CALL && calls[i].0 != calls[i - 1].0);
-            if cut {
+    }
+    let per_call = if log.is_single() { MANY_PER_CALL } else { 1 };
+    let mut chunks: Vec<&[(&str, Fence, &[String])]> = Vec::new();
+    let mut from = 0;
+    let mut sessions = 0;
+    for i in 1..=calls.len() {
+        if i == calls.len() || calls[i].0 != calls[i - 1].0 {
+            sessions += 1;
+            if i == calls.len() || sessions >= per_call {
                 chunks.push(&calls[from..i]);
                 from = i;
+                sessions = 0;
             }
         }
-        let answers = futures_util::future::join_all(
-            chunks
-                .iter()
-                .map(|slice| log.append_many_with_retry(node, slice)),
-        )
-        .await;
-        for (i, result) in answers.into_iter().flatten().enumerate() {
-            for &m in members[i] {
-                outcomes[m] = result.clone();
-            }
-        }
-        // Barriers (and groups of only barriers) keep Ok: they follow what was committed.
-        if !creates.is_empty() {
-            let (log, node) = (log.clone(), node.to_string());
-            let creates: Vec<String> = creates.into_iter().map(str::to_string).collect();
-            tokio::spawn(async move {
-                for session in creates {
-                    log.note_owner(&node, &session).await;
-                }
-            });
-        }
-        return outcomes;
     }
-    let runs = order.iter().map(|session| {
-        let groups = by_session.get(session).map(Vec::as_slice).unwrap_or(&[]);
-        async move {
-            let mut results = Vec::new();
-            for group in groups {
-                let result = if group.bodies.is_empty() {
-                    Ok(())
-                } else {
-                    log.append_with_retry(session, node, group.fence, &group.bodies)
-                        .await
-                };
-                if group.fence == Fence::Create && result.is_ok() {
-                    // The owner index is for takeovers after a crash: not worth a round trip
-                    // before the greeting.
-                    let (log, node, session) = (log.clone(), node.to_string(), session.to_string());
-                    tokio::spawn(async move { log.note_owner(&node, &session).await });
-                }
-                results.push((group, result));
-            }
-            results
+    let answers =
+        futures_util::future::join_all(chunks.iter().map(|slice| log.append_call(node, slice)))
+            .await;
+    let answers: Vec<Result<(), JournalError>> = answers.into_iter().flatten().collect();
+    for (result, members) in answers.iter().zip(&members) {
+        for &m in *members {
+            outcomes[m] = result.clone();
         }
-    });
-    for results in futures_util::future::join_all(runs).await {
-        for (group, result) in results {
-            for &i in &group.members {
-                outcomes[i] = result.clone();
-            }
-        }
+    }
+    // Barriers (and groups of only barriers) keep Ok: they follow what was committed.
+    let created: Vec<String> = creates
+        .into_iter()
+        .filter(|&(_, call)| answers.get(call).is_some_and(Result::is_ok))
+        .map(|(session, _)| session.to_string())
+        .collect();
+    if !created.is_empty() {
+        // The owner index is for takeovers after a crash: not worth a wait before the
+        // greeting.
+        let (log, node) = (log.clone(), node.to_string());
+        tokio::spawn(async move { log.note_owners(&node, &created).await });
     }
     outcomes
 }
