@@ -8,10 +8,10 @@
 
 mod support;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use gateway::dispatch::{DispatchError, Enqueued, Offered, TransferTarget};
+use gateway::dispatch::{Capacity, DispatchError, Enqueued, Offered, TransferTarget};
 use support::dispatch_env::{agent_of, load, position_of, spec, ticket, Env};
 
 both_backends!(
@@ -30,6 +30,7 @@ both_backends!(
     race_200_customers_10_agents_two_nodes,
     only_free_ready_agents_are_picked_as_they_change,
     offer_to_the_last_agent_is_atomic_and_never_over_capacity,
+    capacity_sums_ready_agents_per_group_as_the_snapshot_does,
 );
 
 async fn least_loaded_then_idle_longest(env: Env) {
@@ -668,4 +669,32 @@ async fn offer_to_the_last_agent_is_atomic_and_never_over_capacity(env: Env) {
         agent_of(&d.enqueue(ticket("late", "g", 0)).await.unwrap()),
         "a2"
     );
+}
+
+async fn capacity_sums_ready_agents_per_group_as_the_snapshot_does(env: Env) {
+    let d = &env.d;
+    d.agent_online(&spec("a1", &["g", "h"], 3), "n1")
+        .await
+        .unwrap();
+    d.agent_online(&spec("a2", &["g"], 5), "n1").await.unwrap();
+    d.agent_online(&spec("a3", &["h"], 4), "n2").await.unwrap();
+    d.agent_online(&spec("a4", &["k"], 2), "n2").await.unwrap();
+    for s in ["s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9"] {
+        d.enqueue(ticket(s, "g", 0)).await.unwrap();
+    }
+    d.enqueue(ticket("t1", "h", 0)).await.unwrap();
+    // a1 ready at a lowered 2, a2 ready at its roster's 5 (loads do not count), a3 ready then
+    // away, a4 never ready.
+    d.agent_ready("a1", Some(2)).await.unwrap();
+    d.agent_ready("a2", None).await.unwrap();
+    d.agent_ready("a3", None).await.unwrap();
+    d.agent_away("a3").await.unwrap();
+    let capacity = d.capacity().await.unwrap();
+    assert_eq!(
+        capacity.ready,
+        HashMap::from([("g".to_string(), 7), ("h".to_string(), 2)])
+    );
+    assert_eq!(capacity.queues["g"], 2, "9 queued, 7 taken");
+    assert_eq!(capacity.queues["h"], 0);
+    assert_eq!(capacity, Capacity::of(&d.snapshot().await.unwrap()));
 }

@@ -53,7 +53,7 @@ mod memory;
 pub mod redis;
 mod settings;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use async_trait::async_trait;
@@ -216,6 +216,37 @@ pub struct Snapshot {
     pub agents: Vec<AgentView>,
 }
 
+/// What the once-a-second estimate of waits needs: queue lengths, and per group the summed
+/// capacity of its ready agents.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Capacity {
+    /// Queue length of every group seen so far, as in [`Snapshot::queues`].
+    pub queues: BTreeMap<String, usize>,
+    /// Group -> capacity of the group's ready agents (groups without one are absent).
+    pub ready: HashMap<String, u32>,
+}
+
+impl Capacity {
+    /// The capacity a snapshot shows.
+    pub fn of(snapshot: &Snapshot) -> Self {
+        let mut ready: HashMap<String, u32> = HashMap::new();
+        for agent in snapshot
+            .agents
+            .iter()
+            .filter(|a| a.status == AgentStatus::Ready)
+        {
+            for group in &agent.groups {
+                let sum = ready.entry(group.clone()).or_insert(0);
+                *sum = sum.saturating_add(agent.capacity);
+            }
+        }
+        Self {
+            queues: snapshot.queues.clone(),
+            ready,
+        }
+    }
+}
+
 /// Why a dispatch operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
@@ -291,6 +322,11 @@ pub trait Dispatcher: Send + Sync {
     async fn reap(&self, grace_ms: u64) -> Result<Requeued, DispatchError>;
     /// Queue lengths and agents.
     async fn snapshot(&self) -> Result<Snapshot, DispatchError>;
+    /// Queue lengths and ready capacity per group: what every node asks once a second, so
+    /// a backend may answer it more cheaply than with a whole [`Dispatcher::snapshot`].
+    async fn capacity(&self) -> Result<Capacity, DispatchError> {
+        Ok(Capacity::of(&self.snapshot().await?))
+    }
     /// The sessions assigned to `agent` and the node of its socket, without a whole
     /// [`Dispatcher::snapshot`] (an agent connecting on a node that has not served it; a frame
     /// for an agent that moved). Unknown agent: nothing.

@@ -5,7 +5,6 @@ use std::time::Duration;
 use super::positions::tell_position;
 use super::NodeEvent;
 use super::Relay;
-use crate::dispatch::AgentStatus;
 use crate::protocol::AgentServerFrame;
 use crate::session::SessionState;
 use crate::telemetry::metric;
@@ -36,23 +35,13 @@ impl Relay {
 
 /// Ready capacity per group (for estimated waits) and queue lengths (for metrics).
 async fn refresh_capacity(relay: &Relay) {
-    let Ok(snapshot) = relay.dispatcher.snapshot().await else {
+    let Ok(capacity) = relay.dispatcher.capacity().await else {
         return;
     };
-    let mut capacity = std::collections::HashMap::new();
-    for agent in snapshot
-        .agents
-        .iter()
-        .filter(|a| a.status == AgentStatus::Ready)
-    {
-        for group in &agent.groups {
-            *capacity.entry(group.clone()).or_insert(0) += agent.capacity;
-        }
-    }
-    for (group, len) in &snapshot.queues {
+    for (group, len) in &capacity.queues {
         metrics::gauge!(metric::QUEUE_LENGTH, "group" => group.clone()).set(*len as f64);
     }
-    relay.set_capacity(capacity);
+    relay.set_capacity(capacity.ready);
 }
 
 /// Frames told in one go before the tick pauses (see [`refresh_positions`]).

@@ -2,7 +2,8 @@
 //! [`DispatchError::Protocol`], never a panic.
 
 use crate::dispatch::{
-    AgentStatus, AgentView, Assignment, DispatchError, Enqueued, Requeued, Snapshot, Ticket,
+    AgentStatus, AgentView, Assignment, Capacity, DispatchError, Enqueued, Requeued, Snapshot,
+    Ticket,
 };
 
 /// `[status, result, assignments, tickets]` as the mutating scripts return it.
@@ -126,17 +127,37 @@ pub(super) fn parse_position(r: &[String]) -> Result<Option<(String, usize)>, Di
     }
 }
 
+/// `[name, number, name, number, …]` as the views return counts per group.
+fn counts<T: std::str::FromStr, C: FromIterator<(String, T)>>(
+    what: &str,
+    flat: &[String],
+) -> Result<C, DispatchError> {
+    flat.chunks(2)
+        .map(|pair| match pair {
+            [name, n] => Ok((name.clone(), int(what, n)?)),
+            _ => Err(bad(format!("odd list of {what}"))),
+        })
+        .collect()
+}
+
+/// `{ {group, len, ...}, {group, ready capacity, ...} }` from `view.lua capacity`.
+pub(super) fn parse_capacity(
+    (queues, ready): (Vec<String>, Vec<String>),
+) -> Result<Capacity, DispatchError> {
+    Ok(Capacity {
+        queues: counts("queue length", &queues)?,
+        ready: counts("ready capacity", &ready)?,
+    })
+}
+
 /// `([group, len, …], [[id, status, node, cap, roster, groups_json, sessions…], …])`.
 pub(super) fn parse_snapshot(
     (queues, agents): (Vec<String>, Vec<Vec<String>>),
 ) -> Result<Snapshot, DispatchError> {
-    let mut snap = Snapshot::default();
-    for pair in queues.chunks(2) {
-        let [group, len] = pair else {
-            return Err(bad("odd queue list"));
-        };
-        snap.queues.insert(group.clone(), int("queue length", len)?);
-    }
+    let mut snap = Snapshot {
+        queues: counts("queue length", &queues)?,
+        ..Snapshot::default()
+    };
     for row in agents {
         let [id, status, node, cap, roster, groups, sessions @ ..] = row.as_slice() else {
             return Err(bad(format!("agent row {row:?}")));

@@ -1,15 +1,33 @@
--- Read-only views, atomic. ARGV: 'position', session | 'snapshot'.
+-- Read-only views, atomic. ARGV: 'position', session | 'capacity' | 'snapshot'.
 if ARGV[1] == 'position' then
   local f = redis.call('HMGET', key('t', ARGV[2]), 'group', 'state')
   if f[2] ~= 'q' then return {} end
   return {f[1], redis.call('ZRANK', key('q', f[1]), ARGV[2]) + 1}
 end
--- snapshot: { {group, len, group, len, ...}, { {id, status, node, cap, roster, groups, s...}, ...} }
 local queues = {}
 for _, g in ipairs(redis.call('SMEMBERS', K_GROUPS)) do
   table.insert(queues, g)
   table.insert(queues, redis.call('ZCARD', key('q', g)))
 end
+-- capacity: { {group, len, ...}, {group, summed capacity of its ready agents, ...} }: what
+-- every node asks once a second, without the agents' chat lists (see `Capacity::of`).
+if ARGV[1] == 'capacity' then
+  local sums, ready = {}, {}
+  for _, id in ipairs(redis.call('SMEMBERS', K_AGENTS)) do
+    local a = redis.call('HMGET', key('agent', id), 'status', 'cap', 'groups')
+    if a[1] == 'ready' then
+      for _, g in ipairs(cjson.decode(a[3] or '[]')) do
+        sums[g] = (sums[g] or 0) + (tonumber(a[2]) or 0)
+      end
+    end
+  end
+  for g, n in pairs(sums) do
+    table.insert(ready, g)
+    table.insert(ready, num(n))
+  end
+  return {queues, ready}
+end
+-- snapshot: { {group, len, group, len, ...}, { {id, status, node, cap, roster, groups, s...}, ...} }
 local agents = {}
 for _, id in ipairs(redis.call('SMEMBERS', K_AGENTS)) do
   local a = redis.call('HMGET', key('agent', id), 'status', 'node', 'cap', 'roster', 'groups')
