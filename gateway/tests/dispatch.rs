@@ -698,3 +698,78 @@ async fn capacity_sums_ready_agents_per_group_as_the_snapshot_does(env: Env) {
     assert_eq!(capacity.queues["h"], 0);
     assert_eq!(capacity, Capacity::of(&d.snapshot().await.unwrap()));
 }
+
+/// Redis picks from a per-group sorted set (`{prefix}:pick:<group>`) instead of scanning the
+/// group. A wrong entry there (left by a crash between versions, or by hand) must cost at most
+/// a retry: a full or away agent at the head is checked, corrected and passed over, never
+/// given a chat over capacity, and a free agent missing from the set is not a stuck queue once
+/// its state changes.
+#[tokio::test]
+async fn redis_pick_set_corrects_entries_out_of_step() {
+    use gateway::dispatch::{Dispatcher, RedisDispatcher};
+    use support::redis_server::{unique_prefix, RedisServer};
+    let server = RedisServer::start();
+    let prefix = unique_prefix("pick");
+    let d = RedisDispatcher::connect(server.url(), &prefix)
+        .await
+        .unwrap();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let pick = format!("{{{prefix}}}:pick:g");
+    d.agent_online(&spec("full", &["g"], 1), "n1")
+        .await
+        .unwrap();
+    d.agent_online(&spec("away", &["g"], 3), "n1")
+        .await
+        .unwrap();
+    d.agent_online(&spec("free", &["g"], 2), "n1")
+        .await
+        .unwrap();
+    d.agent_ready("full", None).await.unwrap();
+    d.agent_ready("free", None).await.unwrap();
+    assert_eq!(
+        agent_of(&d.enqueue(ticket("s1", "g", 0)).await.unwrap()),
+        "full"
+    );
+    // Forged heads: the full agent and the away one, both at load 0 and idle longest.
+    for id in ["full", "away"] {
+        let member = format!("{:020}:{id}", 0);
+        let _: () = redis::cmd("ZADD")
+            .arg(&pick)
+            .arg(0)
+            .arg(&member)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        agent_of(&d.enqueue(ticket("s2", "g", 0)).await.unwrap()),
+        "free"
+    );
+    assert_eq!(
+        agent_of(&d.enqueue(ticket("s3", "g", 0)).await.unwrap()),
+        "free"
+    );
+    assert_eq!(
+        position_of(&d.enqueue(ticket("s4", "g", 0)).await.unwrap()),
+        1
+    );
+    let left: Vec<String> = redis::cmd("ZRANGE")
+        .arg(&pick)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "every agent is full or away: {left:?}");
+    let snap = d.snapshot().await.unwrap();
+    assert_eq!((load(&snap, "full"), load(&snap, "free")), (1, 2));
+    // A free agent lost from the set: its next change (here a release) puts it back.
+    let _: () = redis::cmd("DEL")
+        .arg(&pick)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let got = d.release("free", "s2").await.unwrap();
+    assert_eq!((got.len(), got[0].session.as_str()), (1, "s4"));
+}

@@ -8,10 +8,9 @@ local ak = key('agent', id)
 if op == 'online' then
   local node, groups, cap = ARGV[3], ARGV[4], ARGV[5]
   if redis.call('EXISTS', ak) == 1 then
-    for _, g in ipairs(agent_groups(id)) do
-      redis.call('SREM', key('group', g), id)
-      redis.call('SREM', key('free', g), id)
-    end
+    local groups = agent_groups(id)
+    for _, g in ipairs(groups) do redis.call('SREM', key('group', g), id) end
+    unpick(id, groups)
     local old = redis.call('HGET', ak, 'node')
     if old then redis.call('SREM', key('node_agents', old), id) end
   end

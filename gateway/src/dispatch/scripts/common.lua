@@ -41,16 +41,53 @@ local function agent_groups(id)
   return cjson.decode(g)
 end
 
--- `{p}:free:<g>`: the agents of group g that are ready with a free slot, the only ones
--- pick_agent looks at. At a peak every agent is full and the queues are long: scanning every
--- member of the group (two calls each) on every enqueue and release made the scripts Redis's
--- largest cost (~0.6 ms and ~100 calls each) and every PUBLISH waited behind them. Kept in
--- step by sync_free wherever an agent's status, capacity or chats change.
-local function sync_free(id, groups)
-  local a = redis.call('HMGET', key('agent', id), 'status', 'cap')
-  local free = a[1] == 'ready' and redis.call('SCARD', key('chats', id)) < (tonumber(a[2]) or 0)
-  for _, g in ipairs(groups or agent_groups(id)) do
-    if free then redis.call('SADD', key('free', g), id) else redis.call('SREM', key('free', g), id) end
+-- `{p}:pick:<g>`: the agents of group g that are ready with a free slot, in the order pick_agent
+-- takes them, so a pick is one ZRANGE. Score: load / capacity (IEEE division is correctly
+-- rounded, so equal ratios give equal scores and, for capacities below 2^26, different ratios
+-- keep their order: the same as the memory backend's cross-multiplication). Member:
+-- `<idle seq, 20 digits>:<id>`, so among equal loads the agent idle longest, then the lowest
+-- id, comes first (members of one score are ordered bytewise). The agent's current member is
+-- kept in its hash (`pick`) so a change replaces it.
+--
+-- Why: at a sale-day peak a plain set of free agents had to be scanned (two calls per agent)
+-- on every enqueue that found no queue, ~0.2-0.6 ms of Redis per call, the largest single
+-- cost in Redis, and every PUBLISH and log append waited behind it. Kept in step by sync_free
+-- wherever an agent's status, capacity, idle order or chats change.
+local IDLE_DIGITS = 20
+local function pick_member(idle, id) return string.format('%020d', idle) .. ':' .. id end
+local function pick_id(member) return string.sub(member, IDLE_DIGITS + 2) end
+
+-- The agent's entry in the pick sets as it should be now: member and score, or nil if the
+-- agent must not get a chat (not ready, or full).
+local function pick_entry(id)
+  local a = redis.call('HMGET', key('agent', id), 'status', 'cap', 'idle')
+  local cap = tonumber(a[2]) or 0
+  if a[1] ~= 'ready' or cap <= 0 then return nil end
+  local load = redis.call('SCARD', key('chats', id))
+  if load >= cap then return nil end
+  return pick_member(tonumber(a[3]) or 0, id), string.format('%.17g', load / cap)
+end
+
+-- Takes agent id out of the pick sets of `groups` (its entry as last recorded).
+local function unpick(id, groups)
+  local old = redis.call('HGET', key('agent', id), 'pick')
+  if not old then return end
+  for _, g in ipairs(groups) do redis.call('ZREM', key('pick', g), old) end
+  redis.call('HDEL', key('agent', id), 'pick')
+end
+
+local function sync_free(id)
+  local groups = agent_groups(id)
+  local member, score = pick_entry(id)
+  local old = redis.call('HGET', key('agent', id), 'pick')
+  for _, g in ipairs(groups) do
+    if old and old ~= member then redis.call('ZREM', key('pick', g), old) end
+    if member then redis.call('ZADD', key('pick', g), score, member) end
+  end
+  if member then
+    if old ~= member then redis.call('HSET', key('agent', id), 'pick', member) end
+  elseif old then
+    redis.call('HDEL', key('agent', id), 'pick')
   end
 end
 
@@ -69,26 +106,22 @@ local function current(s)
   return {'a', s, f[4], f[1], f[2] or '', anode, f[5] or '0'}
 end
 
--- The free ready agent of group g that should get the next chat: least load/capacity
--- (cross-multiplied, exact), then idle longest (lowest idle seq), then lowest id. Only the
--- group's free agents are candidates; each is checked again here.
+-- The free ready agent of group g that should get the next chat: least load/capacity, then
+-- idle longest (lowest idle seq), then lowest id: the head of the group's pick set. The head
+-- is checked against the agent's state; an entry that is out of step is corrected and the
+-- next head taken, so a stale entry can cost a retry but never an assignment over capacity.
 local function pick_agent(g)
-  local best, bl, bc, bi
-  for _, id in ipairs(redis.call('SMEMBERS', key('free', g))) do
-    local a = redis.call('HMGET', key('agent', id), 'status', 'cap', 'idle')
-    if a[1] == 'ready' then
-      local cap = tonumber(a[2]) or 0
-      local load = redis.call('SCARD', key('chats', id))
-      if load < cap then
-        local idle = tonumber(a[3]) or 0
-        if best == nil or load * bc < bl * cap
-          or (load * bc == bl * cap and (idle < bi or (idle == bi and id < best))) then
-          best, bl, bc, bi = id, load, cap, idle
-        end
-      end
-    end
+  local pk = key('pick', g)
+  for _ = 1, redis.call('ZCARD', pk) do
+    local h = redis.call('ZRANGE', pk, 0, 0, 'WITHSCORES')
+    if #h == 0 then return nil end
+    local id = pick_id(h[1])
+    local member, score = pick_entry(id)
+    if member == h[1] and tonumber(score) == tonumber(h[2]) then return id end
+    redis.call('ZREM', pk, h[1])
+    sync_free(id)
   end
-  return best
+  return nil
 end
 
 -- Hands ticket s to agent id; returns the assignment tuple.
@@ -149,10 +182,9 @@ local function remove_agent(id, tickets)
   local ak = key('agent', id)
   if redis.call('EXISTS', ak) == 0 then return {} end
   local node = redis.call('HGET', ak, 'node')
-  for _, g in ipairs(agent_groups(id)) do
-    redis.call('SREM', key('group', g), id)
-    redis.call('SREM', key('free', g), id)
-  end
+  local served = agent_groups(id)
+  for _, g in ipairs(served) do redis.call('SREM', key('group', g), id) end
+  unpick(id, served)
   local chats = {}
   for _, s in ipairs(redis.call('SMEMBERS', key('chats', id))) do
     local seq = tonumber(redis.call('HGET', key('t', s), 'seq'))
