@@ -28,9 +28,15 @@ use crate::protocol::{AgentServerFrame, CustomerInfo, ErrorCode, Lang, ServerFra
 use crate::session::{Milestone, Session, SessionState, Speaker, TranscriptEntry};
 use crate::telemetry::metric;
 
-/// Tries of an enqueue that failed on the way to Redis. The script is idempotent (a known
-/// session keeps its place), so a retry after a timeout cannot queue a customer twice.
-const ENQUEUE_ATTEMPTS: u32 = 3;
+/// Tries of an enqueue or a release that failed on the way to Redis. Both scripts are
+/// idempotent (a known session keeps its place; an ended one is not ended again), so a retry
+/// after a timeout cannot queue a customer twice or free a slot twice.
+const DISPATCH_ATTEMPTS: u32 = 3;
+
+/// The pause before retry `attempt + 1` of a dispatcher call that failed on Redis.
+fn retry_pause(attempt: u32) -> Duration {
+    Duration::from_millis(250 * u64::from(attempt))
+}
 
 impl Relay {
     /// Puts a session that asked for a human into its group's queue (or straight to an agent).
@@ -152,10 +158,10 @@ async fn enqueue_now(relay: &Relay, session: &Arc<Session>, ticket: Ticket) {
     let mut attempt = 1;
     let result = loop {
         match relay.dispatcher.enqueue(ticket.clone()).await {
-            Err(DispatchError::Redis(err)) if attempt < ENQUEUE_ATTEMPTS => {
+            Err(DispatchError::Redis(err)) if attempt < DISPATCH_ATTEMPTS => {
                 metrics::counter!(metric::DISPATCH_RETRIES_TOTAL).increment(1);
                 tracing::warn!(error = %err, attempt, "enqueue failed; retrying");
-                tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
+                tokio::time::sleep(retry_pause(attempt)).await;
                 attempt += 1;
             }
             other => break other,
