@@ -53,7 +53,11 @@ impl Relay {
         session: String,
         customer_node: &str,
     ) -> Result<(), DispatchError> {
-        let assignments = self.release_retrying(agent.id(), &session).await?;
+        // Retried (as an enqueue is) when Redis fails: a close sent while Redis restarts
+        // would otherwise come back as `internal` with the chat still open, and a console that
+        // took the close for done would miss the customer's next words.
+        let release = || self.dispatcher.release(agent.id(), &session);
+        let assignments = super::retry_on_redis("release", release).await?;
         agent.forget_chat(&session);
         let event = CustomerEvent::ChatClosed {
             agent: agent.id().to_string(),
@@ -69,30 +73,6 @@ impl Relay {
         });
         self.announce(assignments).await;
         Ok(())
-    }
-
-    /// The dispatcher's `release`, tried again (as an enqueue is) when Redis fails: a close
-    /// sent while Redis restarts would otherwise come back as `internal` with the chat still
-    /// open, and a console that took the close for done would miss the customer's next
-    /// words. A release is idempotent (an ended session is a no-op), so a retry after a lost
-    /// answer is safe.
-    async fn release_retrying(
-        &self,
-        agent: &str,
-        session: &str,
-    ) -> Result<Vec<crate::dispatch::Assignment>, DispatchError> {
-        let mut attempt = 1;
-        loop {
-            match self.dispatcher.release(agent, session).await {
-                Err(DispatchError::Redis(err)) if attempt < super::DISPATCH_ATTEMPTS => {
-                    metrics::counter!(metric::DISPATCH_RETRIES_TOTAL).increment(1);
-                    tracing::warn!(error = %err, attempt, "release failed; retrying");
-                    tokio::time::sleep(super::retry_pause(attempt)).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
     }
 
     /// `transfer`: the chat goes to another group's queue or straight to another agent.

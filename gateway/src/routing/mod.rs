@@ -33,9 +33,26 @@ use crate::telemetry::metric;
 /// after a timeout cannot queue a customer twice or free a slot twice.
 const DISPATCH_ATTEMPTS: u32 = 3;
 
-/// The pause before retry `attempt + 1` of a dispatcher call that failed on Redis.
-fn retry_pause(attempt: u32) -> Duration {
-    Duration::from_millis(250 * u64::from(attempt))
+/// Runs the dispatcher call `call` (named `what` in the log), again after a pause when Redis
+/// failed, up to [`DISPATCH_ATTEMPTS`] times; any other answer is returned at once. Only for
+/// idempotent calls.
+async fn retry_on_redis<T, F, Fut>(what: &'static str, mut call: F) -> Result<T, DispatchError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, DispatchError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Err(DispatchError::Redis(err)) if attempt < DISPATCH_ATTEMPTS => {
+                metrics::counter!(metric::DISPATCH_RETRIES_TOTAL).increment(1);
+                tracing::warn!(error = %err, attempt, call = what, "dispatcher call failed; retrying");
+                tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 impl Relay {
@@ -155,18 +172,7 @@ impl Relay {
 
 /// [`enqueue`] without the last-agent preference, with retries.
 async fn enqueue_now(relay: &Relay, session: &Arc<Session>, ticket: Ticket) {
-    let mut attempt = 1;
-    let result = loop {
-        match relay.dispatcher.enqueue(ticket.clone()).await {
-            Err(DispatchError::Redis(err)) if attempt < DISPATCH_ATTEMPTS => {
-                metrics::counter!(metric::DISPATCH_RETRIES_TOTAL).increment(1);
-                tracing::warn!(error = %err, attempt, "enqueue failed; retrying");
-                tokio::time::sleep(retry_pause(attempt)).await;
-                attempt += 1;
-            }
-            other => break other,
-        }
-    };
+    let result = retry_on_redis("enqueue", || relay.dispatcher.enqueue(ticket.clone())).await;
     match result {
         Ok(Enqueued::Assigned(assignment)) => {
             let node = assignment.customer_node.clone();
