@@ -9,6 +9,12 @@ use clap::{Parser, Subcommand};
 use gateway::telemetry::{self, LogFormat};
 use gateway::{Application, Settings};
 
+/// mimalloc rather than the system allocator: a node allocates and frees many small frames,
+/// often on another worker thread than the one that allocated them, where glibc's arenas
+/// cost a fifth of the user time at a sale-day peak.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "kefu-gateway",

@@ -49,6 +49,16 @@ pub fn default_gateway_bin() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/kefu-gateway")
 }
 
+/// Runtime worker threads for each of `processes` processes that share this machine: its
+/// cores divided between them (at least one). The spawned nodes stand for machines of their
+/// own; with a runtime thread per core each, four nodes on two cores ran eight threads that
+/// mostly woke each other up, and the context switches were a good part of the kernel's time
+/// at a sale-day peak.
+pub fn threads_per_process(processes: u32) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / processes.max(1) as usize).max(1)
+}
+
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> anyhow::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
@@ -192,6 +202,12 @@ impl Cluster {
             if let Some(url) = &redis_url {
                 node_env.push(("KEFU__DISPATCH__BACKEND".to_owned(), "redis".to_owned()));
                 node_env.push(("KEFU__DISPATCH__REDIS_URL".to_owned(), url.clone()));
+            }
+            if std::env::var_os("KEFU__SERVER__WORKER_THREADS").is_none() {
+                node_env.push((
+                    "KEFU__SERVER__WORKER_THREADS".to_owned(),
+                    threads_per_process(n).to_string(),
+                ));
             }
             node_env.extend(env.iter().cloned());
             cluster.nodes.push(Node {

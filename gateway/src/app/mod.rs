@@ -217,6 +217,7 @@ impl Application {
             routing: settings.routing.clone(),
             agent_grace_ms: settings.dispatch.agent_grace_ms,
             capacity: Default::default(),
+            awaiting: Default::default(),
         });
         let state = Arc::new(Shared {
             node_id,

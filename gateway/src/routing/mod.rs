@@ -112,6 +112,8 @@ impl Relay {
             session.with_service(|c| {
                 c.awaiting_since.get_or_insert_with(Instant::now);
             });
+            // After the wait is set: the SLA check drops an entry it finds not waiting.
+            self.awaiting.insert(session.id.clone());
         }
         let event = NodeEvent::ToAgent {
             agent,

@@ -3,9 +3,9 @@
 //! neither socket module nor the HTTP layer is needed to hand off, assign or relay, and
 //! routing can be built and driven on its own.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Deref;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::agents::Agents;
 use crate::config::RoutingSettings;
@@ -38,6 +38,30 @@ pub struct Parts {
     pub agent_grace_ms: u64,
     /// Capacity of ready agents per group, refreshed every second (for estimated waits).
     pub capacity: Capacity,
+    /// Sessions whose customer may be waiting for their agent's reply (for the SLA check).
+    pub awaiting: Awaiting,
+}
+
+/// Ids of sessions whose customer wrote to their agent and may still wait for the reply:
+/// what the once-a-second SLA check visits instead of every session of the node. An entry
+/// stays until a check finds the wait over (answered, warned, chat gone), so the set holds
+/// at most the node's sessions with an agent plus those that ended since the last check.
+#[derive(Default)]
+pub struct Awaiting(Mutex<HashSet<Arc<str>>>);
+
+impl Awaiting {
+    /// `session`'s customer waits for the reply (again).
+    pub fn insert(&self, session: Arc<str>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(session);
+    }
+
+    /// Every entry, leaving the set empty.
+    pub(super) fn take(&self) -> HashSet<Arc<str>> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 /// Ready capacity per group, as of the last routing tick (empty at first).

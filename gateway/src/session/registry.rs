@@ -173,29 +173,28 @@ impl Sessions {
     }
 
     /// Forgets sessions whose socket has been gone longer than the grace period and returns
-    /// them (state untouched), so routing can cancel what they were waiting for.
+    /// them (state untouched), so routing can cancel what they were waiting for. Sessions
+    /// another node took over go without a trace here: the new owner has them. One pass over
+    /// the map, each check and its removal under the map's lock (so a session that reattaches
+    /// meanwhile is either checked after it did or kept).
     pub fn reap_expired(&self) -> Vec<Arc<Session>> {
         let now = Instant::now();
-        // Sessions another node took over go without a trace here: the new owner has them.
-        let fenced = self.map.len();
-        self.map.retain(|_, s| !s.is_fenced());
-        if self.map.len() != fenced {
-            self.update_gauge();
-        }
-        let expired: Vec<Arc<str>> = self
-            .map
-            .iter()
-            .filter(|e| self.is_expired(e.value(), now))
-            .map(|e| e.key().clone())
-            .collect();
-        let mut removed = Vec::with_capacity(expired.len());
-        for id in expired {
-            if let Some((_, session)) = self.map.remove_if(&id, |_, s| self.is_expired(s, now)) {
-                removed.push(session);
+        let before = self.map.len();
+        let mut removed = Vec::new();
+        self.map.retain(|_, s| {
+            if s.is_fenced() {
+                return false;
             }
-        }
+            if self.is_expired(s, now) {
+                removed.push(s.clone());
+                return false;
+            }
+            true
+        });
         if !removed.is_empty() {
             metrics::counter!(metric::SESSIONS_EXPIRED_TOTAL).increment(removed.len() as u64);
+        }
+        if self.map.len() != before {
             self.update_gauge();
         }
         removed

@@ -245,6 +245,41 @@ async fn sla_warning_when_a_customer_waits_too_long(backend: Backend) {
     let warning = agent.recv_type("sla_warning").await;
     assert_eq!(warning["session"], session.as_str());
     assert!(warning["waiting_s"].as_u64().unwrap() >= 1);
+    // Once per wait: more messages in the same wait bring no second warning.
+    c.say("q2", "在吗？").await;
+    agent.recv_type("message").await;
+    let frames = agent.drain(Duration::from_millis(2500)).await;
+    assert!(
+        frames.iter().all(|f| f["type"] != "sla_warning"),
+        "a second warning in one wait: {frames:?}"
+    );
+
+    // A reply ends the wait; the customer's next message starts a new one, warned again.
+    agent
+        .send(json!({"type":"message","session":session,"id":"a-1","text":"在的"}))
+        .await;
+    c.recv_type("message").await;
+    c.say("q3", "好的，还有一个问题").await;
+    agent.recv_type("message").await;
+    let again = agent.recv_type("sla_warning").await;
+    assert_eq!(again["session"], session.as_str());
+
+    // A wait answered within the SLA is not warned.
+    agent
+        .send(json!({"type":"message","session":session,"id":"a-2","text":"请说"}))
+        .await;
+    c.recv_type("message").await;
+    c.say("q4", "发货了吗").await;
+    agent.recv_type("message").await;
+    agent
+        .send(json!({"type":"message","session":session,"id":"a-3","text":"已发货"}))
+        .await;
+    c.recv_type("message").await;
+    let frames = agent.drain(Duration::from_millis(2500)).await;
+    assert!(
+        frames.iter().all(|f| f["type"] != "sla_warning"),
+        "a wait answered in time was warned: {frames:?}"
+    );
 }
 
 async fn agent_disconnect_requeues_to_another_agent(backend: Backend) {
