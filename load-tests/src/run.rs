@@ -364,11 +364,6 @@ fn spawn_worker(
     for t in &opts.targets {
         cmd.arg("--target").arg(t.to_string());
     }
-    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-        // Each worker's share of the cores (see `spawn::threads_per_process`).
-        let threads = crate::spawn::threads_per_process(workers);
-        cmd.env("TOKIO_WORKER_THREADS", threads.to_string());
-    }
     cmd.stdout(std::process::Stdio::piped())
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
