@@ -403,6 +403,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn nodes_split_the_cores_and_keep_at_least_one_thread() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(threads_per_process(1), cores);
+        assert_eq!(threads_per_process(0), cores);
+        assert_eq!(threads_per_process(cores as u32 * 2), 1);
+        assert_eq!(threads_per_process(u32::MAX), 1);
+        assert!(threads_per_process(2) * 2 <= cores.max(2));
+    }
+
+    #[test]
     fn roster_lists_every_agent_with_its_hash() {
         let text = r#"
             name = "t"
