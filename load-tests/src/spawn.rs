@@ -54,7 +54,7 @@ pub fn default_gateway_bin() -> PathBuf {
 /// own; with a runtime thread per core each, four nodes on two cores ran eight threads that
 /// mostly woke each other up, and the context switches were a good part of the kernel's time
 /// at a sale-day peak.
-pub fn threads_per_process(processes: u32) -> usize {
+fn threads_per_process(processes: u32) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     (cores / processes.max(1) as usize).max(1)
 }

@@ -251,27 +251,26 @@ async fn sla_warning_when_a_customer_waits_too_long(backend: Backend) {
     assert_no_sla_warning(&mut agent, "a second warning in one wait").await;
 
     // A reply ends the wait; the customer's next message starts a new one, warned again.
-    agent
-        .send(json!({"type":"message","session":session,"id":"a-1","text":"在的"}))
-        .await;
-    c.recv_type("message").await;
+    agent_replies(&mut agent, &mut c, &session, "a-1", "在的").await;
     c.say("q3", "好的，还有一个问题").await;
     agent.recv_type("message").await;
     let again = agent.recv_type("sla_warning").await;
     assert_eq!(again["session"], session.as_str());
 
     // A wait answered within the SLA is not warned.
-    agent
-        .send(json!({"type":"message","session":session,"id":"a-2","text":"请说"}))
-        .await;
-    c.recv_type("message").await;
+    agent_replies(&mut agent, &mut c, &session, "a-2", "请说").await;
     c.say("q4", "发货了吗").await;
     agent.recv_type("message").await;
+    agent_replies(&mut agent, &mut c, &session, "a-3", "已发货").await;
+    assert_no_sla_warning(&mut agent, "a wait answered in time was warned").await;
+}
+
+/// The agent writes `text` in `session` and the customer `c` gets it (a reply ends a wait).
+async fn agent_replies(agent: &mut Client, c: &mut Client, session: &str, id: &str, text: &str) {
     agent
-        .send(json!({"type":"message","session":session,"id":"a-3","text":"已发货"}))
+        .send(json!({"type":"message","session":session,"id":id,"text":text}))
         .await;
     c.recv_type("message").await;
-    assert_no_sla_warning(&mut agent, "a wait answered in time was warned").await;
 }
 
 /// Nothing the agent gets within a few SLA periods is an `sla_warning`.
