@@ -42,10 +42,12 @@
 //! - `files`: paths relative to the config and a file watch shared by the bot and roster.
 //! - `telemetry`: logs and the Prometheus metrics, every metric name described in one place.
 //! - `shutdown`: the node-wide stop signal.
+//! - `allocator`: how the binary's allocator gives freed memory back to the kernel.
 
 pub(crate) mod admin;
 pub(crate) mod agent;
 pub(crate) mod agents;
+pub mod allocator;
 pub(crate) mod app;
 pub(crate) mod attachments;
 pub(crate) mod bot;

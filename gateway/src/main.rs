@@ -54,6 +54,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    gateway::allocator::tune();
     let cli = Cli::parse();
     if let Some(Command::HashToken { token }) = &cli.command {
         println!("{}", gateway::roster::hash_token(token)?);

@@ -16,6 +16,18 @@ use load_tests::{idle, relay, run, spawn, svg};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Freed pages go back to the kernel with `MADV_FREE` rather than `MADV_DONTNEED`, so the
+/// sessions that end and begin all through a run reuse them without page faults (as the
+/// gateway's `allocator::tune` does, which explains it). Option 5 is mimalloc's
+/// `purge_decommits`; `MIMALLOC_PURGE_DECOMMITS` in the environment still decides.
+#[allow(unsafe_code)]
+fn tune_allocator() {
+    if std::env::var_os("MIMALLOC_PURGE_DECOMMITS").is_none() {
+        // SAFETY: sets an integer in mimalloc's static option table; no pointers.
+        unsafe { libmimalloc_sys::mi_option_set(5, 0) };
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "kefu-load",
@@ -163,6 +175,7 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     let rt = tokio::runtime::Runtime::new();
     let rt = match rt {
