@@ -773,3 +773,32 @@ async fn redis_pick_set_corrects_entries_out_of_step() {
     let got = d.release("free", "s2").await.unwrap();
     assert_eq!((got.len(), got[0].session.as_str()), (1, "s4"));
 }
+
+/// On Redis every node asks for the capacity view once a second, and the first to ask leaves
+/// a copy for the others (`view.lua`): a view asked again at once is that copy, even after a
+/// change, and the copy is gone within a second, so a change shows by the next tick.
+#[tokio::test]
+async fn redis_capacity_view_is_shared_for_under_a_second() {
+    use gateway::dispatch::{Dispatcher, RedisDispatcher};
+    use support::redis_server::{unique_prefix, RedisServer};
+    let server = RedisServer::start();
+    let prefix = unique_prefix("capacity");
+    let d = RedisDispatcher::connect(server.url(), &prefix)
+        .await
+        .unwrap();
+    d.agent_online(&spec("a1", &["g"], 3), "n1").await.unwrap();
+    d.agent_online(&spec("a2", &["g"], 4), "n2").await.unwrap();
+    d.agent_ready("a1", None).await.unwrap();
+    let first = d.capacity().await.unwrap();
+    assert_eq!(first.ready, HashMap::from([("g".to_string(), 3)]));
+    d.agent_ready("a2", None).await.unwrap();
+    assert_eq!(
+        d.capacity().await.unwrap(),
+        first,
+        "asked again at once: the copy"
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let later = d.capacity().await.unwrap();
+    assert_eq!(later.ready, HashMap::from([("g".to_string(), 7)]));
+    assert_eq!(later, Capacity::of(&d.snapshot().await.unwrap()));
+}
