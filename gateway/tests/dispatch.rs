@@ -699,6 +699,24 @@ async fn capacity_sums_ready_agents_per_group_as_the_snapshot_does(env: Env) {
     assert_eq!(capacity, Capacity::of(&d.snapshot().await.unwrap()));
 }
 
+/// A Redis dispatcher of its own: the server (kept alive by the caller), the key prefix, the
+/// dispatcher.
+async fn redis_dispatcher(
+    name: &str,
+) -> (
+    support::redis_server::RedisServer,
+    String,
+    gateway::dispatch::RedisDispatcher,
+) {
+    use support::redis_server::{unique_prefix, RedisServer};
+    let server = RedisServer::start();
+    let prefix = unique_prefix(name);
+    let d = gateway::dispatch::RedisDispatcher::connect(server.url(), &prefix)
+        .await
+        .unwrap();
+    (server, prefix, d)
+}
+
 /// Redis picks from a per-group sorted set (`{prefix}:pick:<group>`) instead of scanning the
 /// group. A wrong entry there (left by a crash between versions, or by hand) must cost at most
 /// a retry: a full or away agent at the head is checked, corrected and passed over, never
@@ -706,13 +724,8 @@ async fn capacity_sums_ready_agents_per_group_as_the_snapshot_does(env: Env) {
 /// its state changes.
 #[tokio::test]
 async fn redis_pick_set_corrects_entries_out_of_step() {
-    use gateway::dispatch::{Dispatcher, RedisDispatcher};
-    use support::redis_server::{unique_prefix, RedisServer};
-    let server = RedisServer::start();
-    let prefix = unique_prefix("pick");
-    let d = RedisDispatcher::connect(server.url(), &prefix)
-        .await
-        .unwrap();
+    use gateway::dispatch::Dispatcher;
+    let (server, prefix, d) = redis_dispatcher("pick").await;
     let client = redis::Client::open(server.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let pick = format!("{{{prefix}}}:pick:g");
@@ -779,13 +792,8 @@ async fn redis_pick_set_corrects_entries_out_of_step() {
 /// change, and the copy is gone within a second, so a change shows by the next tick.
 #[tokio::test]
 async fn redis_capacity_view_is_shared_for_under_a_second() {
-    use gateway::dispatch::{Dispatcher, RedisDispatcher};
-    use support::redis_server::{unique_prefix, RedisServer};
-    let server = RedisServer::start();
-    let prefix = unique_prefix("capacity");
-    let d = RedisDispatcher::connect(server.url(), &prefix)
-        .await
-        .unwrap();
+    use gateway::dispatch::Dispatcher;
+    let (_server, _, d) = redis_dispatcher("capacity").await;
     d.agent_online(&spec("a1", &["g"], 3), "n1").await.unwrap();
     d.agent_online(&spec("a2", &["g"], 4), "n2").await.unwrap();
     d.agent_ready("a1", None).await.unwrap();
