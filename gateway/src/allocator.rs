@@ -14,7 +14,7 @@
 //!
 //! `MIMALLOC_PURGE_DECOMMITS` in the environment still decides when it is set.
 
-use libmimalloc_sys::{mi_option_get, mi_option_set, mi_option_t};
+use libmimalloc_sys::{mi_option_set, mi_option_t};
 
 /// `mi_option_purge_decommits` in mimalloc's `mi_option_t` (`mimalloc.h`; the Rust bindings
 /// name only some options). The test below checks the index against its default.
@@ -36,11 +36,12 @@ pub fn tune() {
     unsafe { mi_option_set(PURGE_DECOMMITS, 0) };
 }
 
-/// Whether mimalloc purges by decommitting (`MADV_DONTNEED`).
+/// Whether mimalloc purges by decommitting (`MADV_DONTNEED`); for the test.
+#[cfg(test)]
 #[allow(unsafe_code)]
-pub fn purges_by_decommit() -> bool {
+fn purges_by_decommit() -> bool {
     // SAFETY: reads an integer from mimalloc's static option table.
-    unsafe { mi_option_get(PURGE_DECOMMITS) != 0 }
+    unsafe { libmimalloc_sys::mi_option_get(PURGE_DECOMMITS) != 0 }
 }
 
 #[cfg(test)]
